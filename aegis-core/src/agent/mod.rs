@@ -1,0 +1,37 @@
+//! Agents: the participants of a team.
+//!
+//! An [`Agent`] receives the messages other participants published since its last turn and
+//! returns a [`Response`]: one chat message for the team plus the inner events (tool calls,
+//! thoughts, ...) that led to it. This is AgentChat's `on_messages` contract, so teams can
+//! treat built-in agents and a Rust user's own agents alike.
+
+pub mod assistant;
+
+use async_trait::async_trait;
+
+use crate::message::AgentMessage;
+use crate::run::{RunContext, RunError};
+
+pub use assistant::AssistantAgent;
+
+/// What an agent produced in one turn.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Response {
+    /// The message published to the team.
+    pub chat_message: AgentMessage,
+    /// Events that happened on the way, in order; they are recorded but not published.
+    pub inner_messages: Vec<AgentMessage>,
+}
+
+/// A participant of a team.
+#[async_trait]
+pub trait Agent: Send {
+    /// Returns the agent's unique name within its team.
+    fn name(&self) -> &str;
+
+    /// Returns what the agent does, as shown to selectors and other agents.
+    fn description(&self) -> &str;
+
+    /// Handles the messages published since the agent's last turn and takes a turn.
+    async fn on_messages(&mut self, messages: &[AgentMessage], context: &mut RunContext<'_>) -> Result<Response, RunError>;
+}

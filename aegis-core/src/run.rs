@@ -1,0 +1,180 @@
+//! What agents and teams see of the run they execute in: the [`RunContext`] through which
+//! they publish messages and call models, and the [`RunError`] that ends a run.
+//!
+//! Agents never touch the store. Every message goes through [`RunContext::emit`] to a
+//! [`MessageSink`] that the engine backs with the store (so an active run shows its progress)
+//! and tests back with a vector.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::message::{AgentMessage, RequestUsage};
+use crate::model::{CreateRequest, CreateResult, ModelClient, ModelError};
+use crate::resource::ErrorDetails;
+
+/// Why a run could not finish normally.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum RunErrorKind {
+    /// The run failed; its outcome is recorded as `error`.
+    Failed,
+    /// The worker lost its lease; another attempt owns the run and nothing may be written.
+    LeaseLost,
+}
+
+/// A failure that ends a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunError {
+    /// Whether the failure is recorded or the worker must walk away.
+    pub kind: RunErrorKind,
+    /// The run's `error_message`: `<Type>: <message>`, with a `litellm.` prefix for
+    /// provider failures.
+    pub error_message: String,
+    /// The run's `error_details`.
+    pub details: ErrorDetails,
+}
+
+impl RunError {
+    /// Creates a failure of class `error_type` (such as `ValueError`) that is not a provider
+    /// call's.
+    pub fn new(error_type: impl Into<String>, message: impl Into<String>) -> RunError {
+        let error_type = error_type.into();
+        let message = message.into();
+        RunError {
+            kind: RunErrorKind::Failed,
+            error_message: format!("{error_type}: {message}"),
+            details: ErrorDetails {
+                error_type,
+                message,
+                status_code: None,
+                llm_provider: None,
+                model: None,
+                attempts: 1,
+            },
+        }
+    }
+
+    /// Creates the error a worker gets when its lease is gone.
+    pub fn lease_lost(message: impl Into<String>) -> RunError {
+        RunError { kind: RunErrorKind::LeaseLost, ..RunError::new("LeaseLostError", message) }
+    }
+}
+
+impl From<ModelError> for RunError {
+    fn from(error: ModelError) -> RunError {
+        RunError {
+            kind: RunErrorKind::Failed,
+            error_message: error.error_message(),
+            details: ErrorDetails {
+                error_type: error.kind.to_string(),
+                message: error.message,
+                status_code: error.status_code,
+                llm_provider: Some(error.llm_provider),
+                model: Some(error.model),
+                attempts: error.attempts,
+            },
+        }
+    }
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.error_message)
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// Where a run's messages go as they are produced.
+#[async_trait]
+pub trait MessageSink: Send {
+    /// Records one message.
+    async fn emit(&mut self, message: &AgentMessage) -> Result<(), RunError>;
+}
+
+/// A sink that keeps messages in memory, for tests and embedding.
+#[derive(Debug, Default)]
+pub struct VecSink {
+    /// The messages emitted so far.
+    pub messages: Vec<AgentMessage>,
+}
+
+#[async_trait]
+impl MessageSink for VecSink {
+    async fn emit(&mut self, message: &AgentMessage) -> Result<(), RunError> {
+        self.messages.push(message.clone());
+        Ok(())
+    }
+}
+
+/// The run an agent or team executes in.
+pub struct RunContext<'a> {
+    run_id: Uuid,
+    sink: &'a mut dyn MessageSink,
+    usage: RequestUsage,
+}
+
+impl<'a> RunContext<'a> {
+    /// Creates a context that records messages in `sink`.
+    pub fn new(run_id: Uuid, sink: &'a mut dyn MessageSink) -> RunContext<'a> {
+        RunContext { run_id, sink, usage: RequestUsage::default() }
+    }
+
+    /// Returns the id of the run.
+    pub fn run_id(&self) -> Uuid {
+        self.run_id
+    }
+
+    /// Records a message of the run.
+    pub async fn emit(&mut self, message: &AgentMessage) -> Result<(), RunError> {
+        self.sink.emit(message).await
+    }
+
+    /// Calls a model on behalf of `agent`, counting its tokens towards the run's usage.
+    pub async fn call_model(
+        &mut self,
+        agent: &str,
+        client: &dyn ModelClient,
+        request: &CreateRequest,
+    ) -> Result<CreateResult, RunError> {
+        let started = std::time::Instant::now();
+        let result = client.create(request).await;
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match &result {
+            Ok(done) => {
+                self.usage.add(done.usage);
+                tracing::debug!(
+                    run_id = %self.run_id,
+                    agent,
+                    provider = client.provider(),
+                    gen_ai.request.model = client.model(),
+                    gen_ai.usage.input_tokens = done.usage.prompt_tokens,
+                    gen_ai.usage.output_tokens = done.usage.completion_tokens,
+                    elapsed_ms,
+                    "model call finished"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(
+                    run_id = %self.run_id,
+                    agent,
+                    provider = client.provider(),
+                    gen_ai.request.model = client.model(),
+                    error.type = %error.kind,
+                    status = error.status_code,
+                    attempts = error.attempts,
+                    elapsed_ms,
+                    "model call failed"
+                );
+            }
+        }
+        Ok(result?)
+    }
+
+    /// Returns the tokens of every model call made through this context.
+    pub fn usage(&self) -> RequestUsage {
+        self.usage
+    }
+}
