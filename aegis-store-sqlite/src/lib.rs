@@ -1,1 +1,249 @@
-//! x
+//! The embedded SQLite implementation of the Aegis [`Storage`] trait: [`SqliteStore`].
+//!
+//! One database file stores every task, team, session, run and run message. The store opens
+//! it in WAL mode with foreign keys on, brings its schema up to date with versioned
+//! migrations (`PRAGMA user_version`) and rejects a file written by a newer version.
+//!
+//! # Threading
+//!
+//! No SQLite call runs on the async runtime's worker threads:
+//!
+//! - **Writes** go to one dedicated writer thread through a channel. The thread commits the
+//!   writes that queued up while it was busy in one transaction (group commit), each in its
+//!   own savepoint so one failed write does not undo the others. A write's future resolves
+//!   only after its transaction committed.
+//! - **Reads** run on Tokio's blocking thread pool (`spawn_blocking`) with a small pool of
+//!   read-only connections. WAL mode lets them run while the writer commits.
+//!
+//! So the store must be used from inside a Tokio runtime (either flavour).
+//!
+//! # Durability
+//!
+//! With the default [`Synchronous::Normal`] a committed write survives a crash of the
+//! process. [`Synchronous::Full`] also makes it survive a power loss or an operating system
+//! crash, at the cost of an `fsync` per commit.
+//!
+//! # One process per file
+//!
+//! A store assumes that its process is the only one executing runs from the file. At open it
+//! re-queues every `active` run (see [`SqliteConfig::requeue_on_open`]), because those runs
+//! lost their worker when the previous process ended.
+//!
+//! NOTE: nothing enforces this yet. A second process that opens the same file re-queues the
+//! runs the first one is executing. Fencing then rejects the first process's writes for those
+//! runs, so each run still ends once, but its earlier attempt's work is lost.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use aegis_core::{Aegis, EngineConfig, NewTask, ProviderEnv, Registry, Storage};
+//! use aegis_store_sqlite::{SqliteConfig, SqliteStore, Synchronous};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("aegis.db");
+//!
+//! let config = SqliteConfig::default().with_synchronous(Synchronous::Full);
+//! let store = SqliteStore::open(&path, config).await?;
+//! let aegis = Aegis::new(Arc::new(store), Registry::with_builtins(ProviderEnv::default()), EngineConfig::default())?;
+//! let task = aegis.create_task(NewTask::named("Automarking Task")).await?;
+//! drop(aegis);
+//!
+//! // The task is in the file, so a store opened later reads it back.
+//! let reopened = SqliteStore::open_default(&path).await?;
+//! assert_eq!(reopened.get_task(task.id).await?, Some(task));
+//! reopened.close().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod documents;
+mod error;
+mod reader;
+mod runs;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aegis_core::storage::{Lease, ListFilter, RequeueReport, RunFilter, RunOutcome, StorageError};
+use aegis_core::{AgentMessage, Run, RunSpec, Session, Storage, Task, Team, Timestamp};
+use async_trait::async_trait;
+use serde::Serialize;
+use uuid::Uuid;
+
+pub use config::{SqliteConfig, Synchronous};
+pub use error::StoreOpenError;
+pub use schema::SCHEMA_VERSION;
+
+use documents::{Document, Table};
+use reader::ReaderPool;
+use runs::{EncodedRun, Requeue};
+use writer::Writer;
+
+/// A [`Storage`] in one SQLite file. The crate docs describe its threads and durability.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Writer,
+    readers: Arc<ReaderPool>,
+    requeued_on_open: RequeueReport,
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating the file if it does not exist, and migrates
+    /// its schema.
+    ///
+    /// Fails with [`StoreOpenError::NewerSchema`] when the file was written by a newer
+    /// version of this crate. With [`SqliteConfig::requeue_on_open`] set, every `active` run
+    /// in the file is re-queued (or ended, once it used `max_attempts`) before this returns,
+    /// and [`SqliteStore::requeued_on_open`] lists them.
+    pub async fn open(path: impl AsRef<Path>, config: SqliteConfig) -> Result<SqliteStore, StoreOpenError> {
+        config.validate()?;
+        let path = path.as_ref().to_owned();
+
+        // The writer creates and migrates the file, so it must be ready before the
+        // read-only connections open it.
+        let (writer, requeued_on_open) = Writer::start(&path, &config).await?;
+        let readers = ReaderPool::open(path.clone(), config).await?;
+
+        Ok(SqliteStore { path, writer, readers, requeued_on_open })
+    }
+
+    /// Opens the database at `path` with [`SqliteConfig::default`].
+    pub async fn open_default(path: impl AsRef<Path>) -> Result<SqliteStore, StoreOpenError> {
+        SqliteStore::open(path, SqliteConfig::default()).await
+    }
+
+    /// Returns the database file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Returns the runs that [`SqliteStore::open`] found `active` and re-queued or ended.
+    pub fn requeued_on_open(&self) -> &RequeueReport {
+        &self.requeued_on_open
+    }
+
+    /// Closes the store and waits until the writer thread has committed every write already
+    /// sent and closed its connection.
+    ///
+    /// Dropping the store without closing it also lets the writer thread finish those writes
+    /// and exit, but in the background.
+    pub async fn close(self) {
+        let SqliteStore { writer, readers, .. } = self;
+        drop(readers);
+        writer.close().await;
+    }
+
+    /// Encodes `value` here, on the caller's thread, so the writer thread spends its time on
+    /// SQLite only.
+    async fn insert_document<T: Serialize>(
+        &self,
+        table: Table,
+        id: Uuid,
+        created_at: Timestamp,
+        value: &T,
+    ) -> Result<(), StorageError> {
+        let json = serde_json::to_string(value).map_err(|error| error::encode_failed(table.kind(), id, error))?;
+        let document = Document { id, created_at, json };
+        self.writer.write(move |conn| documents::insert(conn, table, &document)).await
+    }
+}
+
+#[async_trait]
+impl Storage for SqliteStore {
+    async fn insert_task(&self, task: &Task) -> Result<(), StorageError> {
+        self.insert_document(Table::Tasks, task.id, task.created_at, task).await
+    }
+
+    async fn get_task(&self, id: Uuid) -> Result<Option<Task>, StorageError> {
+        self.readers.read(move |conn| documents::get(conn, Table::Tasks, id)).await
+    }
+
+    async fn list_tasks(&self, filter: &ListFilter) -> Result<Vec<Task>, StorageError> {
+        let limit = filter.limit;
+        self.readers.read(move |conn| documents::list(conn, Table::Tasks, limit)).await
+    }
+
+    async fn insert_team(&self, team: &Team) -> Result<(), StorageError> {
+        self.insert_document(Table::Teams, team.id, team.created_at, team).await
+    }
+
+    async fn get_team(&self, id: Uuid) -> Result<Option<Team>, StorageError> {
+        self.readers.read(move |conn| documents::get(conn, Table::Teams, id)).await
+    }
+
+    async fn list_teams(&self, filter: &ListFilter) -> Result<Vec<Team>, StorageError> {
+        let limit = filter.limit;
+        self.readers.read(move |conn| documents::list(conn, Table::Teams, limit)).await
+    }
+
+    async fn insert_session(&self, session: &Session) -> Result<(), StorageError> {
+        self.insert_document(Table::Sessions, session.id, session.created_at, session).await
+    }
+
+    async fn get_session(&self, id: Uuid) -> Result<Option<Session>, StorageError> {
+        self.readers.read(move |conn| documents::get(conn, Table::Sessions, id)).await
+    }
+
+    async fn list_sessions(&self, filter: &ListFilter) -> Result<Vec<Session>, StorageError> {
+        let limit = filter.limit;
+        self.readers.read(move |conn| documents::list(conn, Table::Sessions, limit)).await
+    }
+
+    async fn insert_run(&self, spec: &RunSpec) -> Result<(), StorageError> {
+        let run = EncodedRun::new(spec)?;
+        self.writer.write(move |conn| runs::insert_run(conn, &run)).await
+    }
+
+    async fn get_run(&self, id: Uuid) -> Result<Option<Run>, StorageError> {
+        self.readers.read(move |conn| runs::get_run(conn, id)).await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StorageError> {
+        let filter = filter.clone();
+        self.readers.read(move |conn| runs::list_runs(conn, &filter)).await
+    }
+
+    async fn claim_run(&self, owner: &str, lease: Duration) -> Result<Option<(RunSpec, Lease)>, StorageError> {
+        let owner = owner.to_owned();
+        self.writer.write(move |conn| runs::claim_run(conn, &owner, lease)).await
+    }
+
+    async fn renew_lease(&self, lease: &Lease, duration: Duration) -> Result<Lease, StorageError> {
+        let lease = lease.clone();
+        self.writer.write(move |conn| runs::renew_lease(conn, &lease, duration)).await
+    }
+
+    async fn append_message(&self, lease: &Lease, message: &AgentMessage) -> Result<(), StorageError> {
+        let json = serde_json::to_string(message)
+            .map_err(|error| error::encode_failed("message of run", lease.run_id, error))?;
+        let lease = lease.clone();
+        self.writer.write(move |conn| runs::append_message(conn, &lease, &json)).await
+    }
+
+    async fn finish_run(&self, lease: &Lease, outcome: &RunOutcome) -> Result<(), StorageError> {
+        let (lease, outcome) = (lease.clone(), outcome.clone());
+        self.writer.write(move |conn| runs::finish_run(conn, &lease, &outcome)).await
+    }
+
+    async fn requeue_expired(&self, max_attempts: u32) -> Result<RequeueReport, StorageError> {
+        let report = self.writer.write(move |conn| runs::requeue(conn, Requeue::Expired, max_attempts)).await?;
+        if !report.requeued.is_empty() || !report.exhausted.is_empty() {
+            tracing::debug!(
+                path = %self.path.display(),
+                requeued = report.requeued.len(),
+                exhausted = report.exhausted.len(),
+                "re-queued runs whose lease expired"
+            );
+        }
+        Ok(report)
+    }
+}

@@ -17,6 +17,8 @@
 //! `insert_run` accepted must survive a crash of the process.
 
 pub mod memory;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 use std::fmt;
 use std::time::Duration;

@@ -1,0 +1,100 @@
+//! The read connections: a small pool of read-only connections used from Tokio's blocking
+//! thread pool.
+//!
+//! A read takes a permit (so at most `read_connections` reads run at once), then runs on
+//! `tokio::task::spawn_blocking` with an idle connection. WAL mode lets these reads run while
+//! the writer commits, and every read returns the writes committed before it started.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use aegis_core::storage::{StorageError, StorageErrorKind};
+use rusqlite::Connection;
+use tokio::sync::Semaphore;
+
+use crate::config::SqliteConfig;
+use crate::error::{StoreOpenError, backend};
+use crate::schema;
+
+/// Read-only connections to one database file.
+#[derive(Debug)]
+pub(crate) struct ReaderPool {
+    path: PathBuf,
+    config: SqliteConfig,
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+impl ReaderPool {
+    /// Opens every read connection up front, so a file the process cannot read fails at open.
+    pub(crate) async fn open(path: PathBuf, config: SqliteConfig) -> Result<Arc<ReaderPool>, StoreOpenError> {
+        let size = config.read_connections;
+        let (thread_path, thread_config) = (path.clone(), config.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            (0..size).map(|_| schema::open_reader(&thread_path, &thread_config)).collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+
+        let connections = match opened {
+            Ok(Ok(connections)) => connections,
+            Ok(Err(error)) => return Err(StoreOpenError::open(path, error)),
+            Err(panicked) => return Err(StoreOpenError::Open { path, source: Box::new(panicked) }),
+        };
+        Ok(Arc::new(ReaderPool {
+            path,
+            config,
+            idle: Mutex::new(connections),
+            permits: Arc::new(Semaphore::new(size)),
+        }))
+    }
+
+    /// Runs `work` on a read connection off the async runtime, inside one read transaction
+    /// so that a run and its messages come from the same snapshot.
+    pub(crate) async fn read<T, F>(self: &Arc<Self>, work: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
+    {
+        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+            return Err(StorageError::new(StorageErrorKind::Unavailable, "the sqlite read pool is closed"));
+        };
+        let pool = Arc::clone(self);
+
+        let joined = tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let result = read_in_transaction(&conn, work);
+            pool.idle().push(conn);
+            drop(permit);
+            result
+        })
+        .await;
+
+        match joined {
+            Ok(result) => result,
+            Err(error) => Err(StorageError::new(StorageErrorKind::Backend, format!("a sqlite read panicked: {error}"))),
+        }
+    }
+
+    /// Takes an idle connection, or opens a new one to replace a connection lost to a panic.
+    fn take(&self) -> Result<Connection, StorageError> {
+        if let Some(conn) = self.idle().pop() {
+            return Ok(conn);
+        }
+        schema::open_reader(&self.path, &self.config).map_err(|error| backend("opening a read connection", error))
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Vec<Connection>> {
+        // The vector is valid after any panic: a connection is either in it or not.
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn read_in_transaction<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
+    // Dropping the transaction ends it with a rollback, which for a read only releases the
+    // snapshot.
+    let tx = conn.unchecked_transaction().map_err(|error| backend("starting a read transaction", error))?;
+    work(&tx)
+}

@@ -1,0 +1,371 @@
+//! Runs: the queue, leases and messages, as statements on one connection.
+//!
+//! The functions that change rows run on the writer thread inside its transaction, so a
+//! read-modify-write of a run's JSON document cannot interleave with another write. The
+//! fencing rule of `aegis_core::storage` is one condition here: the run row must have
+//! `status = 'active'` and the lease's attempt and owner.
+
+use std::time::Duration;
+
+use aegis_core::storage::{Lease, RequeueReport, RunFilter, RunOutcome, StorageError, interrupted_outcome};
+use aegis_core::{AgentMessage, ComponentModel, Run, RunSpec, RunStatus, Timestamp};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::documents::sql_limit;
+use crate::error::{backend, corrupt, encode_failed, insert_failed};
+
+/// A run encoded on the caller's side: the run without its messages, the snapshots, and the
+/// messages it was inserted with.
+#[derive(Debug)]
+pub(crate) struct EncodedRun {
+    pub(crate) id: Uuid,
+    pub(crate) session_id: Uuid,
+    pub(crate) status: String,
+    pub(crate) attempt: u32,
+    pub(crate) created_at: Timestamp,
+    pub(crate) json: String,
+    pub(crate) team_component: String,
+    pub(crate) team_metadata: String,
+    pub(crate) messages: Vec<String>,
+}
+
+impl EncodedRun {
+    /// Encodes `spec` for [`insert_run`].
+    pub(crate) fn new(spec: &RunSpec) -> Result<EncodedRun, StorageError> {
+        let run = &spec.run;
+        let encode = |error| encode_failed("run", run.id, error);
+        let messages = run.messages.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>().map_err(encode)?;
+        Ok(EncodedRun {
+            id: run.id,
+            session_id: run.session_id,
+            status: run.status.as_str().to_owned(),
+            attempt: run.attempt,
+            created_at: run.created_at,
+            json: encode_run(run)?,
+            team_component: serde_json::to_string(&spec.team_component).map_err(encode)?,
+            team_metadata: serde_json::to_string(&spec.team_metadata).map_err(encode)?,
+            messages,
+        })
+    }
+}
+
+/// Encodes a run without its messages, which live in `run_messages`.
+fn encode_run(run: &Run) -> Result<String, StorageError> {
+    let encoded = if run.messages.is_empty() {
+        serde_json::to_string(run)
+    } else {
+        serde_json::to_string(&Run { messages: Vec::new(), ..run.clone() })
+    };
+    encoded.map_err(|error| encode_failed("run", run.id, error))
+}
+
+/// Inserts a run and the messages it came with. An existing id is a `Conflict`.
+pub(crate) fn insert_run(conn: &Connection, run: &EncodedRun) -> Result<(), StorageError> {
+    let mut statement = conn
+        .prepare_cached(
+            "INSERT INTO runs (id, session_id, status, attempt, created_at, json, team_component, team_metadata)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .map_err(|error| backend("preparing the run insert", error))?;
+    statement
+        .execute(params![
+            run.id.to_string(),
+            run.session_id.to_string(),
+            run.status,
+            run.attempt,
+            run.created_at.unix_micros(),
+            run.json,
+            run.team_component,
+            run.team_metadata,
+        ])
+        .map_err(|error| insert_failed("run", run.id, error))?;
+
+    for message in &run.messages {
+        insert_message(conn, run.id, run.attempt, message)?;
+    }
+    Ok(())
+}
+
+/// Reads a run with the messages of its current attempt.
+pub(crate) fn get_run(conn: &Connection, id: Uuid) -> Result<Option<Run>, StorageError> {
+    let mut statement = conn
+        .prepare_cached("SELECT json FROM runs WHERE id = ?1")
+        .map_err(|error| backend("preparing the run read", error))?;
+    let json: Option<String> = statement
+        .query_row(params![id.to_string()], |row| row.get(0))
+        .optional()
+        .map_err(|error| backend(&format!("reading run {id}"), error))?;
+
+    let Some(json) = json else {
+        return Ok(None);
+    };
+    let run = decode_run(conn, id, &json)?;
+    Ok(Some(run))
+}
+
+/// Lists runs newest first, with the messages of each one's current attempt.
+pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<Run>, StorageError> {
+    let list_failed = |error| backend("listing runs", error);
+    let limit = sql_limit(filter.limit);
+
+    // Two statements, because `?1 IS NULL OR session_id = ?1` would keep SQLite from using
+    // the session index and scan every run.
+    let (mut statement, session_id) = match filter.session_id {
+        Some(session_id) => {
+            let sql = "SELECT id, json FROM runs WHERE session_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2";
+            (conn.prepare_cached(sql).map_err(list_failed)?, Some(session_id.to_string()))
+        }
+        None => {
+            let sql = "SELECT id, json FROM runs ORDER BY created_at DESC, id DESC LIMIT ?1";
+            (conn.prepare_cached(sql).map_err(list_failed)?, None)
+        }
+    };
+    let mut rows = match &session_id {
+        Some(session_id) => statement.query(params![session_id, limit]),
+        None => statement.query(params![limit]),
+    }
+    .map_err(list_failed)?;
+
+    let mut runs = Vec::new();
+    while let Some(row) = rows.next().map_err(list_failed)? {
+        let id = row_uuid(row, 0)?;
+        let json: String = row.get(1).map_err(list_failed)?;
+        runs.push(decode_run(conn, id, &json)?);
+    }
+    Ok(runs)
+}
+
+/// Claims the oldest `created` run for `owner` and marks it `active`.
+pub(crate) fn claim_run(
+    conn: &Connection,
+    owner: &str,
+    lease: Duration,
+) -> Result<Option<(RunSpec, Lease)>, StorageError> {
+    let claim_failed = |error| backend("claiming a run", error);
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT id, json, team_component, team_metadata FROM runs WHERE status = ?1
+             ORDER BY created_at, id LIMIT 1",
+        )
+        .map_err(claim_failed)?;
+    let row = statement
+        .query_row(params![RunStatus::Created.as_str()], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?))
+        })
+        .optional()
+        .map_err(claim_failed)?;
+    let Some((id, json, team_component, team_metadata)) = row else {
+        return Ok(None);
+    };
+
+    let id = parse_uuid(&id)?;
+    let mut run = decode_run(conn, id, &json)?;
+    let team_component: ComponentModel =
+        serde_json::from_str(&team_component).map_err(|error| corrupt("run", id, error))?;
+    let team_metadata: Map<String, Value> =
+        serde_json::from_str(&team_metadata).map_err(|error| corrupt("run", id, error))?;
+
+    let now = Timestamp::now();
+    let expires_at = now.saturating_add(lease);
+    run.status = RunStatus::Active;
+    run.started_at = Some(now);
+    update_run(conn, &run, Some((owner, expires_at)))?;
+
+    let granted = Lease { run_id: id, owner: owner.to_owned(), attempt: run.attempt, expires_at };
+    Ok(Some((RunSpec { run, team_component, team_metadata }, granted)))
+}
+
+/// Extends a held lease to `duration` from now.
+pub(crate) fn renew_lease(conn: &Connection, lease: &Lease, duration: Duration) -> Result<Lease, StorageError> {
+    let renew_failed = |error| backend(&format!("renewing the lease of run {}", lease.run_id), error);
+    let mut statement = conn
+        .prepare_cached(
+            "UPDATE runs SET lease_expires_at = ?4
+             WHERE id = ?1 AND status = ?5 AND attempt = ?2 AND lease_owner = ?3",
+        )
+        .map_err(renew_failed)?;
+    let expires_at = Timestamp::now().saturating_add(duration);
+    let changed = statement
+        .execute(params![
+            lease.run_id.to_string(),
+            lease.attempt,
+            lease.owner,
+            expires_at.unix_micros(),
+            RunStatus::Active.as_str(),
+        ])
+        .map_err(renew_failed)?;
+
+    if changed == 0 {
+        return Err(StorageError::lease_lost(lease.run_id, lease.attempt));
+    }
+    Ok(Lease { expires_at, ..lease.clone() })
+}
+
+/// Appends an encoded message to the current attempt of a held run.
+pub(crate) fn append_message(conn: &Connection, lease: &Lease, message: &str) -> Result<(), StorageError> {
+    held_run(conn, lease)?;
+    insert_message(conn, lease.run_id, lease.attempt, message)
+}
+
+/// Ends a held run with `outcome` and releases its lease.
+pub(crate) fn finish_run(conn: &Connection, lease: &Lease, outcome: &RunOutcome) -> Result<(), StorageError> {
+    let json = held_run(conn, lease)?;
+    let mut run: Run = serde_json::from_str(&json).map_err(|error| corrupt("run", lease.run_id, error))?;
+
+    run.status = outcome.status.clone();
+    run.team_result = outcome.team_result.clone();
+    run.error_message = outcome.error_message.clone();
+    run.error_details = outcome.error_details.clone();
+    run.finished_at = Some(outcome.finished_at);
+    run.estimated_completion_time = None;
+    update_run(conn, &run, None)
+}
+
+/// The selection of `active` runs that [`requeue`] takes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Requeue {
+    /// Runs whose lease ran out by the store's clock.
+    Expired,
+    /// Every active run: at open, when no worker of this process holds a lease yet.
+    AllActive,
+}
+
+/// Puts the chosen `active` runs back to `created` with the next attempt, dropping the
+/// abandoned attempt's messages. A run that already used `max_attempts` attempts ends as
+/// `error` with [`interrupted_outcome`] instead.
+pub(crate) fn requeue(conn: &Connection, selection: Requeue, max_attempts: u32) -> Result<RequeueReport, StorageError> {
+    let requeue_failed = |error| backend("re-queueing active runs", error);
+    let cutoff = match selection {
+        Requeue::Expired => Timestamp::now().unix_micros(),
+        Requeue::AllActive => i64::MAX,
+    };
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT id, json FROM runs
+             WHERE status = ?1 AND (lease_expires_at IS NULL OR lease_expires_at <= ?2)
+             ORDER BY created_at, id",
+        )
+        .map_err(requeue_failed)?;
+    let rows = statement
+        .query_map(params![RunStatus::Active.as_str(), cutoff], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .map_err(requeue_failed)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(requeue_failed)?;
+
+    let mut report = RequeueReport::default();
+    for (id, json) in rows {
+        let id = parse_uuid(&id)?;
+        let mut run: Run = serde_json::from_str(&json).map_err(|error| corrupt("run", id, error))?;
+        delete_messages(conn, id)?;
+
+        if run.attempt >= max_attempts {
+            let outcome = interrupted_outcome(run.attempt);
+            run.status = outcome.status;
+            run.error_message = outcome.error_message;
+            run.error_details = outcome.error_details;
+            run.finished_at = Some(outcome.finished_at);
+            run.estimated_completion_time = None;
+            report.exhausted.push(id);
+        } else {
+            run.status = RunStatus::Created;
+            run.attempt += 1;
+            run.started_at = None;
+            report.requeued.push(id);
+        }
+        update_run(conn, &run, None)?;
+    }
+    Ok(report)
+}
+
+/// Returns the JSON of the run `lease` names if the lease still holds it, else `LeaseLost`.
+///
+/// Like the in-memory store, a lease that expired but whose run was not re-queued yet still
+/// holds the run: only a re-queue ends it.
+fn held_run(conn: &Connection, lease: &Lease) -> Result<String, StorageError> {
+    let mut statement = conn
+        .prepare_cached("SELECT json FROM runs WHERE id = ?1 AND status = ?4 AND attempt = ?2 AND lease_owner = ?3")
+        .map_err(|error| backend("preparing the lease check", error))?;
+    let json: Option<String> = statement
+        .query_row(params![lease.run_id.to_string(), lease.attempt, lease.owner, RunStatus::Active.as_str()], |row| {
+            row.get(0)
+        })
+        .optional()
+        .map_err(|error| backend(&format!("checking the lease of run {}", lease.run_id), error))?;
+    json.ok_or_else(|| StorageError::lease_lost(lease.run_id, lease.attempt))
+}
+
+/// Writes a changed run: its document and the columns copied from it, plus the lease.
+fn update_run(conn: &Connection, run: &Run, lease: Option<(&str, Timestamp)>) -> Result<(), StorageError> {
+    let json = encode_run(run)?;
+    let update_failed = |error| backend(&format!("updating run {}", run.id), error);
+    let mut statement = conn
+        .prepare_cached(
+            "UPDATE runs SET status = ?2, attempt = ?3, lease_owner = ?4, lease_expires_at = ?5, json = ?6
+             WHERE id = ?1",
+        )
+        .map_err(update_failed)?;
+    let (owner, expires_at) = match lease {
+        Some((owner, expires_at)) => (Some(owner), Some(expires_at.unix_micros())),
+        None => (None, None),
+    };
+    statement
+        .execute(params![run.id.to_string(), run.status.as_str(), run.attempt, owner, expires_at, json])
+        .map_err(update_failed)?;
+    Ok(())
+}
+
+fn insert_message(conn: &Connection, run_id: Uuid, attempt: u32, message: &str) -> Result<(), StorageError> {
+    let append_failed = |error| backend(&format!("appending a message to run {run_id}"), error);
+    let mut statement = conn
+        .prepare_cached(
+            "INSERT INTO run_messages (run_id, attempt, seq, json)
+             VALUES (?1, ?2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM run_messages WHERE run_id = ?1 AND attempt = ?2), ?3)",
+        )
+        .map_err(append_failed)?;
+    statement.execute(params![run_id.to_string(), attempt, message]).map_err(append_failed)?;
+    Ok(())
+}
+
+fn delete_messages(conn: &Connection, run_id: Uuid) -> Result<(), StorageError> {
+    let delete_failed = |error| backend(&format!("dropping the messages of run {run_id}"), error);
+    let mut statement = conn.prepare_cached("DELETE FROM run_messages WHERE run_id = ?1").map_err(delete_failed)?;
+    statement.execute(params![run_id.to_string()]).map_err(delete_failed)?;
+    Ok(())
+}
+
+/// Decodes a run document and attaches the messages of its current attempt.
+fn decode_run(conn: &Connection, id: Uuid, json: &str) -> Result<Run, StorageError> {
+    let mut run: Run = serde_json::from_str(json).map_err(|error| corrupt("run", id, error))?;
+    run.messages = read_messages(conn, id, run.attempt)?;
+    Ok(run)
+}
+
+fn read_messages(conn: &Connection, run_id: Uuid, attempt: u32) -> Result<Vec<AgentMessage>, StorageError> {
+    let read_failed = |error| backend(&format!("reading the messages of run {run_id}"), error);
+    let mut statement = conn
+        .prepare_cached("SELECT json FROM run_messages WHERE run_id = ?1 AND attempt = ?2 ORDER BY seq")
+        .map_err(read_failed)?;
+    let mut rows = statement.query(params![run_id.to_string(), attempt]).map_err(read_failed)?;
+
+    let mut messages = Vec::new();
+    while let Some(row) = rows.next().map_err(read_failed)? {
+        let json: String = row.get(0).map_err(read_failed)?;
+        let message = serde_json::from_str(&json).map_err(|error| corrupt("message of run", run_id, error))?;
+        messages.push(message);
+    }
+    Ok(messages)
+}
+
+fn row_uuid(row: &Row<'_>, column: usize) -> Result<Uuid, StorageError> {
+    let text: String = row.get(column).map_err(|error| backend("reading a run id", error))?;
+    parse_uuid(&text)
+}
+
+fn parse_uuid(text: &str) -> Result<Uuid, StorageError> {
+    Uuid::parse_str(text)
+        .map_err(|error| StorageError::backend(format!("the stored run id {text:?} is not a UUID"), error))
+}

@@ -1,0 +1,140 @@
+//! The database schema, its migrations and the settings every connection gets.
+//!
+//! The schema version is `PRAGMA user_version`. Entry `i` of [`MIGRATIONS`] moves a database
+//! from version `i` to `i + 1` in one transaction, so a failed migration leaves the file at
+//! the previous version. A released entry is never edited: a schema change is a new entry.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use crate::config::SqliteConfig;
+use crate::error::StoreOpenError;
+
+/// Every table keeps the resource as its serde JSON document in `json`. The other columns
+/// copy the fields that queries filter or sort on, and every write sets them together with
+/// `json`. Times are microseconds since the Unix epoch and ids are UUID strings.
+const V1_INITIAL: &str = "
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY NOT NULL,
+    created_at INTEGER NOT NULL,
+    json TEXT NOT NULL
+) STRICT;
+CREATE INDEX tasks_by_created ON tasks (created_at, id);
+
+CREATE TABLE teams (
+    id TEXT PRIMARY KEY NOT NULL,
+    created_at INTEGER NOT NULL,
+    json TEXT NOT NULL
+) STRICT;
+CREATE INDEX teams_by_created ON teams (created_at, id);
+
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY NOT NULL,
+    created_at INTEGER NOT NULL,
+    json TEXT NOT NULL
+) STRICT;
+CREATE INDEX sessions_by_created ON sessions (created_at, id);
+
+-- json is the Run without its messages. team_component and team_metadata are the snapshots
+-- taken when the run was accepted. The lease columns are NULL unless the run is active.
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY NOT NULL,
+    session_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    lease_owner TEXT,
+    lease_expires_at INTEGER,
+    json TEXT NOT NULL,
+    team_component TEXT NOT NULL,
+    team_metadata TEXT NOT NULL
+) STRICT;
+CREATE INDEX runs_by_created ON runs (created_at, id);
+CREATE INDEX runs_by_session ON runs (session_id, created_at, id);
+CREATE INDEX runs_by_status ON runs (status, created_at, id);
+
+-- seq counts from 1 within one attempt of a run. A run read back shows the messages of its
+-- current attempt only.
+CREATE TABLE run_messages (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    attempt INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    json TEXT NOT NULL,
+    PRIMARY KEY (run_id, attempt, seq)
+) STRICT, WITHOUT ROWID;
+";
+
+/// The migrations in order, as the module docs describe.
+const MIGRATIONS: &[&str] = &[V1_INITIAL];
+
+/// The schema version this version of the crate migrates databases to.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Prepared statements kept per connection, more than the distinct statements the store runs.
+const STATEMENT_CACHE: usize = 64;
+
+/// Opens (creating it if missing) the writer's connection: WAL journal, the configured
+/// `synchronous` mode, foreign keys on.
+pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> Result<Connection, StoreOpenError> {
+    let open_failed = |error| StoreOpenError::open(path.to_owned(), error);
+
+    let conn = Connection::open(path).map_err(open_failed)?;
+    conn.busy_timeout(config.busy_timeout).map_err(open_failed)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+
+    // WAL lets the read connections read while the writer commits. SQLite keeps another mode
+    // (and returns its name) for in-memory databases and where it cannot share memory.
+    let journal_mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)).map_err(open_failed)?;
+    if !journal_mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreOpenError::WalUnsupported { path: path.to_owned(), journal_mode });
+    }
+
+    conn.pragma_update(None, "synchronous", config.synchronous.pragma_value()).map_err(open_failed)?;
+    conn.pragma_update(None, "foreign_keys", true).map_err(open_failed)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection to a database that [`open_writer`] has set up.
+pub(crate) fn open_reader(path: &Path, config: &SqliteConfig) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(config.busy_timeout)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// Applies the migrations the database lacks and returns the version it had before.
+///
+/// Each step reads `user_version` inside its own write transaction, so two processes
+/// opening a new file at once cannot both apply the same migration.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<i64, StoreOpenError> {
+    let mut initial_version = None;
+
+    loop {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|error| StoreOpenError::open(path.to_owned(), error))?;
+        let found: i64 = tx
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|error| StoreOpenError::open(path.to_owned(), error))?;
+        let initial = *initial_version.get_or_insert(found);
+
+        // A negative version was not written by this crate either.
+        let Some(migration) = usize::try_from(found).ok().filter(|&index| index <= MIGRATIONS.len()) else {
+            return Err(StoreOpenError::NewerSchema { path: path.to_owned(), found, supported: SCHEMA_VERSION });
+        };
+        let Some(sql) = MIGRATIONS.get(migration) else {
+            return Ok(initial);
+        };
+
+        // The list has a handful of entries, so the index fits in a u32.
+        let version = migration as u32 + 1;
+        let migrate_failed =
+            |error| StoreOpenError::Migrate { path: path.to_owned(), version, source: Box::new(error) };
+        tx.execute_batch(sql).map_err(migrate_failed)?;
+        tx.pragma_update(None, "user_version", version).map_err(migrate_failed)?;
+        tx.commit().map_err(migrate_failed)?;
+        tracing::info!(path = %path.display(), version, "applied sqlite schema migration");
+    }
+}
