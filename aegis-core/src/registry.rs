@@ -315,7 +315,7 @@ fn build_round_robin(component: &ComponentModel, context: &BuildContext<'_>) -> 
         ),
         None => None,
     };
-    Ok(Box::new(RoundRobinGroupChat::new(participants, termination, config)))
+    Ok(Box::new(RoundRobinGroupChat::new(participants, termination, &config)))
 }
 
 /// Builds `config.participants`, collecting the problems of every participant.

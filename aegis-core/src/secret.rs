@@ -54,3 +54,49 @@ mod tests {
         assert_eq!(format!("{secret:?} {secret}"), "********** **********");
     }
 }
+
+/// Returns whether a config key names a secret: `api_key`, `azure_ad_token`, or a key ending
+/// in `_secret`, `_password` or `_api_key`.
+pub fn is_secret_key(key: &str) -> bool {
+    key == "api_key"
+        || key == "azure_ad_token"
+        || key.ends_with("_secret")
+        || key.ends_with("_password")
+        || key.ends_with("_api_key")
+}
+
+/// Replaces every secret string in a JSON tree (at any depth) with [`SECRET_MASK`].
+pub fn mask_secrets(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if is_secret_key(key) && child.is_string() {
+                    *child = serde_json::Value::String(SECRET_MASK.to_owned());
+                } else {
+                    mask_secrets(child);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_secrets),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn masks_nested_secrets_only() {
+        let mut value = json!({"config": {"api_key": "sk-1", "max_tokens": 5, "azure_ad_token_provider": {"x": 1},
+            "participants": [{"config": {"db_password": "p", "client_secret": "s", "name": "a"}}]}});
+        mask_secrets(&mut value);
+        assert_eq!(value["config"]["api_key"], SECRET_MASK);
+        assert_eq!(value["config"]["max_tokens"], 5);
+        assert_eq!(value["config"]["azure_ad_token_provider"], json!({"x": 1}));
+        assert_eq!(value["config"]["participants"][0]["config"]["db_password"], SECRET_MASK);
+        assert_eq!(value["config"]["participants"][0]["config"]["client_secret"], SECRET_MASK);
+        assert_eq!(value["config"]["participants"][0]["config"]["name"], "a");
+    }
+}

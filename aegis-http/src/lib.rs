@@ -1,1 +1,35 @@
-//! x
+//! The Aegis REST API: an axum [`Router`] over [`aegis_core::Aegis`], and the `aegis` server
+//! binary that serves it on the embedded SQLite store.
+//!
+//! This crate is the only one that knows HTTP. Handlers parse the request, call one service
+//! method and wrap the result in the `{"message", "meta", "data"}` envelope; every failure
+//! leaves through [`ApiError`], which renders the one error shape.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use aegis_http::server::{ServeConfig, start};
+//!
+//! let server = start(ServeConfig::new("aegis.db", "127.0.0.1:0".parse()?)).await?;
+//! println!("serving on {}", server.addr());
+//! server.stop().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod envelope;
+pub mod error;
+mod extract;
+#[cfg(feature = "mock")]
+pub mod mock;
+mod routes;
+pub mod server;
+
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+/// Builds the full application: the API routes plus request tracing.
+pub fn app(aegis: aegis_core::Aegis) -> Router {
+    routes::router(aegis).layer(TraceLayer::new_for_http())
+}

@@ -34,7 +34,7 @@ impl RoundRobinGroupChat {
     pub fn new(
         participants: Vec<Box<dyn Agent>>,
         termination: Option<Box<dyn TerminationCondition>>,
-        config: RoundRobinGroupChatConfig,
+        config: &RoundRobinGroupChatConfig,
     ) -> RoundRobinGroupChat {
         RoundRobinGroupChat { participants, termination, max_turns: config.max_turns }
     }

@@ -39,7 +39,7 @@ impl TerminationCondition for TextMentionTermination {
             return None;
         }
         let from_source = |message: &AgentMessage| {
-            self.config.sources.as_ref().is_none_or(|sources| sources.iter().any(|source| *source == message.source))
+            self.config.sources.as_ref().is_none_or(|sources| sources.contains(&message.source))
         };
         let mentioned = delta.iter().filter(|message| from_source(message)).any(|message| message.to_text().contains(&self.config.text));
         if !mentioned {

@@ -1,0 +1,52 @@
+//! The `/api/v1` routes: one module per resource, all over one [`Aegis`] instance.
+
+mod runs;
+mod sessions;
+mod tasks;
+mod teams;
+
+use axum::Router;
+use axum::http::{Method, StatusCode, Uri};
+use axum::routing::get;
+
+use aegis_core::{Aegis, FieldError};
+
+use crate::error::ApiError;
+
+/// Builds the API router over `aegis`.
+pub(crate) fn router(aegis: Aegis) -> Router {
+    let api = Router::new()
+        .route("/task", get(tasks::list).post(tasks::create))
+        .route("/task/{id}", get(tasks::get))
+        .route("/team", get(teams::list).post(teams::create))
+        .route("/team/{id}", get(teams::get))
+        .route("/session", get(sessions::list).post(sessions::create))
+        .route("/session/{id}", get(sessions::get))
+        .route("/run", get(runs::list).post(runs::create))
+        .route("/run/{id}", get(runs::get))
+        .route("/run/{id}/messages", get(runs::messages));
+
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(aegis)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    let message = format!("No route for {}", uri.path());
+    ApiError::new(StatusCode::NOT_FOUND, &message).with_error(
+        FieldError::new("path", "not_found", message.to_lowercase()).with_fix("see the API reference for the routes under /api/v1"),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    let message = format!("Method {method} is not allowed on {}", uri.path());
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, &message)
+        .with_error(FieldError::new("method", "method_not_allowed", message.to_lowercase()))
+}

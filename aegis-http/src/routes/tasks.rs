@@ -1,0 +1,22 @@
+//! `/api/v1/task`: the catalogue of tasks.
+
+use axum::extract::State;
+
+use aegis_core::{Aegis, NewTask, Task};
+
+use crate::envelope::Envelope;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, PathId};
+
+pub(super) async fn create(State(aegis): State<Aegis>, ApiJson(new): ApiJson<NewTask>) -> Result<Envelope<Task>, ApiError> {
+    let task = aegis.create_task(new).await?;
+    Ok(Envelope::created("Task created.", task))
+}
+
+pub(super) async fn get(State(aegis): State<Aegis>, PathId(id): PathId) -> Result<Envelope<Task>, ApiError> {
+    Ok(Envelope::got(aegis.get_task(id).await?))
+}
+
+pub(super) async fn list(State(aegis): State<Aegis>) -> Result<Envelope<Vec<Task>>, ApiError> {
+    Ok(Envelope::got(aegis.list_tasks().await?))
+}

@@ -1,0 +1,32 @@
+//! `/api/v1/team`: AutoGen team components. Secrets are never returned: every response masks
+//! them (see [`aegis_core::secret::mask_secrets`]).
+
+use axum::extract::State;
+use serde_json::Value;
+
+use aegis_core::secret::mask_secrets;
+use aegis_core::{Aegis, NewTeam, Team};
+
+use crate::envelope::Envelope;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, PathId};
+
+pub(super) async fn create(State(aegis): State<Aegis>, ApiJson(new): ApiJson<NewTeam>) -> Result<Envelope<Value>, ApiError> {
+    let team = aegis.create_team(new).await?;
+    Ok(Envelope::created("Team created.", masked(&team)))
+}
+
+pub(super) async fn get(State(aegis): State<Aegis>, PathId(id): PathId) -> Result<Envelope<Value>, ApiError> {
+    Ok(Envelope::got(masked(&aegis.get_team(id).await?)))
+}
+
+pub(super) async fn list(State(aegis): State<Aegis>) -> Result<Envelope<Vec<Value>>, ApiError> {
+    let teams = aegis.list_teams().await?;
+    Ok(Envelope::got(teams.iter().map(masked).collect()))
+}
+
+fn masked(team: &Team) -> Value {
+    let mut value = serde_json::to_value(team).unwrap_or(Value::Null);
+    mask_secrets(&mut value);
+    value
+}

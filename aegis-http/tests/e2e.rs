@@ -1,0 +1,162 @@
+//! End-to-end tests of the real `aegis` binary: a child process on 127.0.0.1:0 with a
+//! temporary SQLite file, calling the mock provider over loopback.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use aegis_http::mock::{MockConfig, MockProvider, MockReply};
+use common::{Api, run_body};
+
+/// A running `aegis serve` child process.
+struct ServerProcess {
+    child: Child,
+    api: Api,
+}
+
+impl ServerProcess {
+    /// Starts the binary on `db` with `OPENAI_BASE_URL` set to `base_url` and waits for its
+    /// `listening on` line.
+    async fn start(db: &Path, base_url: &str) -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_aegis"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .env("OPENAI_BASE_URL", base_url)
+            .env("OPENAI_API_KEY", "sk-test-key")
+            .env("AEGIS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the aegis binary starts");
+
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the server prints its address within 30 s")
+            .unwrap()
+            .expect("the server printed a line");
+        let addr = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}"));
+        ServerProcess { child, api: Api::new(addr.parse().unwrap()) }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    async fn stop(mut self) {
+        let pid = self.child.id().unwrap().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.expect("the server exits after SIGTERM");
+        assert!(exit.unwrap().success(), "the server exited with an error");
+    }
+}
+
+#[tokio::test]
+async fn binary_runs_tutorial_and_survives_restart() {
+    let mock = MockProvider::start(MockConfig::default()).await.unwrap();
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("aegis.db");
+
+    let server = ServerProcess::start(&db, &mock.base_url()).await;
+    let (task_id, _, session_id) = server.api.tutorial_session(None).await;
+    let (status, created) = server.api.post("/run", &run_body(&session_id, &task_id)).await;
+    assert_eq!(status, 201, "{created}");
+    let run_id = created["data"]["id"].as_str().unwrap().to_owned();
+    let run = server.api.wait_terminal(&run_id, Duration::from_secs(30)).await;
+
+    assert_eq!(run["status"], "complete", "{run}");
+    let reply = &run["team_result"]["task_result"]["messages"][0];
+    assert_eq!(reply["type"], "dict", "the mock grades in JSON: {run}");
+    assert!(reply["content"]["satisfactory"].is_boolean(), "{reply}");
+    assert!(run["finished_at"].is_string());
+    assert_eq!(mock.requests()[0].authorization(), Some("Bearer sk-test-key"));
+    server.stop().await;
+
+    let restarted = ServerProcess::start(&db, &mock.base_url()).await;
+    let (status, again) = restarted.api.get(&format!("/run/{run_id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["data"], run, "the run changed across a restart");
+    let (_, sessions) = restarted.api.get("/session").await;
+    assert_eq!(sessions["data"][0]["id"], session_id.as_str());
+    restarted.stop().await;
+}
+
+#[tokio::test]
+async fn slow_answer_is_active_then_complete() {
+    let mock = MockProvider::start(MockConfig::default()).await.unwrap();
+    let dir = TempDir::new().unwrap();
+    let server = ServerProcess::start(&dir.path().join("aegis.db"), &mock.base_url()).await;
+    let (task_id, _, session_id) = server.api.tutorial_session(None).await;
+    mock.push(MockReply::Delay(Duration::from_millis(1500), Box::new(MockReply::Text("{\"satisfactory\": false}".to_owned()))));
+
+    let (_, created) = server.api.post("/run", &run_body(&session_id, &task_id)).await;
+    let run_id = created["data"]["id"].as_str().unwrap().to_owned();
+    let mut seen_active = false;
+    for _ in 0..100 {
+        let (_, body) = server.api.get(&format!("/run/{run_id}")).await;
+        if body["data"]["status"] == "active" {
+            seen_active = true;
+            assert!(body["data"]["started_at"].is_string(), "{body}");
+            assert_eq!(body["data"]["messages"], Value::Array(Vec::new()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(seen_active, "the run was never observed active during a 1.5 s model call");
+
+    let run = server.api.wait_terminal(&run_id, Duration::from_secs(30)).await;
+    assert_eq!(run["status"], "complete", "{run}");
+    assert_eq!(run["team_result"]["task_result"]["messages"][0]["content"]["satisfactory"], false);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_reported() {
+    let mock = MockProvider::start(MockConfig::default()).await.unwrap();
+    let dir = TempDir::new().unwrap();
+    let server = ServerProcess::start(&dir.path().join("aegis.db"), &mock.base_url()).await;
+    let (task_id, _, session_id) = server.api.tutorial_session(None).await;
+    let unavailable = || MockReply::Error {
+        status: 503,
+        body: r#"{"error": {"message": "overloaded", "type": "server_error"}}"#.to_owned(),
+        headers: Vec::new(),
+    };
+
+    // One failure, then success: the retry hides it.
+    mock.push(unavailable());
+    mock.push(MockReply::Text("{\"satisfactory\": true}".to_owned()));
+    let (_, created) = server.api.post("/run", &run_body(&session_id, &task_id)).await;
+    let run = server.api.wait_terminal(created["data"]["id"].as_str().unwrap(), Duration::from_secs(30)).await;
+    assert_eq!(run["status"], "complete", "{run}");
+    assert_eq!(mock.requests().len(), 2);
+
+    // Three failures exhaust the default two retries.
+    for _ in 0..3 {
+        mock.push(unavailable());
+    }
+    let (_, created) = server.api.post("/run", &run_body(&session_id, &task_id)).await;
+    let run = server.api.wait_terminal(created["data"]["id"].as_str().unwrap(), Duration::from_secs(30)).await;
+    assert_eq!(run["status"], "error", "{run}");
+    assert_eq!(run["error_message"], "litellm.ServiceUnavailableError: overloaded");
+    assert_eq!(run["error_details"]["status_code"], 503);
+    assert_eq!(run["error_details"]["attempts"], 3);
+    assert_eq!(mock.requests().len(), 5);
+
+    // A 502 gateway page is classified from the status alone.
+    for _ in 0..3 {
+        mock.push(MockReply::Error { status: 502, body: "<html><body>Bad Gateway</body></html>".to_owned(), headers: Vec::new() });
+    }
+    let (_, created) = server.api.post("/run", &run_body(&session_id, &task_id)).await;
+    let run = server.api.wait_terminal(created["data"]["id"].as_str().unwrap(), Duration::from_secs(30)).await;
+    assert_eq!(run["error_details"]["type"], "BadGatewayError", "{run}");
+    server.stop().await;
+}
