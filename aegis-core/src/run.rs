@@ -92,6 +92,12 @@ impl std::error::Error for RunError {}
 pub trait MessageSink: Send {
     /// Records one message.
     async fn emit(&mut self, message: &AgentMessage) -> Result<(), RunError>;
+
+    /// Passes on a message that is shown to live followers but never stored, such as a
+    /// `ModelClientStreamingChunkEvent`. The default drops it.
+    fn emit_transient(&mut self, message: &AgentMessage) {
+        let _ = message;
+    }
 }
 
 /// A sink that keeps messages in memory, for tests and embedding.
@@ -130,6 +136,12 @@ impl<'a> RunContext<'a> {
     /// Records a message of the run.
     pub async fn emit(&mut self, message: &AgentMessage) -> Result<(), RunError> {
         self.sink.emit(message).await
+    }
+
+    /// Shows a message to live followers without storing it (see
+    /// [`MessageSink::emit_transient`]).
+    pub fn emit_transient(&mut self, message: &AgentMessage) {
+        self.sink.emit_transient(message);
     }
 
     /// Calls a model on behalf of `agent`, counting its tokens towards the run's usage.

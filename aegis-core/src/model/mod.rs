@@ -256,4 +256,18 @@ pub trait ModelClient: Send + Sync {
 
     /// Sends one request and returns the completion.
     async fn create(&self, request: &CreateRequest) -> Result<CreateResult, ModelError>;
+
+    /// Sends one request, streaming the reply: each text piece goes to `chunks` as it arrives,
+    /// and the assembled completion is returned at the end. Clients that cannot stream keep
+    /// this default, which makes one `create` call and reports no pieces.
+    async fn create_stream(&self, request: &CreateRequest, chunks: &mut dyn ChunkSink) -> Result<CreateResult, ModelError> {
+        let _ = chunks;
+        self.create(request).await
+    }
+}
+
+/// Receives the text pieces of a streamed reply.
+pub trait ChunkSink: Send {
+    /// Handles one piece of reply text, in order.
+    fn on_chunk(&mut self, text: &str);
 }
