@@ -15,16 +15,12 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::agent::{Agent, AssistantAgent, assistant};
+use crate::agent::Agent;
 use crate::component::ComponentModel;
 use crate::error::{FieldError, join_path};
-use crate::model::openai::{self, OpenAiClient};
-use crate::model::replay::{self, ReplayClient};
 use crate::model::{ModelClient, ProviderEnv};
-use crate::team::{RoundRobinGroupChat, SingleAgentTeam, Team};
-use crate::termination::{
-    MaxMessageTermination, TerminationCondition, TextMentionTermination,
-};
+use crate::team::{SingleAgentTeam, Team};
+use crate::termination::TerminationCondition;
 
 /// The result of a builder: the built value, or every problem found.
 pub type BuildResult<T> = Result<T, Vec<FieldError>>;
@@ -132,22 +128,10 @@ impl Registry {
     }
 
     fn register_builtins(&mut self) {
-        self.register_model_client(openai::PROVIDER, Arc::new(build_openai));
-        self.register_alias("OpenAIChatCompletionClient", openai::PROVIDER);
-        self.register_alias("openai_chat_completion_client", openai::PROVIDER);
-        self.register_model_client(replay::PROVIDER, Arc::new(build_replay));
-        self.register_alias("ReplayChatCompletionClient", replay::PROVIDER);
-
-        self.register_agent(assistant::PROVIDER, Arc::new(build_assistant));
-        self.register_alias("AssistantAgent", assistant::PROVIDER);
-
-        self.register_team(crate::team::round_robin::PROVIDER, Arc::new(build_round_robin));
-        self.register_alias("RoundRobinGroupChat", crate::team::round_robin::PROVIDER);
-
-        self.register_termination(crate::termination::max_message::PROVIDER, Arc::new(build_max_message));
-        self.register_alias("MaxMessageTermination", crate::termination::max_message::PROVIDER);
-        self.register_termination(crate::termination::text_mention::PROVIDER, Arc::new(build_text_mention));
-        self.register_alias("TextMentionTermination", crate::termination::text_mention::PROVIDER);
+        crate::model::builders::register(self);
+        crate::agent::builders::register(self);
+        crate::team::builders::register(self);
+        crate::termination::builders::register(self);
     }
 
     /// Registers a model client builder under `provider`.
@@ -273,94 +257,4 @@ pub fn nested_component(component: &ComponentModel, key: &str) -> BuildResult<Op
 /// Prefixes every problem's path with `parent`.
 pub fn under(errors: Vec<FieldError>, parent: &str) -> Vec<FieldError> {
     errors.into_iter().map(|error| error.under(parent)).collect()
-}
-
-fn build_openai(component: &ComponentModel, context: &BuildContext<'_>) -> BuildResult<Arc<dyn ModelClient>> {
-    let mut client = OpenAiClient::from_config(&component.config, context.env(), context.http().clone())
-        .map_err(|message| vec![FieldError::new("config", "invalid_config", message)])?;
-    if let Some(model) = &context.overrides.model {
-        client.set_model(model.clone());
-    }
-    Ok(Arc::new(client))
-}
-
-fn build_replay(component: &ComponentModel, _context: &BuildContext<'_>) -> BuildResult<Arc<dyn ModelClient>> {
-    let client = ReplayClient::from_config(&component.config)
-        .map_err(|message| vec![FieldError::new("config.chat_completions", "invalid_config", message)])?;
-    Ok(Arc::new(client))
-}
-
-fn build_assistant(component: &ComponentModel, context: &BuildContext<'_>) -> BuildResult<Box<dyn Agent>> {
-    let config: assistant::AssistantAgentConfig = parse_config(component)?;
-    let Some(client_component) = nested_component(component, "model_client")? else {
-        return Err(vec![FieldError::new("config.model_client", "missing", "an AssistantAgent needs a model_client")
-            .with_fix("add a model client component, such as autogen_ext.models.openai.OpenAIChatCompletionClient")]);
-    };
-    let client = context
-        .registry
-        .build_model_client(&client_component, context)
-        .map_err(|errors| under(errors, "config.model_client"))?;
-    Ok(Box::new(AssistantAgent::new(config, client)))
-}
-
-fn build_round_robin(component: &ComponentModel, context: &BuildContext<'_>) -> BuildResult<Box<dyn Team>> {
-    let config: crate::team::RoundRobinGroupChatConfig = parse_config(component)?;
-    let participants = build_participants(component, context)?;
-    let termination = match nested_component(component, "termination_condition")? {
-        Some(termination) => Some(
-            context
-                .registry
-                .build_termination(&termination, context)
-                .map_err(|errors| under(errors, "config.termination_condition"))?,
-        ),
-        None => None,
-    };
-    Ok(Box::new(RoundRobinGroupChat::new(participants, termination, &config)))
-}
-
-/// Builds `config.participants`, collecting the problems of every participant.
-fn build_participants(component: &ComponentModel, context: &BuildContext<'_>) -> BuildResult<Vec<Box<dyn Agent>>> {
-    let Some(list) = component.config.get("participants").and_then(Value::as_array) else {
-        return Err(vec![FieldError::new("config.participants", "missing", "a team needs a participants list")
-            .with_fix("add at least one agent component to config.participants")]);
-    };
-    if list.is_empty() {
-        return Err(vec![FieldError::new("config.participants", "empty", "a team needs at least one participant")]);
-    }
-
-    let mut agents = Vec::with_capacity(list.len());
-    let mut problems = Vec::new();
-    let mut names: Vec<String> = Vec::new();
-    for (index, value) in list.iter().enumerate() {
-        let path = format!("config.participants[{index}]");
-        let participant: ComponentModel = match serde_json::from_value(value.clone()) {
-            Ok(participant) => participant,
-            Err(error) => {
-                problems.push(FieldError::new(&path, "invalid_component", format!("not a component: {error}")));
-                continue;
-            }
-        };
-        match context.registry.build_agent(&participant, context) {
-            Ok(agent) => {
-                if names.iter().any(|name| name == agent.name()) {
-                    problems.push(
-                        FieldError::new(join_path(&path, "config.name"), "duplicate", format!("participant name '{}' is used twice", agent.name()))
-                            .with_fix("give every participant a unique name"),
-                    );
-                }
-                names.push(agent.name().to_owned());
-                agents.push(agent);
-            }
-            Err(errors) => problems.extend(under(errors, &path)),
-        }
-    }
-    if problems.is_empty() { Ok(agents) } else { Err(problems) }
-}
-
-fn build_max_message(component: &ComponentModel, _context: &BuildContext<'_>) -> BuildResult<Box<dyn TerminationCondition>> {
-    Ok(Box::new(MaxMessageTermination::new(parse_config(component)?)))
-}
-
-fn build_text_mention(component: &ComponentModel, _context: &BuildContext<'_>) -> BuildResult<Box<dyn TerminationCondition>> {
-    Ok(Box::new(TextMentionTermination::new(parse_config(component)?)))
 }

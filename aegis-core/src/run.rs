@@ -33,7 +33,7 @@ pub struct RunError {
     /// provider failures.
     pub error_message: String,
     /// The run's `error_details`.
-    pub details: ErrorDetails,
+    pub details: Box<ErrorDetails>,
 }
 
 impl RunError {
@@ -45,14 +45,14 @@ impl RunError {
         RunError {
             kind: RunErrorKind::Failed,
             error_message: format!("{error_type}: {message}"),
-            details: ErrorDetails {
+            details: Box::new(ErrorDetails {
                 error_type,
                 message,
                 status_code: None,
                 llm_provider: None,
                 model: None,
                 attempts: 1,
-            },
+            }),
         }
     }
 
@@ -67,14 +67,14 @@ impl From<ModelError> for RunError {
         RunError {
             kind: RunErrorKind::Failed,
             error_message: error.error_message(),
-            details: ErrorDetails {
+            details: Box::new(ErrorDetails {
                 error_type: error.kind.to_string(),
                 message: error.message,
                 status_code: error.status_code,
                 llm_provider: Some(error.llm_provider),
                 model: Some(error.model),
                 attempts: error.attempts,
-            },
+            }),
         }
     }
 }

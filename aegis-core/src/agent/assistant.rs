@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Deserialize;
+use serde_json::{Value, json};
 
 use crate::agent::{Agent, Response};
 use crate::message::{AgentMessage, MessageKind};
@@ -114,5 +115,16 @@ impl Agent for AssistantAgent {
         }
         let chat_message = AgentMessage::text(&self.name, text).with_usage(result.usage);
         Ok(Response { chat_message, inner_messages })
+    }
+
+    fn save_state(&self) -> Value {
+        json!({"type": "AssistantAgentState", "llm_context": {"messages": self.history}})
+    }
+
+    fn load_state(&mut self, state: &Value) -> Result<(), RunError> {
+        let messages = state["llm_context"]["messages"].clone();
+        self.history = serde_json::from_value(messages)
+            .map_err(|error| RunError::new("ValueError", format!("invalid AssistantAgent state: {error}")))?;
+        Ok(())
     }
 }

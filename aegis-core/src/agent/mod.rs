@@ -5,9 +5,11 @@
 //! thoughts, ...) that led to it. This is AgentChat's `on_messages` contract, so teams can
 //! treat built-in agents and a Rust user's own agents alike.
 
+pub(crate) mod builders;
 pub mod assistant;
 
 use async_trait::async_trait;
+use serde_json::Value;
 
 use crate::message::AgentMessage;
 use crate::run::{RunContext, RunError};
@@ -34,4 +36,16 @@ pub trait Agent: Send {
 
     /// Handles the messages published since the agent's last turn and takes a turn.
     async fn on_messages(&mut self, messages: &[AgentMessage], context: &mut RunContext<'_>) -> Result<Response, RunError>;
+
+    /// Returns the agent's state (its model context, for instance) as JSON, so a later run can
+    /// continue from it with [`Agent::load_state`]. Stateless agents keep the default, `null`.
+    fn save_state(&self) -> Value {
+        Value::Null
+    }
+
+    /// Restores a state [`Agent::save_state`] returned.
+    fn load_state(&mut self, state: &Value) -> Result<(), RunError> {
+        let _ = state;
+        Ok(())
+    }
 }

@@ -10,7 +10,7 @@ use crate::engine::Shared;
 use crate::message::{AgentMessage, MessageKind};
 use crate::pyjson;
 use crate::registry::Overrides;
-use crate::resource::{ErrorDetails, RunSpec, RunTask, TaskMessageType, TaskResult, TeamResult};
+use crate::resource::{RunSpec, RunTask, TaskMessageType, TaskResult, TeamResult};
 use crate::run::{MessageSink, RunContext, RunError, RunErrorKind};
 use crate::storage::{Lease, RunOutcome, Storage, StorageErrorKind};
 
@@ -106,8 +106,7 @@ async fn run_team(shared: &Shared, spec: &RunSpec, lease: &Lease) -> Option<RunO
 }
 
 fn failed(team_result: Option<TeamResult>, error: RunError) -> RunOutcome {
-    let details: ErrorDetails = error.details;
-    RunOutcome::error(team_result, error.error_message, details)
+    RunOutcome::error(team_result, error.error_message, *error.details)
 }
 
 /// Builds the task message: text as given, a dict as Python's `json.dumps` text.

@@ -7,6 +7,7 @@
 //! `provider` string. Every provider failure is a [`ModelError`] whose kind follows LiteLLM's
 //! exception names, because that is the taxonomy Aegis reports in `error_details.type`.
 
+pub(crate) mod builders;
 mod error;
 pub mod env;
 pub mod retry;

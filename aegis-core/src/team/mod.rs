@@ -4,10 +4,12 @@
 //! the [`RunContext`]. The task message itself is not published (the API's `team_result`
 //! leaves it out) but it is the termination condition's first input, as in AgentChat.
 
+pub(crate) mod builders;
 pub mod round_robin;
 pub mod single;
 
 use async_trait::async_trait;
+use serde_json::Value;
 
 use crate::message::AgentMessage;
 use crate::run::{RunContext, RunError};
@@ -27,5 +29,13 @@ pub struct TeamOutcome {
 pub trait Team: Send {
     /// Runs the team on `task` until it stops.
     async fn run(&mut self, task: AgentMessage, context: &mut RunContext<'_>) -> Result<TeamOutcome, RunError>;
+
+    /// Returns the team's state (every participant's state plus the team's own), so a later
+    /// run can continue the conversation with [`Team::load_state`], as AgentChat's
+    /// `save_state` allows.
+    fn save_state(&self) -> Value;
+
+    /// Restores a state [`Team::save_state`] returned.
+    fn load_state(&mut self, state: &Value) -> Result<(), RunError>;
 }
 

@@ -1,6 +1,7 @@
 //! A bare agent used as a team: one turn, no termination condition.
 
 use async_trait::async_trait;
+use serde_json::{Value, json};
 
 use crate::agent::Agent;
 use crate::message::AgentMessage;
@@ -28,5 +29,13 @@ impl Team for SingleAgentTeam {
             context.emit(message).await?;
         }
         Ok(TeamOutcome { stop_reason: None })
+    }
+
+    fn save_state(&self) -> Value {
+        json!({"type": "SingleAgentTeamState", "agent": self.agent.save_state()})
+    }
+
+    fn load_state(&mut self, state: &Value) -> Result<(), RunError> {
+        self.agent.load_state(&state["agent"])
     }
 }

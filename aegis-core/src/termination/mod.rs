@@ -4,6 +4,7 @@
 //! agent turn, that turn's inner events plus its reply. A condition that fires returns the
 //! stop reason, with AgentChat's exact wording, because clients match on those strings.
 
+pub(crate) mod builders;
 pub mod max_message;
 pub mod text_mention;
 

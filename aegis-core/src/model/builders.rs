@@ -1,0 +1,34 @@
+//! Registration of the built-in model clients.
+
+use std::sync::Arc;
+
+use crate::component::ComponentModel;
+use crate::error::FieldError;
+use crate::model::ModelClient;
+use crate::model::openai::{self, OpenAiClient};
+use crate::model::replay::{self, ReplayClient};
+use crate::registry::{BuildContext, BuildResult, Registry};
+
+/// Registers the built-in model clients and their AutoGen aliases.
+pub(crate) fn register(registry: &mut Registry) {
+    registry.register_model_client(openai::PROVIDER, Arc::new(build_openai));
+    registry.register_alias("OpenAIChatCompletionClient", openai::PROVIDER);
+    registry.register_alias("openai_chat_completion_client", openai::PROVIDER);
+    registry.register_model_client(replay::PROVIDER, Arc::new(build_replay));
+    registry.register_alias("ReplayChatCompletionClient", replay::PROVIDER);
+}
+
+fn build_openai(component: &ComponentModel, context: &BuildContext<'_>) -> BuildResult<Arc<dyn ModelClient>> {
+    let mut client = OpenAiClient::from_config(&component.config, context.env(), context.http().clone())
+        .map_err(|message| vec![FieldError::new("config", "invalid_config", message)])?;
+    if let Some(model) = &context.overrides.model {
+        client.set_model(model.clone());
+    }
+    Ok(Arc::new(client))
+}
+
+fn build_replay(component: &ComponentModel, _context: &BuildContext<'_>) -> BuildResult<Arc<dyn ModelClient>> {
+    let client = ReplayClient::from_config(&component.config)
+        .map_err(|message| vec![FieldError::new("config.chat_completions", "invalid_config", message)])?;
+    Ok(Arc::new(client))
+}
