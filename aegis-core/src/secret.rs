@@ -55,23 +55,35 @@ mod tests {
     }
 }
 
-/// Returns whether a config key names a secret: `api_key`, `azure_ad_token`, or a key ending
-/// in `_secret`, `_password` or `_api_key`.
+/// Returns whether a config key names a secret: `api_key`, `azure_ad_token`, `password`,
+/// `secret`, or a key ending in `_secret`, `_password` or `_api_key`. `max_tokens` and
+/// `azure_ad_token_provider` are not secrets.
 pub fn is_secret_key(key: &str) -> bool {
-    key == "api_key"
-        || key == "azure_ad_token"
+    matches!(key, "api_key" | "azure_ad_token" | "password" | "secret")
         || key.ends_with("_secret")
         || key.ends_with("_password")
         || key.ends_with("_api_key")
 }
 
-/// Replaces every secret string in a JSON tree (at any depth) with [`SECRET_MASK`].
+/// Returns whether an HTTP header name carries a credential (`Authorization`, `api-key`,
+/// `x-api-key`, or any name mentioning a key, token, secret or password).
+pub fn is_secret_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower == "authorization"
+        || lower == "proxy-authorization"
+        || ["key", "token", "secret", "password", "cookie"].iter().any(|word| lower.contains(word))
+}
+
+/// Replaces every secret string in a JSON tree (at any depth) with [`SECRET_MASK`]: values of
+/// secret keys (see [`is_secret_key`]) and credential headers inside `default_headers`.
 pub fn mask_secrets(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
             for (key, child) in map.iter_mut() {
                 if is_secret_key(key) && child.is_string() {
                     *child = serde_json::Value::String(SECRET_MASK.to_owned());
+                } else if key == "default_headers" && child.is_object() {
+                    mask_headers(child);
                 } else {
                     mask_secrets(child);
                 }
@@ -79,6 +91,15 @@ pub fn mask_secrets(value: &mut serde_json::Value) {
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(mask_secrets),
         _ => {}
+    }
+}
+
+fn mask_headers(headers: &mut serde_json::Value) {
+    let serde_json::Value::Object(map) = headers else { return };
+    for (name, value) in map.iter_mut() {
+        if is_secret_header(name) && value.is_string() {
+            *value = serde_json::Value::String(SECRET_MASK.to_owned());
+        }
     }
 }
 
@@ -98,5 +119,14 @@ mod mask_tests {
         assert_eq!(value["config"]["participants"][0]["config"]["db_password"], SECRET_MASK);
         assert_eq!(value["config"]["participants"][0]["config"]["client_secret"], SECRET_MASK);
         assert_eq!(value["config"]["participants"][0]["config"]["name"], "a");
+    }
+
+    #[test]
+    fn masks_credential_headers() {
+        let mut value = json!({"default_headers": {"Authorization": "Bearer sk", "X-Api-Key": "k", "X-Trace": "t"}});
+        mask_secrets(&mut value);
+        assert_eq!(value["default_headers"]["Authorization"], SECRET_MASK);
+        assert_eq!(value["default_headers"]["X-Api-Key"], SECRET_MASK);
+        assert_eq!(value["default_headers"]["X-Trace"], "t");
     }
 }

@@ -209,6 +209,34 @@ async fn team_secrets_are_masked_in_responses() {
     assert_eq!(got["data"]["component"]["config"]["model_client"]["config"]["api_key"], "**********");
 }
 
+#[tokio::test]
+async fn header_and_metadata_secrets_are_masked() {
+    let (app, _dir) = router().await;
+    let mut body = team_body(Some("http://127.0.0.1:9/v1"));
+    body["component"]["config"]["model_client"]["config"]["default_headers"] =
+        json!({"Authorization": "Bearer sk-header-secret", "X-Trace": "visible"});
+    let (status, team) = post_json(&app, "/api/v1/team", &body).await;
+    assert_eq!(status, 201, "{team}");
+    let headers = &team["data"]["component"]["config"]["model_client"]["config"]["default_headers"];
+    assert_eq!(headers["Authorization"], "**********");
+    assert_eq!(headers["X-Trace"], "visible");
+
+    let (_, task) = post_json(&app, "/api/v1/task", &task_body()).await;
+    let mut session = session_body(task["data"]["id"].as_str().unwrap(), team["data"]["id"].as_str().unwrap());
+    session["team_metadata"] = json!({"model": "gpt-4o", "api_key": "sk-metadata-secret"});
+    let (status, created) = post_json(&app, "/api/v1/session", &session).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["data"]["id"].as_str().unwrap();
+    let (_, got) = send(&app, "GET", &format!("/api/v1/session/{id}"), None, None).await;
+    let (_, listed) = send(&app, "GET", "/api/v1/session", None, None).await;
+
+    for response in [&team, &created, &got, &listed] {
+        let text = response.to_string();
+        assert!(!text.contains("sk-header-secret") && !text.contains("sk-metadata-secret"), "secret leaked: {text}");
+    }
+    assert_eq!(got["data"]["team_metadata"]["model"], "gpt-4o");
+}
+
 /// A server with its own database and a mock provider that `OPENAI_BASE_URL` points at.
 async fn server_with_mock(config: MockConfig) -> (RunningServer, MockProvider, TempDir) {
     let mock = MockProvider::start(config).await.unwrap();

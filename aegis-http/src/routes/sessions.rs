@@ -1,25 +1,32 @@
-//! `/api/v1/session`: links of a task and a team, with `team_metadata` overrides.
+//! `/api/v1/session`: links of a task and a team, with `team_metadata` overrides. Secrets
+//! a client put in `team_metadata` are masked in every response, like those of teams.
 
 use axum::extract::State;
+use serde_json::Value;
 
+use aegis_core::secret::mask_secrets;
 use aegis_core::{Aegis, NewSession, Session};
 
 use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
 
-pub(super) async fn create(
-    State(aegis): State<Aegis>,
-    ApiJson(new): ApiJson<NewSession>,
-) -> Result<Envelope<Session>, ApiError> {
+pub(super) async fn create(State(aegis): State<Aegis>, ApiJson(new): ApiJson<NewSession>) -> Result<Envelope<Value>, ApiError> {
     let session = aegis.create_session(new).await?;
-    Ok(Envelope::created("Session created.", session))
+    Ok(Envelope::created("Session created.", masked(&session)))
 }
 
-pub(super) async fn get(State(aegis): State<Aegis>, PathId(id): PathId) -> Result<Envelope<Session>, ApiError> {
-    Ok(Envelope::got(aegis.get_session(id).await?))
+pub(super) async fn get(State(aegis): State<Aegis>, PathId(id): PathId) -> Result<Envelope<Value>, ApiError> {
+    Ok(Envelope::got(masked(&aegis.get_session(id).await?)))
 }
 
-pub(super) async fn list(State(aegis): State<Aegis>) -> Result<Envelope<Vec<Session>>, ApiError> {
-    Ok(Envelope::got(aegis.list_sessions().await?))
+pub(super) async fn list(State(aegis): State<Aegis>) -> Result<Envelope<Vec<Value>>, ApiError> {
+    let sessions = aegis.list_sessions().await?;
+    Ok(Envelope::got(sessions.iter().map(masked).collect()))
+}
+
+fn masked(session: &Session) -> Value {
+    let mut value = serde_json::to_value(session).unwrap_or(Value::Null);
+    mask_secrets(&mut value);
+    value
 }
