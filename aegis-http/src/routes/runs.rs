@@ -94,10 +94,10 @@ pub(super) async fn cancel(
     Ok(Envelope::ok("Run cancelled.", run))
 }
 
-/// Reads the cancel reason. An empty body (with any content type, or none) means the default
-/// reason; a non-empty body must be a JSON object with an optional string `reason`.
+/// Reads the cancel reason. An empty body (with any content type, or none) or `null` means the
+/// default reason; any other body must be a JSON object with an optional string `reason`.
 fn parse_cancel_body(headers: &HeaderMap, body: &[u8]) -> Result<Option<String>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         return Ok(None);
     }
     if headers.contains_key(CONTENT_TYPE) {
