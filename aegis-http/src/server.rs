@@ -1,10 +1,10 @@
 //! Running the server: open the store, start the workers, serve the router until a shutdown
 //! signal, then drain.
 //!
-//! Shutdown happens in this order, so no accepted run is lost and no client hangs: new runs
-//! get 503 with `Retry-After` at once while every other request is still served; the
-//! executing runs get [`ServeConfig::shutdown_grace`] to finish, with their leases renewed;
-//! the rest go back to the queue for the next start; then event streams and long polls end
+//! Shutdown happens in this order, so no accepted run is lost and no client hangs. New runs
+//! get 503 with `Retry-After` at once, while every other request is still served. The
+//! executing runs get [`ServeConfig::shutdown_grace`] to finish, with their leases renewed.
+//! The rest go back to the queue for the next start. Then event streams and long polls end
 //! and the HTTP server stops. An idle server skips the wait and exits at once.
 
 use std::future::{Future, IntoFuture};

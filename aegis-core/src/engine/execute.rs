@@ -28,7 +28,7 @@ use crate::team::Team;
 /// The longest `team_metadata.run_timeout_s` a session may set: one day.
 const MAX_RUN_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
-/// What the worker does once a run stops executing.
+/// The worker's next step once a run stops executing.
 enum Ending {
     /// Store this outcome.
     Finish(Box<RunOutcome>),

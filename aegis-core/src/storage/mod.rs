@@ -20,9 +20,9 @@
 //!
 //! [`Storage::request_cancel`] ends a `created` run as `stopped` at once, in the same atomic
 //! step that a claim would take, so a cancelled run never starts. For an `active` run it only
-//! records the request: the worker holding the lease learns of it from
-//! [`Storage::cancel_requests`], which each process polls about once a second for all of its
-//! runs (one query, not one per run), aborts the run and finishes it as `stopped`. A run whose
+//! records the request. The process holding the lease polls [`Storage::cancel_requests`]
+//! about once a second with one query for all of its runs, and its worker then aborts the run
+//! and finishes it as `stopped`. A run whose
 //! worker died after a cancel request ends `stopped` at the next sweep instead of being
 //! re-queued. Requests travel through the store, not process memory, so a replica can cancel
 //! a run another replica executes.
@@ -216,7 +216,7 @@ pub struct RunEvent {
     pub kind: RunEventKind,
 }
 
-/// What a [`RunEvent`] reports.
+/// The change a [`RunEvent`] reports.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -275,9 +275,9 @@ impl IdempotencyRecord {
     }
 }
 
-/// The per-session limit on active runs that a run's `team_metadata` snapshot sets:
-/// `continue_conversation: true` means 1 (runs take turns in creation order), otherwise
-/// `max_concurrent_runs` when it is a positive integer, otherwise none.
+/// Returns the limit on active runs of a session that a run's `team_metadata` snapshot sets.
+/// `continue_conversation: true` means 1 (runs take turns in creation order). Otherwise the
+/// limit is `max_concurrent_runs` when that is a positive integer, else there is none.
 pub fn session_limit(team_metadata: &Map<String, Value>) -> Option<u32> {
     if team_metadata.get("continue_conversation").and_then(Value::as_bool) == Some(true) {
         return Some(1);
@@ -370,8 +370,8 @@ pub trait Storage: Send + Sync {
     async fn append_message(&self, lease: &Lease, message: &AgentMessage) -> Result<(), StorageError>;
     /// Ends the run and releases its lease.
     async fn finish_run(&self, lease: &Lease, outcome: &RunOutcome) -> Result<(), StorageError>;
-    /// Re-queues `active` runs whose lease expired, dropping the abandoned attempt's
-    /// messages; runs that already used `max_attempts` attempts end as `error` instead, and
+    /// Re-queues `active` runs whose lease expired and drops the abandoned attempt's
+    /// messages. Runs that already used `max_attempts` attempts end as `error` instead, and
     /// runs with a cancel request end as `stopped` with their messages.
     async fn requeue_expired(&self, max_attempts: u32) -> Result<RequeueReport, StorageError>;
     /// Gives a held run back to the queue (a worker shutting down): `created` with the next

@@ -683,9 +683,9 @@ pub async fn check_concurrent_claims(store: &Arc<dyn Storage>) {
     }
 }
 
-/// Checks cancellation: a `created` run ends `stopped` at once and is never claimed; an
+/// Checks cancellation. A `created` run ends `stopped` at once and is never claimed. An
 /// `active` run gets a request that only its owner's [`Storage::cancel_requests`] lists, and
-/// the first reason wins; a terminal run is unchanged; an expired run with a request ends
+/// the first reason wins. A terminal run is unchanged. An expired run with a request ends
 /// `stopped` with its messages instead of being re-queued.
 pub async fn check_cancel(store: &dyn Storage) {
     drain(store).await;
