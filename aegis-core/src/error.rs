@@ -99,6 +99,15 @@ pub enum Error {
     /// The store failed.
     #[error("storage failed: {0}")]
     Storage(#[from] StorageError),
+    /// The service does not take the request now (it is shutting down); retry later,
+    /// possibly against another instance.
+    #[error("{message}")]
+    Unavailable {
+        /// What is unavailable and why.
+        message: String,
+        /// Seconds after which a retry may succeed.
+        retry_after_s: u64,
+    },
 }
 
 fn summarise(errors: &[FieldError]) -> String {

@@ -51,10 +51,10 @@ pub use message::{AgentMessage, MessageKind, RequestUsage};
 pub use model::{ModelClient, ModelError, ModelErrorKind, ProviderEnv};
 pub use registry::Registry;
 pub use resource::{
-    ErrorDetails, NewRun, NewSession, NewTask, NewTeam, Run, RunSpec, RunStatus, RunTask, Session, Task,
+    BatchCounts, BatchItem, ErrorDetails, NewRun, NewSession, NewTask, NewTeam, Run, RunSpec, RunStatus, RunTask, Session, Task,
     TaskMessageType, TaskResult, Team, TeamResult,
 };
 pub use run::{RunContext, RunError};
-pub use service::Aegis;
+pub use service::{Aegis, IdempotentRequest, MAX_WAIT};
 pub use storage::{MemoryStorage, Storage, StorageError};
 pub use timestamp::Timestamp;

@@ -41,13 +41,16 @@ pub type TerminationBuilder =
 pub struct Overrides {
     /// Replaces the model name of every model client of the team.
     pub model: Option<String>,
+    /// Replaces every model client of the team with the `stub_error_sequence` stub failing
+    /// at this position of its sequence.
+    pub stub_error_step: Option<u64>,
 }
 
 impl Overrides {
     /// Reads the overrides a session's `team_metadata` carries.
     pub fn from_team_metadata(metadata: &Map<String, Value>) -> Overrides {
         let model = metadata.get("model").and_then(Value::as_str).map(str::to_owned).filter(|model| !model.is_empty());
-        Overrides { model }
+        Overrides { model, stub_error_step: None }
     }
 }
 
@@ -202,6 +205,9 @@ impl Registry {
         component: &ComponentModel,
         context: &BuildContext<'_>,
     ) -> BuildResult<Arc<dyn ModelClient>> {
+        if let Some(step) = context.overrides.stub_error_step {
+            return Ok(Arc::new(crate::model::stub::StubErrorClient::new(step)));
+        }
         match self.model_clients.get(self.resolve(&component.provider)) {
             Some(builder) => builder(component, context),
             None => {

@@ -230,12 +230,42 @@ pub struct TaskResult {
 pub struct TeamResult {
     /// The team's messages and stop reason; `null` only for batch runs.
     pub task_result: Option<TaskResult>,
+    /// The result of every item of a batch run, in input order; absent for other runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<BatchItem>>,
+    /// How many items of a batch run ended in each state; absent for other runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<BatchCounts>,
     /// Tokens summed over every model call of the run.
     #[serde(default)]
     pub usage: RequestUsage,
     /// Wall-clock seconds from the start of execution to its end.
     #[serde(default)]
     pub duration: f64,
+}
+
+/// The outcome of one item of a batch run: the team executed once on `run_task.content[index]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchItem {
+    /// Position of the item in `run_task.content`.
+    pub index: usize,
+    /// `complete` or `error`.
+    pub status: RunStatus,
+    /// The team's messages and stop reason for this item (partial when it failed).
+    pub task_result: Option<TaskResult>,
+    /// `<Type>: <message>` of a failed item.
+    pub error_message: Option<String>,
+    /// Structured facts about a failed item.
+    pub error_details: Option<ErrorDetails>,
+}
+
+/// Item counts of a batch run by final status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchCounts {
+    /// Items that completed.
+    pub complete: usize,
+    /// Items that failed.
+    pub error: usize,
 }
 
 /// Structured facts about a failed run.
@@ -360,4 +390,7 @@ pub struct RunSpec {
     pub team_component: ComponentModel,
     /// The session's `team_metadata` as it was when the run was accepted.
     pub team_metadata: Map<String, Value>,
+    /// For a session whose `team_metadata.model` is `stub_error_sequence`: the position in the
+    /// stub's error sequence this run took when it was accepted.
+    pub stub_error_step: Option<u64>,
 }

@@ -4,18 +4,51 @@
 //! the same validation and the same guarantees as a client of the bundled server.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::engine::control::Stop;
 use crate::engine::{EngineConfig, Shared, Workers};
 use crate::error::{Error, FieldError, ResourceKind};
+use crate::message::AgentMessage;
+use crate::model::stub;
 use crate::registry::Registry;
 use crate::resource::{
     NewRun, NewSession, NewTask, NewTeam, Run, RunSpec, RunStatus, Session, Task, TaskMessageType, Team,
 };
-use crate::storage::{ListFilter, RunFilter, Storage};
+use crate::storage::{DEFAULT_CANCEL_REASON, IdempotencyRecord, ListFilter, RunEvent, RunFilter, Storage};
 use crate::timestamp::Timestamp;
+
+/// The longest a `wait` for a run may last.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// How often a waiter re-reads the store when nothing in this process woke it, which bounds
+/// how late it sees changes made by another process sharing the store.
+const WAIT_POLL: Duration = Duration::from_millis(500);
+
+/// How long a cancel waits for an active run to end before it returns the run as it is.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
+
+/// The seconds a client is told to wait before retrying a run rejected during shutdown.
+const RETRY_AFTER_SHUTDOWN_S: u64 = 5;
+
+/// The longest `team_metadata.run_timeout_s`: one day, in seconds.
+const MAX_RUN_TIMEOUT_S: f64 = 86_400.0;
+
+/// Whether an `Idempotency-Key` was seen before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdempotentRequest {
+    /// First use: create the resource with this id.
+    New(Uuid),
+    /// A retry of an earlier request with an equal body: return (or, if its creation failed,
+    /// create) the resource with this id.
+    Repeat(Uuid),
+}
 
 /// An Aegis instance: resources, validation and the run engine over one store.
 ///
@@ -36,7 +69,7 @@ impl Aegis {
     pub fn new(storage: Arc<dyn Storage>, registry: Registry, config: EngineConfig) -> Result<Aegis, String> {
         config.validate()?;
         let owner = format!("worker-{}", Uuid::now_v7());
-        let shared = Shared { storage, registry: Arc::new(registry), config, wake: tokio::sync::Notify::new(), owner };
+        let shared = Shared::new(storage, registry, config, owner);
         Ok(Aegis { shared: Arc::new(shared) })
     }
 
@@ -57,6 +90,11 @@ impl Aegis {
 
     /// Creates a task.
     pub async fn create_task(&self, new: NewTask) -> Result<Task, Error> {
+        self.create_task_with_id(Uuid::now_v7(), new).await
+    }
+
+    /// Creates a task with a given id (one an [`IdempotentRequest`] reserved).
+    pub async fn create_task_with_id(&self, id: Uuid, new: NewTask) -> Result<Task, Error> {
         if new.name.trim().is_empty() {
             return Err(Error::Invalid(vec![
                 FieldError::new("name", "empty", "name must not be empty").with_fix("give the task a name, such as \"Automarking Task\""),
@@ -64,7 +102,7 @@ impl Aegis {
         }
         let now = Timestamp::now();
         let task = Task {
-            id: Uuid::now_v7(),
+            id,
             name: new.name,
             description: new.description,
             version: new.version,
@@ -95,13 +133,18 @@ impl Aegis {
 
     /// Creates a team after checking that its component builds.
     pub async fn create_team(&self, new: NewTeam) -> Result<Team, Error> {
+        self.create_team_with_id(Uuid::now_v7(), new).await
+    }
+
+    /// Creates a team with a given id (one an [`IdempotentRequest`] reserved).
+    pub async fn create_team_with_id(&self, id: Uuid, new: NewTeam) -> Result<Team, Error> {
         let problems = self.validate_team(&new.component);
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
         }
         let now = Timestamp::now();
         let team = Team {
-            id: Uuid::now_v7(),
+            id,
             name: new.name.or_else(|| new.component.label.clone()),
             description: new.description.or_else(|| new.component.description.clone()),
             component: new.component,
@@ -127,6 +170,15 @@ impl Aegis {
 
     /// Creates a session after checking that its task and team exist.
     pub async fn create_session(&self, new: NewSession) -> Result<Session, Error> {
+        self.create_session_with_id(Uuid::now_v7(), new).await
+    }
+
+    /// Creates a session with a given id (one an [`IdempotentRequest`] reserved).
+    pub async fn create_session_with_id(&self, id: Uuid, new: NewSession) -> Result<Session, Error> {
+        let problems = validate_team_metadata(&new.team_metadata);
+        if !problems.is_empty() {
+            return Err(Error::Invalid(problems));
+        }
         if self.shared.storage.get_task(new.task_id).await?.is_none() {
             return Err(Error::NotFound { kind: ResourceKind::Task, id: new.task_id, field: "task_id".to_owned() });
         }
@@ -135,7 +187,7 @@ impl Aegis {
         }
         let now = Timestamp::now();
         let session = Session {
-            id: Uuid::now_v7(),
+            id,
             task_id: new.task_id,
             team_id: new.team_id,
             name: new.name,
@@ -163,6 +215,18 @@ impl Aegis {
     /// Accepts a run: validates it, stores it durably with snapshots of the team component and
     /// the session's `team_metadata`, and wakes the workers. Returns before the run executes.
     pub async fn create_run(&self, new: NewRun) -> Result<Run, Error> {
+        self.create_run_with_id(Uuid::now_v7(), new).await
+    }
+
+    /// Accepts a run with a given id (one an [`IdempotentRequest`] reserved); see
+    /// [`Aegis::create_run`]. Fails with [`Error::Unavailable`] once shutdown began.
+    pub async fn create_run_with_id(&self, id: Uuid, new: NewRun) -> Result<Run, Error> {
+        if self.shared.is_draining() {
+            return Err(Error::Unavailable {
+                message: "the server is shutting down and accepts no new runs".to_owned(),
+                retry_after_s: RETRY_AFTER_SHUTDOWN_S,
+            });
+        }
         let Some(session) = self.shared.storage.get_session(new.session_id).await? else {
             return Err(Error::NotFound { kind: ResourceKind::Session, id: new.session_id, field: "session_id".to_owned() });
         };
@@ -184,8 +248,17 @@ impl Aegis {
             return Err(Error::NotFound { kind: ResourceKind::Team, id: session.team_id, field: "session_id".to_owned() });
         };
 
+        // The stub's position is taken now, so concurrent runs get different positions and a
+        // re-queued run keeps its own. A position taken by a run whose insert then fails is
+        // skipped.
+        let model = session.team_metadata.get("model").and_then(Value::as_str);
+        let stub_error_step = match stub::is_selected(model) {
+            true => Some(self.shared.storage.next_session_counter(session.id, stub::MODEL).await?),
+            false => None,
+        };
+
         let run = Run {
-            id: Uuid::now_v7(),
+            id,
             session_id: new.session_id,
             task_id: new.task_id,
             run_task: new.run_task,
@@ -203,11 +276,108 @@ impl Aegis {
             estimated_completion_time: None,
             messages: Vec::new(),
         };
-        let spec = RunSpec { run, team_component: team.component, team_metadata: session.team_metadata };
+        let spec = RunSpec { run, team_component: team.component, team_metadata: session.team_metadata, stub_error_step };
         self.shared.storage.insert_run(&spec).await?;
         self.shared.wake.notify_one();
         tracing::info!(run_id = %spec.run.id, session_id = %spec.run.session_id, "run accepted");
         Ok(spec.run)
+    }
+
+    /// Cancels a run: a `created` run ends `stopped` without starting, an `active` run is
+    /// aborted (its in-flight model call too) and ends `stopped` with the messages it
+    /// produced. `reason` (default "cancelled by user") becomes the `stop_reason`. A
+    /// terminal run is returned unchanged. Waits a bounded time for an active run to end.
+    pub async fn cancel_run(&self, id: Uuid, reason: Option<String>) -> Result<Run, Error> {
+        let reason = reason.filter(|reason| !reason.trim().is_empty()).unwrap_or_else(|| DEFAULT_CANCEL_REASON.to_owned());
+        let Some(run) = self.shared.storage.request_cancel(id, &reason).await? else {
+            return Err(Error::NotFound { kind: ResourceKind::Run, id, field: "id".to_owned() });
+        };
+        self.shared.running.notify_change();
+        if run.status != RunStatus::Active {
+            tracing::info!(run_id = %id, status = run.status.as_str(), "cancel request answered without stopping a worker");
+            return Ok(run);
+        }
+
+        // The local worker stops at once; a worker in another process learns of the request
+        // at its next poll of the store.
+        let local = self.shared.running.stop(id, Stop::Cancel(reason));
+        tracing::info!(run_id = %id, session_id = %run.session_id, attempt = run.attempt, local, "cancel requested");
+        self.wait_run(id, CANCEL_WAIT).await
+    }
+
+    /// Returns the run once it is terminal, or as it is after `timeout` (at most
+    /// [`MAX_WAIT`]), or when the service shuts down.
+    pub async fn wait_run(&self, id: Uuid, timeout: Duration) -> Result<Run, Error> {
+        let deadline = tokio::time::Instant::now() + timeout.min(MAX_WAIT);
+        let mut changes = self.shared.running.subscribe_changes();
+        loop {
+            changes.borrow_and_update();
+            let run = self.get_run(id).await?;
+            if run.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+                return Ok(run);
+            }
+            tokio::select! {
+                _ = changes.changed() => {}
+                () = tokio::time::sleep(WAIT_POLL) => {}
+                () = tokio::time::sleep_until(deadline) => {}
+                () = self.shared.closed.cancelled() => return Ok(run),
+            }
+        }
+    }
+
+    /// Returns up to `limit` stored events of a run after sequence number `after`.
+    pub async fn run_events(&self, id: Uuid, after: u64, limit: usize) -> Result<Vec<RunEvent>, Error> {
+        Ok(self.shared.storage.list_run_events(id, after, limit).await?)
+    }
+
+    /// Subscribes to the token chunks of a run while this process executes it; chunks are
+    /// never stored or replayed.
+    pub fn subscribe_chunks(&self, id: Uuid) -> Option<broadcast::Receiver<AgentMessage>> {
+        self.shared.running.subscribe_chunks(id)
+    }
+
+    /// Returns a receiver that wakes whenever a run of this process changes. Changes made by
+    /// another process sharing the store do not wake it, so followers poll as well.
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.shared.running.subscribe_changes()
+    }
+
+    /// Returns a token that fires once shutdown has handed every run back, when streams and
+    /// long polls should end.
+    pub fn closed(&self) -> CancellationToken {
+        self.shared.closed.clone()
+    }
+
+    /// Returns whether shutdown began.
+    pub fn is_draining(&self) -> bool {
+        self.shared.is_draining()
+    }
+
+    /// Records the first use of `key` for the operation `scope` with request body `request`,
+    /// or recognises a retry. A retry whose body differs from the first one is invalid.
+    pub async fn idempotent_request(&self, scope: &str, key: &str, request: &Value) -> Result<IdempotentRequest, Error> {
+        if key.is_empty() || key.len() > 255 {
+            return Err(Error::Invalid(vec![
+                FieldError::new("Idempotency-Key", "invalid_value", format!("the key must be 1 to 255 characters long, got {}", key.len()))
+                    .with_fix("send a unique string such as a UUID"),
+            ]));
+        }
+        let text = serde_json::to_string(request).unwrap_or_default();
+        let record = IdempotencyRecord::new(scope, key, text, Uuid::now_v7());
+        let stored = self.shared.storage.put_idempotency_key(&record).await?;
+        if stored.resource_id == record.resource_id {
+            return Ok(IdempotentRequest::New(stored.resource_id));
+        }
+
+        // JSON objects compare regardless of key order.
+        let first: Value = serde_json::from_str(&stored.request).unwrap_or(Value::Null);
+        if first != *request {
+            return Err(Error::Invalid(vec![
+                FieldError::new("Idempotency-Key", "idempotency_key_reused", format!("the key {key:?} was already used with a different request body"))
+                    .with_fix("send the same body as the first request, or use a new key for a new request"),
+            ]));
+        }
+        Ok(IdempotentRequest::Repeat(stored.resource_id))
     }
 
     /// Reads a run with the messages produced so far.
@@ -225,6 +395,9 @@ impl Aegis {
 
 /// Checks `run_task` against its `message_type`.
 fn validate_run(new: &NewRun) -> Vec<FieldError> {
+    if new.batch_mode {
+        return validate_batch(new);
+    }
     let mut problems = Vec::new();
     let content = &new.run_task.content;
     match &new.run_task.message_type {
@@ -242,13 +415,71 @@ fn validate_run(new: &NewRun) -> Vec<FieldError> {
         ),
         _ => {}
     }
-    if new.batch_mode {
-        // TODO: batch runs (one team execution per item of a list) are not implemented; lift
-        // this rejection when the engine executes them.
+    problems
+}
+
+/// Checks `run_task` of a batch run: `dict` with an array of objects.
+fn validate_batch(new: &NewRun) -> Vec<FieldError> {
+    let mut problems = Vec::new();
+    if new.run_task.message_type != TaskMessageType::Dict {
         problems.push(
-            FieldError::new("batch_mode", "unsupported", "batch_mode true is not supported yet")
-                .with_fix("send one run per item with batch_mode false"),
+            FieldError::new("run_task.message_type", "invalid_value", "batch_mode requires message_type \"dict\"")
+                .with_fix("set message_type to \"dict\" and content to an array of objects"),
         );
+    }
+    let Value::Array(items) = &new.run_task.content else {
+        problems.push(
+            FieldError::new("run_task.content", "invalid_type", format!("expected an array of objects for batch_mode, got {}", kind_of(&new.run_task.content)))
+                .with_fix("send the items as an array, such as [{\"question\": \"...\"}, ...]"),
+        );
+        return problems;
+    };
+    if items.is_empty() {
+        problems.push(FieldError::new("run_task.content", "empty", "a batch needs at least one item").with_fix("add items to the array"));
+    }
+    for (index, item) in items.iter().enumerate() {
+        if !item.is_object() {
+            problems.push(
+                FieldError::new(format!("run_task.content[{index}]"), "invalid_type", format!("expected an object, got {}", kind_of(item)))
+                    .with_fix("make every item of the batch a JSON object"),
+            );
+        }
+    }
+    problems
+}
+
+/// Checks the `team_metadata` keys the engine reads.
+fn validate_team_metadata(metadata: &Map<String, Value>) -> Vec<FieldError> {
+    let mut problems = Vec::new();
+    if let Some(value) = metadata.get("model").filter(|value| !value.is_string() && !value.is_null()) {
+        problems.push(
+            FieldError::new("team_metadata.model", "invalid_type", format!("expected a string, got {}", kind_of(value)))
+                .with_fix("give the model name, such as \"gpt-4o-mini\""),
+        );
+    }
+    if let Some(value) = metadata.get("continue_conversation").filter(|value| !value.is_boolean() && !value.is_null()) {
+        problems.push(
+            FieldError::new("team_metadata.continue_conversation", "invalid_type", format!("expected a boolean, got {}", kind_of(value)))
+                .with_fix("use true or false"),
+        );
+    }
+    if let Some(value) = metadata.get("max_concurrent_runs").filter(|value| !value.is_null()) {
+        let valid = value.as_u64().is_some_and(|limit| (1..=u64::from(u32::MAX)).contains(&limit));
+        if !valid {
+            problems.push(
+                FieldError::new("team_metadata.max_concurrent_runs", "invalid_value", format!("expected a positive integer, got {value}"))
+                    .with_fix("use a whole number of runs, such as 4, or leave the key out for no limit"),
+            );
+        }
+    }
+    if let Some(value) = metadata.get("run_timeout_s").filter(|value| !value.is_null()) {
+        let valid = value.as_f64().is_some_and(|seconds| seconds > 0.0 && seconds <= MAX_RUN_TIMEOUT_S);
+        if !valid {
+            problems.push(
+                FieldError::new("team_metadata.run_timeout_s", "invalid_value", format!("expected a number of seconds above 0 and at most {MAX_RUN_TIMEOUT_S}, got {value}"))
+                    .with_fix("use a deadline in seconds, such as 300, or leave the key out for the server default"),
+            );
+        }
     }
     problems
 }

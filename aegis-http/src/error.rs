@@ -20,12 +20,13 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     errors: Vec<FieldError>,
+    retry_after_s: Option<u64>,
 }
 
 impl ApiError {
     /// Creates an error with a status and a summary message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into(), errors: Vec::new() }
+        ApiError { status, message: message.into(), errors: Vec::new(), retry_after_s: None }
     }
 
     /// Adds a field-level problem.
@@ -62,7 +63,7 @@ impl From<Error> for ApiError {
             }
             Error::Invalid(errors) => {
                 let message = Error::Invalid(errors.clone()).to_string();
-                ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, message: capitalise(&message), errors }
+                ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, message: capitalise(&message), errors, retry_after_s: None }
             }
             Error::Storage(error) => {
                 let status = match error.kind() {
@@ -71,6 +72,14 @@ impl From<Error> for ApiError {
                 };
                 tracing::error!(%error, "storage failed while serving a request");
                 ApiError::new(status, "The store failed to complete the request; try again.")
+            }
+            Error::Unavailable { message, retry_after_s } => {
+                let mut error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, capitalise(&message)).with_error(
+                    FieldError::new("", "unavailable", message)
+                        .with_fix(format!("retry after {retry_after_s} seconds, when the server has restarted")),
+                );
+                error.retry_after_s = Some(retry_after_s);
+                error
             }
             other => {
                 tracing::error!(error = %other, "unexpected service error");
@@ -95,6 +104,10 @@ impl IntoResponse for ApiError {
             "meta": {"errors": self.errors},
             "data": null,
         });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        }
+        response
     }
 }

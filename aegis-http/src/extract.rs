@@ -39,7 +39,7 @@ where
 
 /// Accepts `application/json` and `application/*+json`, or no content type at all (many
 /// scripts omit it); anything else is 415.
-fn check_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(CONTENT_TYPE) else {
         return Ok(());
     };

@@ -19,6 +19,7 @@
 mod envelope;
 pub mod error;
 mod extract;
+mod idempotency;
 #[cfg(feature = "mock")]
 pub mod mock;
 mod routes;

@@ -1,10 +1,17 @@
 //! Running the server: open the store, start the workers, serve the router until a shutdown
-//! signal.
+//! signal, then drain.
+//!
+//! Shutdown happens in this order, so no accepted run is lost and no client hangs. New runs
+//! get 503 with `Retry-After` at once, while every other request is still served. The
+//! executing runs get [`ServeConfig::shutdown_grace`] to finish, with their leases renewed.
+//! The rest go back to the queue for the next start. Then event streams and long polls end
+//! and the HTTP server stops. An idle server skips the wait and exits at once.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -24,12 +31,20 @@ pub struct ServeConfig {
     pub engine: EngineConfig,
     /// Provider keys and hosts the model clients fall back to.
     pub provider_env: ProviderEnv,
+    /// How long shutdown lets executing runs finish before it hands them back to the queue.
+    pub shutdown_grace: Duration,
 }
 
 impl ServeConfig {
     /// Settings with the defaults of `aegis serve` for a database file and address.
     pub fn new(db: impl Into<PathBuf>, bind: SocketAddr) -> ServeConfig {
-        ServeConfig { bind, db: db.into(), engine: EngineConfig::default(), provider_env: ProviderEnv::from_process_env() }
+        ServeConfig {
+            bind,
+            db: db.into(),
+            engine: EngineConfig::default(),
+            provider_env: ProviderEnv::from_process_env(),
+            shutdown_grace: Duration::from_secs(30),
+        }
     }
 }
 
@@ -65,7 +80,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
     let (aegis, listener) = prepare(&config).await?;
     let addr = listener.local_addr().context("reading the bound address failed")?;
-    let task = tokio::spawn(serve_on(aegis.clone(), listener, async {
+    let task = tokio::spawn(serve_on(aegis.clone(), listener, config.shutdown_grace, async {
         let _ = signal.await;
     }));
     Ok(RunningServer { addr, aegis, shutdown, task })
@@ -77,11 +92,12 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()> + Sen
     let (aegis, listener) = prepare(&config).await?;
     let addr = listener.local_addr().context("reading the bound address failed")?;
     println!("listening on {addr}");
-    serve_on(aegis, listener, shutdown).await
+    serve_on(aegis, listener, config.shutdown_grace, shutdown).await
 }
 
 async fn prepare(config: &ServeConfig) -> anyhow::Result<(Aegis, TcpListener)> {
-    let store = SqliteStore::open(&config.db, SqliteConfig::default())
+    let sqlite = SqliteConfig::default().with_max_attempts(config.engine.max_attempts);
+    let store = SqliteStore::open(&config.db, sqlite)
         .await
         .with_context(|| format!("opening the database {} failed", config.db.display()))?;
     let registry = Registry::with_builtins(config.provider_env.clone());
@@ -91,11 +107,35 @@ async fn prepare(config: &ServeConfig) -> anyhow::Result<(Aegis, TcpListener)> {
     Ok((aegis, listener))
 }
 
-async fn serve_on(aegis: Aegis, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+async fn serve_on(
+    aegis: Aegis,
+    listener: TcpListener,
+    grace: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let workers = aegis.start();
     let app = crate::app(aegis);
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
-    workers.stop().await;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async {
+        let _ = http_stopped.await;
+    });
+    let mut server = tokio::spawn(server.into_future());
+
+    // The HTTP server keeps serving while the workers drain; it only ends on its own if
+    // serving failed.
+    let early_end = tokio::select! {
+        () = shutdown => None,
+        ended = &mut server => Some(ended),
+    };
+    tracing::info!(active_runs = workers.active_runs(), "shutting down");
+    workers.shutdown(grace).await;
+    let served = match early_end {
+        Some(ended) => ended,
+        None => {
+            let _ = stop_http.send(());
+            server.await
+        }
+    };
     tracing::info!("server stopped");
-    served.context("serving HTTP failed")
+    served.context("the HTTP server task panicked")?.context("serving HTTP failed")
 }

@@ -63,19 +63,24 @@
 mod config;
 mod documents;
 mod error;
+mod events;
 mod reader;
 mod runs;
 mod schema;
+mod sessions;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aegis_core::storage::{Lease, ListFilter, RequeueReport, RunFilter, RunOutcome, StorageError};
-use aegis_core::{AgentMessage, Run, RunSpec, Session, Storage, Task, Team, Timestamp};
+use aegis_core::storage::{
+    IdempotencyRecord, Lease, ListFilter, RequeueReport, RunEvent, RunEventKind, RunFilter, RunOutcome, StorageError,
+};
+use aegis_core::{AgentMessage, BatchItem, Run, RunSpec, Session, Storage, Task, Team, Timestamp};
 use async_trait::async_trait;
 use serde::Serialize;
+use serde_json::Value;
 use uuid::Uuid;
 
 pub use config::{SqliteConfig, Synchronous};
@@ -223,10 +228,12 @@ impl Storage for SqliteStore {
     }
 
     async fn append_message(&self, lease: &Lease, message: &AgentMessage) -> Result<(), StorageError> {
-        let json = serde_json::to_string(message)
-            .map_err(|error| error::encode_failed("message of run", lease.run_id, error))?;
+        let encode = |error| error::encode_failed("message of run", lease.run_id, error);
+        let json = serde_json::to_string(message).map_err(encode)?;
+        let event = RunEventKind::Message { attempt: lease.attempt, message: Box::new(message.clone()) };
+        let event = serde_json::to_string(&event).map_err(encode)?;
         let lease = lease.clone();
-        self.writer.write(move |conn| runs::append_message(conn, &lease, &json)).await
+        self.writer.write(move |conn| runs::append_message(conn, &lease, &json, &event)).await
     }
 
     async fn finish_run(&self, lease: &Lease, outcome: &RunOutcome) -> Result<(), StorageError> {
@@ -245,5 +252,47 @@ impl Storage for SqliteStore {
             );
         }
         Ok(report)
+    }
+
+    async fn release_run(&self, lease: &Lease) -> Result<(), StorageError> {
+        let lease = lease.clone();
+        self.writer.write(move |conn| runs::release_run(conn, &lease)).await
+    }
+
+    async fn request_cancel(&self, run_id: Uuid, reason: &str) -> Result<Option<Run>, StorageError> {
+        let reason = reason.to_owned();
+        self.writer.write(move |conn| runs::request_cancel(conn, run_id, &reason)).await
+    }
+
+    async fn cancel_requests(&self, owner: &str) -> Result<Vec<(Uuid, String)>, StorageError> {
+        let owner = owner.to_owned();
+        self.readers.read(move |conn| runs::cancel_requests(conn, &owner)).await
+    }
+
+    async fn list_run_events(&self, run_id: Uuid, after: u64, limit: usize) -> Result<Vec<RunEvent>, StorageError> {
+        self.readers.read(move |conn| events::list_events(conn, run_id, after, limit)).await
+    }
+
+    async fn next_session_counter(&self, session_id: Uuid, counter: &str) -> Result<u64, StorageError> {
+        let counter = counter.to_owned();
+        self.writer.write(move |conn| sessions::next_counter(conn, session_id, &counter)).await
+    }
+
+    async fn session_state(&self, session_id: Uuid) -> Result<Option<Value>, StorageError> {
+        self.readers.read(move |conn| sessions::session_state(conn, session_id)).await
+    }
+
+    async fn put_idempotency_key(&self, record: &IdempotencyRecord) -> Result<IdempotencyRecord, StorageError> {
+        let record = record.clone();
+        self.writer.write(move |conn| sessions::put_idempotency_key(conn, &record)).await
+    }
+
+    async fn save_batch_item(&self, lease: &Lease, item: &BatchItem) -> Result<(), StorageError> {
+        let (lease, item) = (lease.clone(), item.clone());
+        self.writer.write(move |conn| runs::save_batch_item(conn, &lease, &item)).await
+    }
+
+    async fn batch_items(&self, run_id: Uuid) -> Result<Vec<BatchItem>, StorageError> {
+        self.readers.read(move |conn| sessions::batch_items(conn, run_id)).await
     }
 }

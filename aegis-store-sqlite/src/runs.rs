@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use aegis_core::storage::{Lease, RequeueReport, RunFilter, RunOutcome, StorageError, interrupted_outcome};
+use aegis_core::storage::{
+    Lease, RequeueReport, RunEventKind, RunFilter, RunOutcome, StorageError, interrupted_outcome, session_limit,
+};
 use aegis_core::{AgentMessage, ComponentModel, Run, RunSpec, RunStatus, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value};
@@ -15,6 +17,8 @@ use uuid::Uuid;
 
 use crate::documents::sql_limit;
 use crate::error::{backend, corrupt, encode_failed, insert_failed};
+use crate::events::insert_event;
+use crate::sessions::save_session_state;
 
 /// A run encoded on the caller's side: the run without its messages, the snapshots, and the
 /// messages it was inserted with.
@@ -29,6 +33,9 @@ pub(crate) struct EncodedRun {
     pub(crate) team_component: String,
     pub(crate) team_metadata: String,
     pub(crate) messages: Vec<String>,
+    pub(crate) session_limit: Option<u32>,
+    pub(crate) stub_error_step: Option<i64>,
+    pub(crate) status_event: String,
 }
 
 impl EncodedRun {
@@ -47,6 +54,9 @@ impl EncodedRun {
             team_component: serde_json::to_string(&spec.team_component).map_err(encode)?,
             team_metadata: serde_json::to_string(&spec.team_metadata).map_err(encode)?,
             messages,
+            session_limit: session_limit(&spec.team_metadata),
+            stub_error_step: spec.stub_error_step.map(|step| i64::try_from(step).unwrap_or(i64::MAX)),
+            status_event: serde_json::to_string(&RunEventKind::status_of(run)).map_err(encode)?,
         })
     }
 }
@@ -65,8 +75,9 @@ fn encode_run(run: &Run) -> Result<String, StorageError> {
 pub(crate) fn insert_run(conn: &Connection, run: &EncodedRun) -> Result<(), StorageError> {
     let mut statement = conn
         .prepare_cached(
-            "INSERT INTO runs (id, session_id, status, attempt, created_at, json, team_component, team_metadata)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO runs (id, session_id, status, attempt, created_at, json, team_component, team_metadata,
+                               session_limit, stub_error_step)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .map_err(|error| backend("preparing the run insert", error))?;
     statement
@@ -79,9 +90,12 @@ pub(crate) fn insert_run(conn: &Connection, run: &EncodedRun) -> Result<(), Stor
             run.json,
             run.team_component,
             run.team_metadata,
+            run.session_limit,
+            run.stub_error_step,
         ])
         .map_err(|error| insert_failed("run", run.id, error))?;
 
+    insert_event(conn, run.id, &run.status_event)?;
     for message in &run.messages {
         insert_message(conn, run.id, run.attempt, message)?;
     }
@@ -146,17 +160,27 @@ pub(crate) fn claim_run(
     let claim_failed = |error| backend("claiming a run", error);
     let mut statement = conn
         .prepare_cached(
-            "SELECT id, json, team_component, team_metadata FROM runs WHERE status = ?1
+            "SELECT id, json, team_component, team_metadata, stub_error_step FROM runs AS queued
+             WHERE status = ?1
+               AND (session_limit IS NULL
+                    OR (SELECT COUNT(*) FROM runs AS running
+                        WHERE running.session_id = queued.session_id AND running.status = ?2) < session_limit)
              ORDER BY created_at, id LIMIT 1",
         )
         .map_err(claim_failed)?;
     let row = statement
-        .query_row(params![RunStatus::Created.as_str()], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?))
+        .query_row(params![RunStatus::Created.as_str(), RunStatus::Active.as_str()], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, Option<i64>>(4)?,
+            ))
         })
         .optional()
         .map_err(claim_failed)?;
-    let Some((id, json, team_component, team_metadata)) = row else {
+    let Some((id, json, team_component, team_metadata, stub_error_step)) = row else {
         return Ok(None);
     };
 
@@ -172,9 +196,11 @@ pub(crate) fn claim_run(
     run.status = RunStatus::Active;
     run.started_at = Some(now);
     update_run(conn, &run, Some((owner, expires_at)))?;
+    insert_status_event(conn, &run)?;
 
     let granted = Lease { run_id: id, owner: owner.to_owned(), attempt: run.attempt, expires_at };
-    Ok(Some((RunSpec { run, team_component, team_metadata }, granted)))
+    let stub_error_step = stub_error_step.and_then(|step| u64::try_from(step).ok());
+    Ok(Some((RunSpec { run, team_component, team_metadata, stub_error_step }, granted)))
 }
 
 /// Extends a held lease to `duration` from now.
@@ -203,24 +229,83 @@ pub(crate) fn renew_lease(conn: &Connection, lease: &Lease, duration: Duration) 
     Ok(Lease { expires_at, ..lease.clone() })
 }
 
-/// Appends an encoded message to the current attempt of a held run.
-pub(crate) fn append_message(conn: &Connection, lease: &Lease, message: &str) -> Result<(), StorageError> {
+/// Appends an encoded message (and its encoded event) to the current attempt of a held run.
+pub(crate) fn append_message(conn: &Connection, lease: &Lease, message: &str, event: &str) -> Result<(), StorageError> {
     held_run(conn, lease)?;
-    insert_message(conn, lease.run_id, lease.attempt, message)
+    insert_message(conn, lease.run_id, lease.attempt, message)?;
+    insert_event(conn, lease.run_id, event)
 }
 
-/// Ends a held run with `outcome` and releases its lease.
+/// Ends a held run with `outcome` and releases its lease. The team state of a
+/// `continue_conversation` run becomes the session's state in the same transaction.
 pub(crate) fn finish_run(conn: &Connection, lease: &Lease, outcome: &RunOutcome) -> Result<(), StorageError> {
     let json = held_run(conn, lease)?;
     let mut run: Run = serde_json::from_str(&json).map_err(|error| corrupt("run", lease.run_id, error))?;
 
-    run.status = outcome.status.clone();
-    run.team_result = outcome.team_result.clone();
-    run.error_message = outcome.error_message.clone();
-    run.error_details = outcome.error_details.clone();
-    run.finished_at = Some(outcome.finished_at);
-    run.estimated_completion_time = None;
-    update_run(conn, &run, None)
+    outcome.apply_to(&mut run);
+    update_run(conn, &run, None)?;
+    insert_status_event(conn, &run)?;
+    if let Some(state) = &outcome.session_state {
+        save_session_state(conn, run.session_id, state)?;
+    }
+    Ok(())
+}
+
+/// Stores a batch item's result for a held run.
+pub(crate) fn save_batch_item(conn: &Connection, lease: &Lease, item: &aegis_core::BatchItem) -> Result<(), StorageError> {
+    held_run(conn, lease)?;
+    crate::sessions::save_batch_item(conn, lease.run_id, item)
+}
+
+/// Gives a held run back to the queue with the next attempt, dropping its messages.
+pub(crate) fn release_run(conn: &Connection, lease: &Lease) -> Result<(), StorageError> {
+    let json = held_run(conn, lease)?;
+    let mut run: Run = serde_json::from_str(&json).map_err(|error| corrupt("run", lease.run_id, error))?;
+    delete_messages(conn, run.id)?;
+    run.status = RunStatus::Created;
+    run.attempt += 1;
+    run.started_at = None;
+    update_run(conn, &run, None)?;
+    insert_status_event(conn, &run)
+}
+
+/// Cancels a run as [`aegis_core::Storage::request_cancel`] describes.
+pub(crate) fn request_cancel(conn: &Connection, run_id: Uuid, reason: &str) -> Result<Option<Run>, StorageError> {
+    let Some(mut run) = get_run(conn, run_id)? else {
+        return Ok(None);
+    };
+    match run.status {
+        RunStatus::Created => {
+            RunOutcome::stopped(reason, Vec::new(), None).apply_to(&mut run);
+            update_run(conn, &run, None)?;
+            insert_status_event(conn, &run)?;
+        }
+        RunStatus::Active => {
+            let cancel_failed = |error| backend(&format!("requesting the cancel of run {run_id}"), error);
+            let mut statement = conn
+                .prepare_cached("UPDATE runs SET cancel_reason = COALESCE(cancel_reason, ?2) WHERE id = ?1")
+                .map_err(cancel_failed)?;
+            statement.execute(params![run_id.to_string(), reason]).map_err(cancel_failed)?;
+        }
+        _ => {}
+    }
+    Ok(Some(run))
+}
+
+/// Lists the active runs leased to `owner` that have a cancel request.
+pub(crate) fn cancel_requests(conn: &Connection, owner: &str) -> Result<Vec<(Uuid, String)>, StorageError> {
+    let list_failed = |error| backend("listing cancel requests", error);
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT id, cancel_reason FROM runs WHERE status = ?1 AND lease_owner = ?2 AND cancel_reason IS NOT NULL",
+        )
+        .map_err(list_failed)?;
+    let rows = statement
+        .query_map(params![RunStatus::Active.as_str(), owner], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+        .map_err(list_failed)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(list_failed)?;
+    rows.into_iter().map(|(id, reason)| Ok((parse_uuid(&id)?, reason))).collect()
 }
 
 /// The selection of `active` runs that [`requeue`] takes.
@@ -243,40 +328,42 @@ pub(crate) fn requeue(conn: &Connection, selection: Requeue, max_attempts: u32) 
     };
     let mut statement = conn
         .prepare_cached(
-            "SELECT id, json FROM runs
+            "SELECT id, json, cancel_reason FROM runs
              WHERE status = ?1 AND (lease_expires_at IS NULL OR lease_expires_at <= ?2)
              ORDER BY created_at, id",
         )
         .map_err(requeue_failed)?;
     let rows = statement
         .query_map(params![RunStatus::Active.as_str(), cutoff], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, Option<String>>(2)?))
         })
         .map_err(requeue_failed)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(requeue_failed)?;
 
     let mut report = RequeueReport::default();
-    for (id, json) in rows {
+    for (id, json, cancel_reason) in rows {
         let id = parse_uuid(&id)?;
-        let mut run: Run = serde_json::from_str(&json).map_err(|error| corrupt("run", id, error))?;
-        delete_messages(conn, id)?;
+        let mut run = decode_run(conn, id, &json)?;
 
-        if run.attempt >= max_attempts {
-            let outcome = interrupted_outcome(run.attempt);
-            run.status = outcome.status;
-            run.error_message = outcome.error_message;
-            run.error_details = outcome.error_details;
-            run.finished_at = Some(outcome.finished_at);
-            run.estimated_completion_time = None;
+        if let Some(reason) = cancel_reason {
+            // A cancelled run ends as requested, with what its last attempt recorded.
+            let messages = std::mem::take(&mut run.messages);
+            RunOutcome::stopped(&reason, messages, None).apply_to(&mut run);
+            report.stopped.push(id);
+        } else if run.attempt >= max_attempts {
+            delete_messages(conn, id)?;
+            interrupted_outcome(run.attempt).apply_to(&mut run);
             report.exhausted.push(id);
         } else {
+            delete_messages(conn, id)?;
             run.status = RunStatus::Created;
             run.attempt += 1;
             run.started_at = None;
             report.requeued.push(id);
         }
         update_run(conn, &run, None)?;
+        insert_status_event(conn, &run)?;
     }
     Ok(report)
 }
@@ -304,7 +391,8 @@ fn update_run(conn: &Connection, run: &Run, lease: Option<(&str, Timestamp)>) ->
     let update_failed = |error| backend(&format!("updating run {}", run.id), error);
     let mut statement = conn
         .prepare_cached(
-            "UPDATE runs SET status = ?2, attempt = ?3, lease_owner = ?4, lease_expires_at = ?5, json = ?6
+            "UPDATE runs SET status = ?2, attempt = ?3, lease_owner = ?4, lease_expires_at = ?5, json = ?6,
+                             cancel_reason = CASE WHEN ?2 = 'active' THEN cancel_reason END
              WHERE id = ?1",
         )
         .map_err(update_failed)?;
@@ -316,6 +404,12 @@ fn update_run(conn: &Connection, run: &Run, lease: Option<(&str, Timestamp)>) ->
         .execute(params![run.id.to_string(), run.status.as_str(), run.attempt, owner, expires_at, json])
         .map_err(update_failed)?;
     Ok(())
+}
+
+/// Stores the event of the run's current status and attempt.
+fn insert_status_event(conn: &Connection, run: &Run) -> Result<(), StorageError> {
+    let json = serde_json::to_string(&RunEventKind::status_of(run)).map_err(|error| encode_failed("event of run", run.id, error))?;
+    insert_event(conn, run.id, &json)
 }
 
 fn insert_message(conn: &Connection, run_id: Uuid, attempt: u32, message: &str) -> Result<(), StorageError> {
@@ -365,7 +459,7 @@ fn row_uuid(row: &Row<'_>, column: usize) -> Result<Uuid, StorageError> {
     parse_uuid(&text)
 }
 
-fn parse_uuid(text: &str) -> Result<Uuid, StorageError> {
+pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, StorageError> {
     Uuid::parse_str(text)
         .map_err(|error| StorageError::backend(format!("the stored run id {text:?} is not a UUID"), error))
 }

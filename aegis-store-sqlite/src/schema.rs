@@ -65,8 +65,60 @@ CREATE TABLE run_messages (
 ) STRICT, WITHOUT ROWID;
 ";
 
+/// Cancellation, per-session order, run events, session state, idempotency keys and batch
+/// items.
+const V2_RUN_ENGINE: &str = "
+-- cancel_reason is set while an active run has a cancel request. session_limit is the most
+-- active runs of the session (from the team_metadata snapshot) and NULL for no limit.
+-- stub_error_step is the run's position in the stub_error_sequence, taken at acceptance.
+ALTER TABLE runs ADD COLUMN cancel_reason TEXT;
+ALTER TABLE runs ADD COLUMN session_limit INTEGER;
+ALTER TABLE runs ADD COLUMN stub_error_step INTEGER;
+CREATE INDEX runs_by_session_status ON runs (session_id, status);
+
+-- seq counts from 1 over the run's whole life; rows outlive abandoned attempts, so a stream
+-- resumed from an event id misses and repeats nothing.
+CREATE TABLE run_events (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    json TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE session_counters (
+    session_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    PRIMARY KEY (session_id, name)
+) STRICT, WITHOUT ROWID;
+
+-- The team state the last complete run of a continue_conversation session left.
+CREATE TABLE session_states (
+    session_id TEXT PRIMARY KEY NOT NULL,
+    json TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE idempotency_keys (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+) STRICT;
+
+-- Results of finished items of batch runs; they outlive abandoned attempts.
+CREATE TABLE run_batch_items (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    json TEXT NOT NULL,
+    PRIMARY KEY (run_id, idx)
+) STRICT, WITHOUT ROWID;
+";
+
 /// The migrations in order, as the module docs describe.
-const MIGRATIONS: &[&str] = &[V1_INITIAL];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_RUN_ENGINE];
 
 /// The schema version this version of the crate migrates databases to.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -1,40 +1,68 @@
 //! Executing one claimed run: build the team from the run's snapshot, feed it the task
 //! message, record every message under the lease, and store the outcome.
+//!
+//! The team's future runs beside two others: the heartbeat, which ends the run silently when
+//! the lease is lost (a newer attempt owns the run), and the run's cancellation token. When
+//! the token fires, the team's future is dropped where it waits, which also aborts an
+//! in-flight model call, and the run ends `stopped` with the messages it recorded so far, or
+//! (during shutdown) goes back to the queue.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::Value;
+use tokio::sync::broadcast;
 
+use crate::engine::batch;
+use crate::engine::control::{RunControl, Running, Stop};
 use crate::engine::Shared;
-use crate::message::{AgentMessage, MessageKind};
+use crate::message::{AgentMessage, MessageKind, RequestUsage};
 use crate::pyjson;
 use crate::registry::Overrides;
 use crate::resource::{RunSpec, RunTask, TaskMessageType, TaskResult, TeamResult};
 use crate::run::{MessageSink, RunContext, RunError, RunErrorKind};
-use crate::storage::{Lease, RunOutcome, Storage, StorageErrorKind};
+use crate::storage::{Lease, RunOutcome, Storage, StorageErrorKind, continues_conversation};
+use crate::team::Team;
 
-pub(crate) async fn execute(shared: &Shared, spec: RunSpec, lease: Lease) {
+/// The longest `team_metadata.run_timeout_s` a session may set: one day.
+const MAX_RUN_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// The worker's next step once a run stops executing.
+enum Ending {
+    /// Store this outcome.
+    Finish(Box<RunOutcome>),
+    /// Hand the run back to the queue (shutdown).
+    Release,
+    /// Write nothing: the lease is gone.
+    LeaseLost,
+}
+
+/// Executes a claimed run whose `control` the dispatcher registered, and stores how it ended.
+pub(crate) async fn execute(shared: &Arc<Shared>, spec: RunSpec, lease: Lease, control: Arc<RunControl>) {
     let run_id = spec.run.id;
     let session_id = spec.run.session_id;
     let attempt = lease.attempt;
+    shared.running.notify_change();
     tracing::info!(%run_id, %session_id, attempt, "run started");
 
-    let heartbeat = keep_lease(shared, lease.clone());
-    let work = run_team(shared, &spec, &lease);
-    let outcome = tokio::select! {
-        outcome = work => outcome,
-        () = heartbeat => {
-            tracing::warn!(%run_id, attempt, "lease lost; abandoning the run to its newer attempt");
-            return;
-        }
-    };
-    let Some(outcome) = outcome else {
-        tracing::warn!(%run_id, attempt, "lease lost while recording; abandoning the run to its newer attempt");
-        return;
-    };
+    let ending = supervise(shared, &spec, &lease, &control).await;
+    match ending {
+        Ending::Finish(outcome) => store_outcome(shared, &lease, &outcome, session_id).await,
+        Ending::Release => match shared.storage.release_run(&lease).await {
+            Ok(()) => tracing::info!(%run_id, %session_id, attempt, "run released to the queue for the next start"),
+            Err(error) => tracing::warn!(%run_id, attempt, %error, "releasing the run failed; it is re-queued when its lease expires"),
+        },
+        Ending::LeaseLost => tracing::warn!(%run_id, attempt, "lease lost; abandoning the run to its newer attempt"),
+    }
 
-    match shared.storage.finish_run(&lease, &outcome).await {
+    shared.running.remove(run_id);
+    shared.running.notify_change();
+}
+
+async fn store_outcome(shared: &Shared, lease: &Lease, outcome: &RunOutcome, session_id: uuid::Uuid) {
+    let (run_id, attempt) = (lease.run_id, lease.attempt);
+    match shared.storage.finish_run(lease, outcome).await {
         Ok(()) => {
             let status = outcome.status.as_str();
             match &outcome.error_message {
@@ -52,6 +80,144 @@ pub(crate) async fn execute(shared: &Shared, spec: RunSpec, lease: Lease) {
     }
 }
 
+/// Runs the team under the lease, the deadline and the cancellation token.
+async fn supervise(shared: &Shared, spec: &RunSpec, lease: &Lease, control: &RunControl) -> Ending {
+    let started = Instant::now();
+    let deadline = run_timeout(shared, spec);
+    let dict_replies = spec.run.run_task.message_type == TaskMessageType::Dict;
+    let mut sink = StoreSink {
+        storage: shared.storage.as_ref(),
+        running: &shared.running,
+        lease,
+        dict_replies,
+        messages: Vec::new(),
+        chunks: control.chunks.clone(),
+    };
+
+    let finished = {
+        let work = tokio::time::timeout(deadline, attempt(shared, spec, lease, &mut sink));
+        tokio::select! {
+            finished = work => Some(finished),
+            () = keep_lease(shared, lease.clone()) => return Ending::LeaseLost,
+            () = control.token.cancelled() => None,
+        }
+    };
+    let duration = started.elapsed().as_secs_f64();
+
+    let Some(finished) = finished else {
+        return match control.stop_reason() {
+            Some(Stop::Cancel(reason)) => {
+                let result = TeamResult { usage: usage_of(&sink.messages), duration, ..TeamResult::default() };
+                Ending::Finish(Box::new(RunOutcome::stopped(&reason, sink.messages, Some(result))))
+            }
+            Some(Stop::Release) | None => Ending::Release,
+        };
+    };
+
+    let partial = |messages: Vec<AgentMessage>, stop_reason: Option<String>, usage: RequestUsage| TeamResult {
+        task_result: Some(TaskResult { messages, stop_reason }),
+        usage,
+        duration,
+        ..TeamResult::default()
+    };
+    let outcome = match finished {
+        Err(_elapsed) => {
+            let seconds = deadline.as_secs_f64();
+            let error = RunError::new("RunTimeoutError", format!("the run did not finish within {seconds} seconds"));
+            let usage = usage_of(&sink.messages);
+            failed(Some(partial(sink.messages, None, usage)), error)
+        }
+        Ok(Attempt::Team { result: Ok(stop_reason), usage, state }) => {
+            let mut outcome = RunOutcome::complete(partial(sink.messages, stop_reason, usage));
+            outcome.session_state = state;
+            outcome
+        }
+        Ok(Attempt::Team { result: Err(error), .. }) if error.kind == RunErrorKind::LeaseLost => return Ending::LeaseLost,
+        Ok(Attempt::Team { result: Err(error), usage, .. }) => failed(Some(partial(sink.messages, None, usage)), error),
+        Ok(Attempt::Batch(Ok(mut result))) => {
+            result.duration = duration;
+            RunOutcome::complete(result)
+        }
+        Ok(Attempt::Batch(Err(error))) if error.kind == RunErrorKind::LeaseLost => return Ending::LeaseLost,
+        Ok(Attempt::Batch(Err(error))) => failed(None, error),
+    };
+    Ending::Finish(Box::new(outcome))
+}
+
+/// The end of one attempt's execution.
+enum Attempt {
+    /// A single team execution: its stop reason or failure, the tokens it used, and the team
+    /// state to keep for the session's next run.
+    Team { result: Result<Option<String>, RunError>, usage: RequestUsage, state: Option<Value> },
+    /// A batch run: the assembled result, or the failure that ended the whole run.
+    Batch(Result<TeamResult, RunError>),
+}
+
+async fn attempt(shared: &Shared, spec: &RunSpec, lease: &Lease, sink: &mut StoreSink<'_>) -> Attempt {
+    if spec.run.batch_mode {
+        return Attempt::Batch(batch::run_batch(shared, spec, lease).await);
+    }
+
+    let mut team = match build_team(shared, spec) {
+        Ok(team) => team,
+        Err(error) => return Attempt::Team { result: Err(error), usage: RequestUsage::default(), state: None },
+    };
+    let continues = continues_conversation(&spec.team_metadata);
+    if continues && let Err(error) = restore_state(shared, spec, team.as_mut()).await {
+        return Attempt::Team { result: Err(error), usage: RequestUsage::default(), state: None };
+    }
+
+    let mut context = RunContext::new(spec.run.id, sink);
+    let result = team.run(task_message(&spec.run.run_task), &mut context).await;
+    let usage = context.usage();
+    let state = continues.then(|| team.save_state());
+    Attempt::Team { result: result.map(|outcome| outcome.stop_reason), usage, state }
+}
+
+/// Builds the run's team from its snapshot, with the session's overrides.
+pub(crate) fn build_team(shared: &Shared, spec: &RunSpec) -> Result<Box<dyn Team>, RunError> {
+    let mut overrides = Overrides::from_team_metadata(&spec.team_metadata);
+    overrides.stub_error_step = spec.stub_error_step;
+    shared.registry.build_team(&spec.team_component, &overrides).map_err(|problems| {
+        let list: Vec<String> = problems.iter().map(|problem| format!("{}: {}", problem.field, problem.message)).collect();
+        RunError::new("ValueError", format!("the team component does not build: {}", list.join("; ")))
+    })
+}
+
+/// Loads the team state the session's last complete run left, if any.
+async fn restore_state(shared: &Shared, spec: &RunSpec, team: &mut dyn Team) -> Result<(), RunError> {
+    let state = shared
+        .storage
+        .session_state(spec.run.session_id)
+        .await
+        .map_err(|error| RunError::new("StorageError", format!("reading the session's team state failed: {error}")))?;
+    match state {
+        Some(state) => team.load_state(&state),
+        None => Ok(()),
+    }
+}
+
+/// Returns the run's deadline: the session's `run_timeout_s` when it is a positive number of
+/// seconds, else the engine's default.
+fn run_timeout(shared: &Shared, spec: &RunSpec) -> Duration {
+    let seconds = spec.team_metadata.get("run_timeout_s").and_then(Value::as_f64).filter(|seconds| *seconds > 0.0);
+    match seconds {
+        Some(seconds) => Duration::try_from_secs_f64(seconds).unwrap_or(MAX_RUN_TIMEOUT).min(MAX_RUN_TIMEOUT),
+        None => shared.config.run_timeout,
+    }
+}
+
+/// Sums the token counts recorded on messages.
+pub(crate) fn usage_of(messages: &[AgentMessage]) -> RequestUsage {
+    let mut usage = RequestUsage::default();
+    for message in messages {
+        if let Some(counts) = message.models_usage {
+            usage.add(counts);
+        }
+    }
+    usage
+}
+
 /// Renews the lease until renewal reports it lost; never returns while the lease holds.
 async fn keep_lease(shared: &Shared, mut lease: Lease) {
     loop {
@@ -61,48 +227,10 @@ async fn keep_lease(shared: &Shared, mut lease: Lease) {
             Err(error) if *error.kind() == StorageErrorKind::LeaseLost => return,
             Err(error) => {
                 // A transient store failure: the next beat tries again before the lease runs out.
-                tracing::warn!(run_id = %lease.run_id, %error, "renewing the lease failed");
+                tracing::warn!(run_id = %lease.run_id, attempt = lease.attempt, %error, "renewing the lease failed");
             }
         }
     }
-}
-
-/// Runs the team; returns `None` when the lease was lost and nothing may be written.
-async fn run_team(shared: &Shared, spec: &RunSpec, lease: &Lease) -> Option<RunOutcome> {
-    let started = Instant::now();
-    let overrides = Overrides::from_team_metadata(&spec.team_metadata);
-    let mut team = match shared.registry.build_team(&spec.team_component, &overrides) {
-        Ok(team) => team,
-        Err(problems) => {
-            let list: Vec<String> = problems.iter().map(|problem| format!("{}: {}", problem.field, problem.message)).collect();
-            let error = RunError::new("ValueError", format!("the team component does not build: {}", list.join("; ")));
-            return Some(failed(None, error));
-        }
-    };
-
-    let dict_replies = spec.run.run_task.message_type == TaskMessageType::Dict;
-    let mut sink = StoreSink { storage: shared.storage.as_ref(), lease, dict_replies, messages: Vec::new() };
-    let mut context = RunContext::new(spec.run.id, &mut sink);
-    let task = task_message(&spec.run.run_task);
-    let result = tokio::time::timeout(shared.config.run_timeout, team.run(task, &mut context)).await;
-    let usage = context.usage();
-
-    let partial = |stop_reason: Option<String>, messages: Vec<AgentMessage>| TeamResult {
-        task_result: Some(TaskResult { messages, stop_reason }),
-        usage,
-        duration: started.elapsed().as_secs_f64(),
-    };
-    let outcome = match result {
-        Ok(Ok(outcome)) => RunOutcome::complete(partial(outcome.stop_reason, sink.messages)),
-        Ok(Err(error)) if error.kind == RunErrorKind::LeaseLost => return None,
-        Ok(Err(error)) => failed(Some(partial(None, sink.messages)), error),
-        Err(_elapsed) => {
-            let seconds = shared.config.run_timeout.as_secs_f64();
-            let error = RunError::new("RunTimeoutError", format!("the run did not finish within {seconds} seconds"));
-            failed(Some(partial(None, sink.messages)), error)
-        }
-    };
-    Some(outcome)
 }
 
 fn failed(team_result: Option<TeamResult>, error: RunError) -> RunOutcome {
@@ -110,7 +238,7 @@ fn failed(team_result: Option<TeamResult>, error: RunError) -> RunOutcome {
 }
 
 /// Builds the task message: text as given, a dict as Python's `json.dumps` text.
-fn task_message(run_task: &RunTask) -> AgentMessage {
+pub(crate) fn task_message(run_task: &RunTask) -> AgentMessage {
     let content = match (&run_task.message_type, &run_task.content) {
         (TaskMessageType::Text, Value::String(text)) => text.clone(),
         (_, content) => pyjson::dumps(content),
@@ -118,12 +246,14 @@ fn task_message(run_task: &RunTask) -> AgentMessage {
     AgentMessage::text(&run_task.source, content)
 }
 
-/// Records messages in the store under the run's lease.
+/// Records messages in the store under the run's lease and passes chunks to live followers.
 struct StoreSink<'a> {
     storage: &'a dyn Storage,
+    running: &'a Running,
     lease: &'a Lease,
     dict_replies: bool,
     messages: Vec<AgentMessage>,
+    chunks: broadcast::Sender<AgentMessage>,
 }
 
 #[async_trait]
@@ -134,17 +264,23 @@ impl MessageSink for StoreSink<'_> {
         match self.storage.append_message(self.lease, &stored).await {
             Ok(()) => {
                 self.messages.push(stored);
+                self.running.notify_change();
                 Ok(())
             }
             Err(error) if *error.kind() == StorageErrorKind::LeaseLost => Err(RunError::lease_lost(error.to_string())),
             Err(error) => Err(RunError::new("StorageError", format!("recording a message failed: {error}"))),
         }
     }
+
+    fn emit_transient(&mut self, message: &AgentMessage) {
+        // No follower is listening most of the time, and then there is nothing to do.
+        let _ = self.chunks.send(message.clone());
+    }
 }
 
 /// Returns the message as a `dict` message when its text is a JSON object (optionally inside
 /// one ```json fence), as dict-mode runs store replies.
-fn as_dict(message: &AgentMessage) -> Option<AgentMessage> {
+pub(crate) fn as_dict(message: &AgentMessage) -> Option<AgentMessage> {
     if message.kind != MessageKind::TextMessage {
         return None;
     }

@@ -8,18 +8,33 @@
 //! lease lost, the worker drops the run without writing anything, because a newer attempt owns
 //! it. A run never depends on the HTTP connection that created it: it lives in the store and
 //! in this pool only.
+//!
+//! The dispatcher also polls the store about once a [`EngineConfig::poll_interval`] for
+//! cancel requests against this process's runs (see [`control`] for how a run is stopped), so
+//! a cancel sent to another process sharing the store reaches the run within that interval.
+//!
+//! Shutdown ([`Workers::shutdown`]) stops claiming, lets the executing runs finish within a
+//! grace period while their heartbeats continue, then hands the rest back to the queue with
+//! the next attempt number, so the next start executes them again.
 
+mod batch;
+pub(crate) mod control;
 mod execute;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::control::{Running, Stop};
 use crate::registry::Registry;
 use crate::storage::Storage;
+
+/// How long shutdown waits for released runs to be handed back to the store.
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
 
 
 /// Settings of the run engine.
@@ -38,8 +53,10 @@ pub struct EngineConfig {
     pub max_attempts: u32,
     /// Deadline of one run; a run still going then ends with `RunTimeoutError`.
     pub run_timeout: Duration,
-    /// How often the dispatcher looks for work it was not woken for.
+    /// How often the dispatcher looks for work it was not woken for and for cancel requests.
     pub poll_interval: Duration,
+    /// Items of one batch run executed at once.
+    pub batch_concurrency: usize,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +68,7 @@ impl Default for EngineConfig {
             max_attempts: 3,
             run_timeout: Duration::from_secs(600),
             poll_interval: Duration::from_secs(1),
+            batch_concurrency: 8,
         }
     }
 }
@@ -70,6 +88,9 @@ impl EngineConfig {
         if self.max_attempts == 0 {
             return Err("max_attempts must be at least 1".to_owned());
         }
+        if self.batch_concurrency == 0 {
+            return Err("batch_concurrency must be at least 1".to_owned());
+        }
         Ok(())
     }
 }
@@ -81,26 +102,91 @@ pub(crate) struct Shared {
     pub(crate) config: EngineConfig,
     pub(crate) wake: Notify,
     pub(crate) owner: String,
+    /// The runs this process executes.
+    pub(crate) running: Running,
+    /// Set once shutdown began: no new runs are accepted or claimed.
+    pub(crate) draining: AtomicBool,
+    /// Fired when shutdown has handed every run back: streams and long polls end.
+    pub(crate) closed: CancellationToken,
+}
+
+impl Shared {
+    pub(crate) fn new(storage: Arc<dyn Storage>, registry: Registry, config: EngineConfig, owner: String) -> Shared {
+        Shared {
+            storage,
+            registry: Arc::new(registry),
+            config,
+            wake: Notify::new(),
+            owner,
+            running: Running::default(),
+            draining: AtomicBool::new(false),
+            closed: CancellationToken::new(),
+        }
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
 }
 
 /// The running worker pool of one process.
 #[derive(Debug)]
 pub struct Workers {
+    shared: Arc<Shared>,
     shutdown: CancellationToken,
     dispatcher: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("owner", &self.owner).field("config", &self.config).finish_non_exhaustive()
+    }
 }
 
 impl Workers {
     pub(crate) fn start(shared: Arc<Shared>) -> Workers {
         let shutdown = CancellationToken::new();
-        let dispatcher = tokio::spawn(dispatch(shared, shutdown.clone()));
-        Workers { shutdown, dispatcher }
+        let dispatcher = tokio::spawn(dispatch(Arc::clone(&shared), shutdown.clone()));
+        Workers { shared, shutdown, dispatcher }
+    }
+
+    /// Returns how many runs this process executes right now.
+    pub fn active_runs(&self) -> usize {
+        self.shared.running.len()
+    }
+
+    /// Shuts the pool down gracefully: stops accepting and claiming runs, waits up to `grace`
+    /// for the executing runs to end (their leases stay renewed meanwhile), then hands the
+    /// remaining runs back to the queue with the next attempt number and waits for the
+    /// dispatcher to exit. Returns at once when no run is executing.
+    pub async fn shutdown(self, grace: Duration) {
+        let shared = Arc::clone(&self.shared);
+
+        // The dispatcher registers a claimed run before its next await, so once it has
+        // exited every run this process will execute is in the table.
+        self.stop().await;
+
+        let active = shared.running.len();
+        if active > 0 {
+            tracing::info!(active, grace_s = grace.as_secs_f64(), "waiting for active runs to finish");
+        }
+        if !wait_until_idle(&shared, grace).await {
+            let remaining = shared.running.len();
+            tracing::warn!(remaining, "grace period over; releasing the remaining runs to the queue");
+            shared.running.stop_all(&Stop::Release);
+            if !wait_until_idle(&shared, RELEASE_WAIT).await {
+                let remaining = shared.running.len();
+                tracing::error!(remaining, "runs were not released in time; they are re-queued when their leases expire");
+            }
+        }
+        shared.closed.cancel();
     }
 
     /// Stops claiming new runs and waits for the dispatcher to exit. Runs already executing
     /// go on until they end or the process exits; runs cut off by an exit are re-queued by the
     /// next start once their lease expires.
     pub async fn stop(self) {
+        self.shared.draining.store(true, Ordering::SeqCst);
         self.shutdown.cancel();
         if let Err(error) = self.dispatcher.await {
             tracing::error!(%error, "run dispatcher panicked");
@@ -108,30 +194,63 @@ impl Workers {
     }
 }
 
+/// Waits until no run executes, or `limit` passes; returns whether the pool is idle.
+async fn wait_until_idle(shared: &Shared, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut changes = shared.running.subscribe_changes();
+    loop {
+        changes.borrow_and_update();
+        if shared.running.len() == 0 {
+            return true;
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return shared.running.len() == 0 },
+            () = tokio::time::sleep_until(deadline) => return shared.running.len() == 0,
+        }
+    }
+}
+
 async fn dispatch(shared: Arc<Shared>, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(shared.config.workers));
     let mut next_sweep = tokio::time::Instant::now();
+    let mut next_cancel_poll = tokio::time::Instant::now();
     tracing::info!(owner = %shared.owner, workers = shared.config.workers, "run dispatcher started");
 
     loop {
-        if tokio::time::Instant::now() >= next_sweep {
+        let now = tokio::time::Instant::now();
+        if now >= next_sweep {
             sweep_expired(&shared).await;
-            next_sweep = tokio::time::Instant::now() + shared.config.lease.min(Duration::from_secs(5));
+            next_sweep = now + shared.config.lease.min(Duration::from_secs(5));
+        }
+        if now >= next_cancel_poll {
+            poll_cancel_requests(&shared).await;
+            next_cancel_poll = now + shared.config.poll_interval;
         }
 
+        if shared.is_draining() {
+            tokio::select! {
+                () = tokio::time::sleep(shared.config.poll_interval) => continue,
+                () = shutdown.cancelled() => break,
+            }
+        }
+
+        // Wait for a free slot, but not past the next poll, so sweeps and cancel requests
+        // are handled while every slot is busy.
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break,
             },
+            () = tokio::time::sleep(shared.config.poll_interval) => continue,
             () = shutdown.cancelled() => break,
         };
 
         match shared.storage.claim_run(&shared.owner, shared.config.lease).await {
             Ok(Some((spec, lease))) => {
+                let control = shared.running.register(spec.run.id);
                 let shared = Arc::clone(&shared);
                 tokio::spawn(async move {
-                    execute::execute(&shared, spec, lease).await;
+                    execute::execute(&shared, spec, lease, control).await;
                     drop(permit);
                 });
             }
@@ -156,6 +275,23 @@ async fn dispatch(shared: Arc<Shared>, shutdown: CancellationToken) {
     tracing::info!(owner = %shared.owner, "run dispatcher stopped");
 }
 
+/// Stops the runs of this process that have a cancel request in the store.
+async fn poll_cancel_requests(shared: &Shared) {
+    if shared.running.len() == 0 {
+        return;
+    }
+    match shared.storage.cancel_requests(&shared.owner).await {
+        Ok(requests) => {
+            for (run_id, reason) in requests {
+                if shared.running.stop(run_id, Stop::Cancel(reason)) {
+                    tracing::info!(%run_id, "stopping run on a cancel request");
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "reading cancel requests failed; retrying at the next poll"),
+    }
+}
+
 async fn sweep_expired(shared: &Shared) {
     match shared.storage.requeue_expired(shared.config.max_attempts).await {
         Ok(report) => {
@@ -164,6 +300,13 @@ async fn sweep_expired(shared: &Shared) {
             }
             for run_id in &report.exhausted {
                 tracing::error!(%run_id, "run interrupted too often; ended as error");
+            }
+            for run_id in &report.stopped {
+                tracing::info!(%run_id, "ended cancelled run whose worker stopped as stopped");
+            }
+            if !(report.requeued.is_empty() && report.exhausted.is_empty() && report.stopped.is_empty()) {
+                shared.running.notify_change();
+                shared.wake.notify_one();
             }
         }
         Err(error) => tracing::error!(%error, "re-queueing expired runs failed"),

@@ -13,6 +13,7 @@ pub mod env;
 pub mod retry;
 pub mod openai;
 pub mod replay;
+pub mod stub;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

@@ -3,18 +3,19 @@
 //! Everything lives in one mutex-guarded state and is lost when the process ends. The lease
 //! protocol is the same as in the durable stores, so engine behaviour tested here carries over.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::message::AgentMessage;
-use crate::resource::{Run, RunSpec, RunStatus, Session, Task, Team};
+use crate::resource::{BatchItem, Run, RunSpec, RunStatus, Session, Task, Team};
 use crate::storage::{
-    Lease, ListFilter, RequeueReport, RunFilter, RunOutcome, Storage, StorageError, StorageErrorKind,
-    interrupted_outcome,
+    IdempotencyRecord, Lease, ListFilter, RequeueReport, RunEvent, RunEventKind, RunFilter, RunOutcome, Storage,
+    StorageError, StorageErrorKind, interrupted_outcome, session_limit,
 };
 use crate::timestamp::Timestamp;
 
@@ -32,12 +33,49 @@ struct State {
     runs: BTreeMap<Uuid, StoredRun>,
     /// `created` runs in id (and so creation) order.
     queue: BTreeSet<Uuid>,
+    counters: HashMap<(Uuid, String), u64>,
+    session_states: HashMap<Uuid, Value>,
+    idempotency: HashMap<(String, String), IdempotencyRecord>,
 }
 
 #[derive(Debug)]
 struct StoredRun {
     spec: RunSpec,
     lease: Option<(String, Timestamp)>,
+    cancel_reason: Option<String>,
+    events: Vec<RunEvent>,
+    batch_items: BTreeMap<usize, BatchItem>,
+}
+
+impl StoredRun {
+    fn push_event(&mut self, kind: RunEventKind) {
+        let seq = self.events.len() as u64 + 1;
+        self.events.push(RunEvent { seq, kind });
+    }
+
+    fn push_status(&mut self) {
+        let kind = RunEventKind::status_of(&self.spec.run);
+        self.push_event(kind);
+    }
+
+    /// Ends the run with `outcome` and releases its lease.
+    fn finish(&mut self, outcome: &RunOutcome) {
+        outcome.apply_to(&mut self.spec.run);
+        self.lease = None;
+        self.cancel_reason = None;
+        self.push_status();
+    }
+
+    /// Puts the run back to `created` with the next attempt and without its messages.
+    fn requeue(&mut self) {
+        let run = &mut self.spec.run;
+        run.status = RunStatus::Created;
+        run.attempt += 1;
+        run.started_at = None;
+        run.messages.clear();
+        self.lease = None;
+        self.push_status();
+    }
 }
 
 impl MemoryStorage {
@@ -65,6 +103,29 @@ fn insert_new<T>(rows: &mut BTreeMap<Uuid, T>, id: Uuid, row: T) -> Result<(), S
 }
 
 impl State {
+    /// Returns the oldest `created` run whose session is below its limit of active runs.
+    fn next_claimable(&self) -> Option<Uuid> {
+        let mut active: Option<HashMap<Uuid, u32>> = None;
+        for id in &self.queue {
+            let Some(stored) = self.runs.get(id) else { continue };
+            let Some(limit) = session_limit(&stored.spec.team_metadata) else {
+                return Some(*id);
+            };
+            // Counted once per claim and only when a queued run has a limit.
+            let active = active.get_or_insert_with(|| {
+                let mut counts = HashMap::new();
+                for run in self.runs.values().filter(|run| run.spec.run.status == RunStatus::Active) {
+                    *counts.entry(run.spec.run.session_id).or_insert(0) += 1;
+                }
+                counts
+            });
+            if active.get(&stored.spec.run.session_id).copied().unwrap_or(0) < limit {
+                return Some(*id);
+            }
+        }
+        None
+    }
+
     /// Returns the run if `lease` still holds it.
     fn held(&mut self, lease: &Lease) -> Result<&mut StoredRun, StorageError> {
         let run = self.runs.get_mut(&lease.run_id).ok_or_else(|| StorageError::lease_lost(lease.run_id, lease.attempt))?;
@@ -118,7 +179,10 @@ impl Storage for MemoryStorage {
     async fn insert_run(&self, spec: &RunSpec) -> Result<(), StorageError> {
         let mut state = self.state();
         let id = spec.run.id;
-        insert_new(&mut state.runs, id, StoredRun { spec: spec.clone(), lease: None })?;
+        let mut stored =
+            StoredRun { spec: spec.clone(), lease: None, cancel_reason: None, events: Vec::new(), batch_items: BTreeMap::new() };
+        stored.push_status();
+        insert_new(&mut state.runs, id, stored)?;
         if spec.run.status == RunStatus::Created {
             state.queue.insert(id);
         }
@@ -144,9 +208,10 @@ impl Storage for MemoryStorage {
 
     async fn claim_run(&self, owner: &str, lease: Duration) -> Result<Option<(RunSpec, Lease)>, StorageError> {
         let mut state = self.state();
-        let Some(id) = state.queue.pop_first() else {
+        let Some(id) = state.next_claimable() else {
             return Ok(None);
         };
+        state.queue.remove(&id);
         let Some(stored) = state.runs.get_mut(&id) else {
             return Ok(None);
         };
@@ -155,6 +220,7 @@ impl Storage for MemoryStorage {
         stored.spec.run.status = RunStatus::Active;
         stored.spec.run.started_at = Some(now);
         stored.lease = Some((owner.to_owned(), expires_at));
+        stored.push_status();
         let granted = Lease { run_id: id, owner: owner.to_owned(), attempt: stored.spec.run.attempt, expires_at };
         Ok(Some((stored.spec.clone(), granted)))
     }
@@ -169,21 +235,20 @@ impl Storage for MemoryStorage {
 
     async fn append_message(&self, lease: &Lease, message: &AgentMessage) -> Result<(), StorageError> {
         let mut state = self.state();
-        state.held(lease)?.spec.run.messages.push(message.clone());
+        let stored = state.held(lease)?;
+        stored.spec.run.messages.push(message.clone());
+        stored.push_event(RunEventKind::Message { attempt: lease.attempt, message: Box::new(message.clone()) });
         Ok(())
     }
 
     async fn finish_run(&self, lease: &Lease, outcome: &RunOutcome) -> Result<(), StorageError> {
         let mut state = self.state();
         let stored = state.held(lease)?;
-        let run = &mut stored.spec.run;
-        run.status = outcome.status.clone();
-        run.team_result = outcome.team_result.clone();
-        run.error_message = outcome.error_message.clone();
-        run.error_details = outcome.error_details.clone();
-        run.finished_at = Some(outcome.finished_at);
-        run.estimated_completion_time = None;
-        stored.lease = None;
+        stored.finish(outcome);
+        let session_id = stored.spec.run.session_id;
+        if let Some(team_state) = &outcome.session_state {
+            state.session_states.insert(session_id, team_state.clone());
+        }
         Ok(())
     }
 
@@ -201,25 +266,98 @@ impl Storage for MemoryStorage {
 
         for id in expired {
             let Some(stored) = state.runs.get_mut(&id) else { continue };
-            let run = &mut stored.spec.run;
-            stored.lease = None;
-            run.messages.clear();
-            if run.attempt >= max_attempts {
-                let outcome = interrupted_outcome(run.attempt);
-                run.status = outcome.status;
-                run.error_message = outcome.error_message;
-                run.error_details = outcome.error_details;
-                run.finished_at = Some(outcome.finished_at);
-                run.estimated_completion_time = None;
+            if let Some(reason) = stored.cancel_reason.clone() {
+                let outcome = RunOutcome::stopped(&reason, stored.spec.run.messages.clone(), None);
+                stored.finish(&outcome);
+                report.stopped.push(id);
+            } else if stored.spec.run.attempt >= max_attempts {
+                stored.spec.run.messages.clear();
+                stored.finish(&interrupted_outcome(stored.spec.run.attempt));
                 report.exhausted.push(id);
             } else {
-                run.status = RunStatus::Created;
-                run.attempt += 1;
-                run.started_at = None;
+                stored.requeue();
                 state.queue.insert(id);
                 report.requeued.push(id);
             }
         }
         Ok(report)
+    }
+
+    async fn release_run(&self, lease: &Lease) -> Result<(), StorageError> {
+        let mut state = self.state();
+        state.held(lease)?.requeue();
+        state.queue.insert(lease.run_id);
+        Ok(())
+    }
+
+    async fn request_cancel(&self, run_id: Uuid, reason: &str) -> Result<Option<Run>, StorageError> {
+        let mut state = self.state();
+        let Some(stored) = state.runs.get_mut(&run_id) else {
+            return Ok(None);
+        };
+        match stored.spec.run.status {
+            RunStatus::Created => {
+                stored.finish(&RunOutcome::stopped(reason, Vec::new(), None));
+                let run = stored.spec.run.clone();
+                state.queue.remove(&run_id);
+                Ok(Some(run))
+            }
+            RunStatus::Active => {
+                stored.cancel_reason.get_or_insert_with(|| reason.to_owned());
+                Ok(Some(stored.spec.run.clone()))
+            }
+            _ => Ok(Some(stored.spec.run.clone())),
+        }
+    }
+
+    async fn cancel_requests(&self, owner: &str) -> Result<Vec<(Uuid, String)>, StorageError> {
+        let state = self.state();
+        let requests = state
+            .runs
+            .values()
+            .filter(|stored| stored.spec.run.status == RunStatus::Active)
+            .filter(|stored| stored.lease.as_ref().is_some_and(|(holder, _)| holder == owner))
+            .filter_map(|stored| stored.cancel_reason.clone().map(|reason| (stored.spec.run.id, reason)))
+            .collect();
+        Ok(requests)
+    }
+
+    async fn list_run_events(&self, run_id: Uuid, after: u64, limit: usize) -> Result<Vec<RunEvent>, StorageError> {
+        let state = self.state();
+        let Some(stored) = state.runs.get(&run_id) else {
+            return Ok(Vec::new());
+        };
+        let events = stored.events.iter().filter(|event| event.seq > after).take(limit).cloned().collect();
+        Ok(events)
+    }
+
+    async fn next_session_counter(&self, session_id: Uuid, counter: &str) -> Result<u64, StorageError> {
+        let mut state = self.state();
+        let value = state.counters.entry((session_id, counter.to_owned())).or_insert(0);
+        let current = *value;
+        *value += 1;
+        Ok(current)
+    }
+
+    async fn session_state(&self, session_id: Uuid) -> Result<Option<Value>, StorageError> {
+        Ok(self.state().session_states.get(&session_id).cloned())
+    }
+
+    async fn put_idempotency_key(&self, record: &IdempotencyRecord) -> Result<IdempotencyRecord, StorageError> {
+        let mut state = self.state();
+        let key = (record.scope.clone(), record.key.clone());
+        Ok(state.idempotency.entry(key).or_insert_with(|| record.clone()).clone())
+    }
+
+    async fn save_batch_item(&self, lease: &Lease, item: &BatchItem) -> Result<(), StorageError> {
+        let mut state = self.state();
+        state.held(lease)?.batch_items.insert(item.index, item.clone());
+        Ok(())
+    }
+
+    async fn batch_items(&self, run_id: Uuid) -> Result<Vec<BatchItem>, StorageError> {
+        let state = self.state();
+        let items = state.runs.get(&run_id).map(|stored| stored.batch_items.values().cloned().collect());
+        Ok(items.unwrap_or_default())
     }
 }

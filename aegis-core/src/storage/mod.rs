@@ -15,6 +15,31 @@
 //!
 //! Implementations must make every accepted write durable before returning: a run that
 //! `insert_run` accepted must survive a crash of the process.
+//!
+//! # Cancellation
+//!
+//! [`Storage::request_cancel`] ends a `created` run as `stopped` at once, in the same atomic
+//! step that a claim would take, so a cancelled run never starts. For an `active` run it only
+//! records the request. The process holding the lease polls [`Storage::cancel_requests`]
+//! about once a second with one query for all of its runs, and its worker then aborts the run
+//! and finishes it as `stopped`. A run whose
+//! worker died after a cancel request ends `stopped` at the next sweep instead of being
+//! re-queued. Requests travel through the store, not process memory, so a replica can cancel
+//! a run another replica executes.
+//!
+//! # Events
+//!
+//! Every change a follower of a run can see is also stored as a [`RunEvent`] with a sequence
+//! number that grows over the run's whole life: status changes (including each new attempt)
+//! and messages. Events are written in the same atomic step as the change itself and are never
+//! deleted when an attempt is abandoned, so a stream resumed from its last event id misses and
+//! repeats nothing, whichever process serves it.
+//!
+//! # Session order
+//!
+//! [`Storage::claim_run`] honours per-session limits taken from the run's `team_metadata`
+//! snapshot by [`session_limit`]: with `continue_conversation: true` one run of the session is
+//! active at a time, in creation order; with `max_concurrent_runs: N` at most `N` are.
 
 pub mod memory;
 #[cfg(feature = "testkit")]
@@ -24,10 +49,12 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::message::AgentMessage;
-use crate::resource::{ErrorDetails, Run, RunSpec, RunStatus, Session, Task, Team, TeamResult};
+use crate::resource::{BatchItem, ErrorDetails, Run, RunSpec, RunStatus, Session, Task, TaskResult, Team, TeamResult};
 use crate::timestamp::Timestamp;
 
 pub use memory::MemoryStorage;
@@ -119,6 +146,9 @@ pub struct RunOutcome {
     pub error_details: Option<ErrorDetails>,
     /// End of execution.
     pub finished_at: Timestamp,
+    /// The team's state after a complete run of a session with `continue_conversation`, which
+    /// the store keeps as the session's state in the same atomic step.
+    pub session_state: Option<Value>,
 }
 
 impl RunOutcome {
@@ -130,6 +160,25 @@ impl RunOutcome {
             error_message: None,
             error_details: None,
             finished_at: Timestamp::now(),
+            session_state: None,
+        }
+    }
+
+    /// Describes a cancelled run: `stop_reason` is the cancel reason and `messages` those the
+    /// run produced before it was stopped.
+    pub fn stopped(reason: &str, messages: Vec<AgentMessage>, team_result: Option<TeamResult>) -> RunOutcome {
+        let task_result = TaskResult { messages, stop_reason: Some(reason.to_owned()) };
+        let team_result = match team_result {
+            Some(result) => TeamResult { task_result: Some(task_result), ..result },
+            None => TeamResult { task_result: Some(task_result), ..TeamResult::default() },
+        };
+        RunOutcome {
+            status: RunStatus::Stopped,
+            team_result: Some(team_result),
+            error_message: None,
+            error_details: None,
+            finished_at: Timestamp::now(),
+            session_state: None,
         }
     }
 
@@ -141,8 +190,105 @@ impl RunOutcome {
             error_message: Some(error_message),
             error_details: Some(error_details),
             finished_at: Timestamp::now(),
+            session_state: None,
         }
     }
+
+    /// Applies the outcome to `run`: status, result, errors and `finished_at`, and clears
+    /// `estimated_completion_time`.
+    pub fn apply_to(&self, run: &mut Run) {
+        run.status = self.status.clone();
+        run.team_result = self.team_result.clone();
+        run.error_message = self.error_message.clone();
+        run.error_details = self.error_details.clone();
+        run.finished_at = Some(self.finished_at);
+        run.estimated_completion_time = None;
+    }
+}
+
+/// A change of a run, as stored for its event stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunEvent {
+    /// Position in the run's events, from 1, growing across attempts and never reused.
+    pub seq: u64,
+    /// What changed.
+    #[serde(flatten)]
+    pub kind: RunEventKind,
+}
+
+/// The change a [`RunEvent`] reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RunEventKind {
+    /// The run's status or attempt changed. A new attempt means the earlier attempt's
+    /// messages were discarded.
+    Status {
+        /// The new status.
+        status: RunStatus,
+        /// The attempt the status belongs to.
+        attempt: u32,
+    },
+    /// The run's current attempt produced a message.
+    Message {
+        /// The attempt that produced the message.
+        attempt: u32,
+        /// The message as stored.
+        message: Box<AgentMessage>,
+    },
+}
+
+impl RunEventKind {
+    /// Returns the status event of `run` as it is now.
+    pub fn status_of(run: &Run) -> RunEventKind {
+        RunEventKind::Status { status: run.status.clone(), attempt: run.attempt }
+    }
+}
+
+/// A stored `Idempotency-Key`: which request first used it and which resource it created.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct IdempotencyRecord {
+    /// The operation the key belongs to, such as `POST /api/v1/run`; keys of different
+    /// operations never collide.
+    pub scope: String,
+    /// The client's key.
+    pub key: String,
+    /// The first request's body as JSON text; a retry must carry an equal body.
+    pub request: String,
+    /// The resource the first request created (or is creating).
+    pub resource_id: Uuid,
+    /// When the key was first used.
+    pub created_at: Timestamp,
+}
+
+impl IdempotencyRecord {
+    /// Creates a record for a first use of `key`.
+    pub fn new(scope: impl Into<String>, key: impl Into<String>, request: impl Into<String>, resource_id: Uuid) -> IdempotencyRecord {
+        IdempotencyRecord {
+            scope: scope.into(),
+            key: key.into(),
+            request: request.into(),
+            resource_id,
+            created_at: Timestamp::now(),
+        }
+    }
+}
+
+/// Returns the limit on active runs of a session that a run's `team_metadata` snapshot sets.
+/// `continue_conversation: true` means 1 (runs take turns in creation order). Otherwise the
+/// limit is `max_concurrent_runs` when that is a positive integer, else there is none.
+pub fn session_limit(team_metadata: &Map<String, Value>) -> Option<u32> {
+    if team_metadata.get("continue_conversation").and_then(Value::as_bool) == Some(true) {
+        return Some(1);
+    }
+    let limit = team_metadata.get("max_concurrent_runs")?.as_u64()?;
+    u32::try_from(limit).ok().filter(|&limit| limit > 0)
+}
+
+/// Returns whether runs of the session share team state from run to run.
+pub fn continues_conversation(team_metadata: &Map<String, Value>) -> bool {
+    team_metadata.get("continue_conversation").and_then(Value::as_bool) == Some(true)
 }
 
 /// Which runs a listing returns.
@@ -178,6 +324,8 @@ pub struct RequeueReport {
     pub requeued: Vec<Uuid>,
     /// Runs that had used every attempt and were ended as `error`.
     pub exhausted: Vec<Uuid>,
+    /// Runs with a cancel request that were ended as `stopped`.
+    pub stopped: Vec<Uuid>,
 }
 
 /// Persistent state of Aegis: resources, run queue, leases and run messages.
@@ -222,9 +370,40 @@ pub trait Storage: Send + Sync {
     async fn append_message(&self, lease: &Lease, message: &AgentMessage) -> Result<(), StorageError>;
     /// Ends the run and releases its lease.
     async fn finish_run(&self, lease: &Lease, outcome: &RunOutcome) -> Result<(), StorageError>;
-    /// Re-queues `active` runs whose lease expired, dropping the abandoned attempt's
-    /// messages; runs that already used `max_attempts` attempts end as `error` instead.
+    /// Re-queues `active` runs whose lease expired and drops the abandoned attempt's
+    /// messages. Runs that already used `max_attempts` attempts end as `error` instead, and
+    /// runs with a cancel request end as `stopped` with their messages.
     async fn requeue_expired(&self, max_attempts: u32) -> Result<RequeueReport, StorageError>;
+    /// Gives a held run back to the queue (a worker shutting down): `created` with the next
+    /// attempt, dropping the abandoned attempt's messages.
+    async fn release_run(&self, lease: &Lease) -> Result<(), StorageError>;
+
+    /// Cancels a run: a `created` run ends `stopped` at once with `reason` as its
+    /// `stop_reason`, an `active` run gets a cancel request (the first reason wins), and a
+    /// terminal run is left as it is. Returns the run after the change, `None` for an
+    /// unknown id.
+    async fn request_cancel(&self, run_id: Uuid, reason: &str) -> Result<Option<Run>, StorageError>;
+    /// Lists the `active` runs leased to `owner` that have a cancel request, with its reason.
+    async fn cancel_requests(&self, owner: &str) -> Result<Vec<(Uuid, String)>, StorageError>;
+
+    /// Returns up to `limit` events of a run with a sequence number above `after`, in order.
+    async fn list_run_events(&self, run_id: Uuid, after: u64, limit: usize) -> Result<Vec<RunEvent>, StorageError>;
+
+    /// Returns the value of a per-session counter and increments it, atomically and durably,
+    /// so concurrent callers never get the same value. Counters start at 0.
+    async fn next_session_counter(&self, session_id: Uuid, counter: &str) -> Result<u64, StorageError>;
+    /// Returns the team state the last complete run of a `continue_conversation` session left.
+    async fn session_state(&self, session_id: Uuid) -> Result<Option<Value>, StorageError>;
+
+    /// Stores the first use of an idempotency key, or returns the record already stored for
+    /// the same scope and key (whatever its request), atomically.
+    async fn put_idempotency_key(&self, record: &IdempotencyRecord) -> Result<IdempotencyRecord, StorageError>;
+
+    /// Records the result of one item of a held batch run. Item results survive re-queues,
+    /// so a later attempt skips finished items.
+    async fn save_batch_item(&self, lease: &Lease, item: &BatchItem) -> Result<(), StorageError>;
+    /// Returns the recorded item results of a batch run, by index.
+    async fn batch_items(&self, run_id: Uuid) -> Result<Vec<BatchItem>, StorageError>;
 }
 
 /// Returns the outcome of a run that was interrupted (its worker died or shut down) once too
@@ -243,3 +422,6 @@ pub fn interrupted_outcome(attempts: u32) -> RunOutcome {
     };
     RunOutcome::error(None, format!("RunInterruptedError: {message}"), details)
 }
+
+/// The `stop_reason` of a run cancelled without a reason.
+pub const DEFAULT_CANCEL_REASON: &str = "cancelled by user";

@@ -39,9 +39,12 @@ use uuid::Uuid;
 use crate::component::ComponentModel;
 use crate::message::{AgentMessage, MessageKind, RequestUsage};
 use crate::resource::{
-    ErrorDetails, Run, RunSpec, RunStatus, RunTask, Session, Task, TaskMessageType, TaskResult, Team, TeamResult,
+    BatchItem, ErrorDetails, Run, RunSpec, RunStatus, RunTask, Session, Task, TaskMessageType, TaskResult, Team,
+    TeamResult,
 };
-use crate::storage::{Lease, ListFilter, RunFilter, RunOutcome, Storage, StorageError, StorageErrorKind};
+use crate::storage::{
+    IdempotencyRecord, Lease, ListFilter, RunEventKind, RunFilter, RunOutcome, Storage, StorageError, StorageErrorKind,
+};
 use crate::timestamp::Timestamp;
 
 /// A lease long enough never to expire during a check.
@@ -68,6 +71,14 @@ pub async fn check_all(store: &Arc<dyn Storage>) {
     check_requeue(shared).await;
     check_exhaustion(shared).await;
     check_concurrent_claims(store).await;
+    check_cancel(shared).await;
+    check_events(shared).await;
+    check_release(shared).await;
+    check_session_limits(shared).await;
+    check_session_data(shared).await;
+    check_idempotency_keys(shared).await;
+    check_batch_items(shared).await;
+    check_concurrent_counters(store).await;
 }
 
 /// Builds a task with every field set.
@@ -156,7 +167,12 @@ pub fn run_spec(session: &Session) -> RunSpec {
         estimated_completion_time: Some(now.saturating_add(Duration::from_secs(60))),
         messages: Vec::new(),
     };
-    RunSpec { run, team_component: team("snapshot").component, team_metadata: session.team_metadata.clone() }
+    RunSpec {
+        run,
+        team_component: team("snapshot").component,
+        team_metadata: session.team_metadata.clone(),
+        stub_error_step: Some(7),
+    }
 }
 
 /// Builds messages of several kinds that use every field: token usage, metadata, object and
@@ -350,6 +366,7 @@ pub async fn check_claim_snapshot(store: &dyn Storage) {
     assert_eq!(claimed.run, expected, "the claimed run is the stored run, now active");
     assert_eq!(claimed.team_component, written.team_component, "the team component snapshot");
     assert_eq!(claimed.team_metadata, written.team_metadata, "the team metadata snapshot");
+    assert_eq!(claimed.stub_error_step, written.stub_error_step, "the stub error step");
     assert_eq!(lease.run_id, written.run.id);
     assert_eq!(lease.owner, "owner-a");
     assert_eq!(lease.attempt, 1);
@@ -437,6 +454,7 @@ pub async fn check_finish(store: &dyn Storage) {
         task_result: Some(TaskResult { messages: messages()[..1].to_vec(), stop_reason: None }),
         usage: RequestUsage { prompt_tokens: 120, completion_tokens: 8 },
         duration: 2.5,
+        ..TeamResult::default()
     };
     let details = ErrorDetails {
         error_type: "RateLimitError".to_owned(),
@@ -455,6 +473,7 @@ pub async fn check_finish(store: &dyn Storage) {
         }),
         usage: RequestUsage { prompt_tokens: 300, completion_tokens: 40 },
         duration: 7.25,
+        ..TeamResult::default()
     });
 
     for (spec, outcome) in [(&failing, &failure), (&completing, &success)] {
@@ -664,6 +683,253 @@ pub async fn check_concurrent_claims(store: &Arc<dyn Storage>) {
     }
 }
 
+/// Checks cancellation. A `created` run ends `stopped` at once and is never claimed. An
+/// `active` run gets a request that only its owner's [`Storage::cancel_requests`] lists, and
+/// the first reason wins. A terminal run is unchanged. An expired run with a request ends
+/// `stopped` with its messages instead of being re-queued.
+pub async fn check_cancel(store: &dyn Storage) {
+    drain(store).await;
+    let session = new_session(store).await;
+    let (queued, running, expiring) = (run_spec(&session), run_spec(&session), run_spec(&session));
+    for spec in [&queued, &running, &expiring] {
+        store.insert_run(spec).await.expect("insert_run");
+    }
+    assert_eq!(store.request_cancel(Uuid::now_v7(), "no such run").await.expect("request_cancel"), None);
+
+    let cancelled = store.request_cancel(queued.run.id, "wrong rubric").await.expect("request_cancel").expect("the run");
+    assert_eq!(cancelled.status, RunStatus::Stopped, "a created run stops at once");
+    let stop_reason = cancelled.team_result.as_ref().and_then(|result| result.task_result.as_ref()).and_then(|task| task.stop_reason.clone());
+    assert_eq!(stop_reason.as_deref(), Some("wrong rubric"), "the reason is the stop_reason");
+    assert!(cancelled.finished_at.is_some(), "a cancelled run has finished_at");
+    assert_eq!(store.get_run(queued.run.id).await.expect("get_run"), Some(cancelled.clone()), "the cancel is stored");
+
+    let (claimed, lease) = store.claim_run("owner-a", LONG_LEASE).await.expect("claim_run").expect("a queued run");
+    assert_eq!(claimed.run.id, running.run.id, "a cancelled run is never claimed");
+    let (_, expiring_lease) = store.claim_run("owner-b", SHORT_LEASE).await.expect("claim_run").expect("a queued run");
+
+    let active = store.request_cancel(running.run.id, "first").await.expect("request_cancel").expect("the run");
+    assert_eq!(active.status, RunStatus::Active, "an active run keeps running until its worker stops it");
+    store.request_cancel(running.run.id, "second").await.expect("request_cancel");
+    let requests = store.cancel_requests("owner-a").await.expect("cancel_requests");
+    assert_eq!(requests, vec![(running.run.id, "first".to_owned())], "the owner sees the first reason");
+    assert_eq!(store.cancel_requests("owner-c").await.expect("cancel_requests"), Vec::new(), "other owners see nothing");
+
+    let message = AgentMessage::text("marker", "before the cancel");
+    store.append_message(&lease, &message).await.expect("append_message");
+    store.finish_run(&lease, &RunOutcome::stopped("first", vec![message.clone()], None)).await.expect("finish_run");
+    assert_eq!(store.cancel_requests("owner-a").await.expect("cancel_requests"), Vec::new(), "a finished run has no request");
+    let finished = store.get_run(running.run.id).await.expect("get_run").expect("the run");
+    let again = store.request_cancel(running.run.id, "third").await.expect("request_cancel").expect("the run");
+    assert_eq!(again, finished, "cancelling a terminal run changes nothing");
+
+    store.append_message(&expiring_lease, &message).await.expect("append_message");
+    store.request_cancel(expiring.run.id, "while its worker died").await.expect("request_cancel");
+    tokio::time::sleep(EXPIRY_WAIT).await;
+    let report = store.requeue_expired(3).await.expect("requeue_expired");
+    assert!(report.stopped.contains(&expiring.run.id), "an expired run with a cancel request is stopped: {report:?}");
+    assert!(!report.requeued.contains(&expiring.run.id), "it is not re-queued: {report:?}");
+    let stopped = store.get_run(expiring.run.id).await.expect("get_run").expect("the run");
+    assert_eq!(stopped.status, RunStatus::Stopped);
+    let task_result = stopped.team_result.and_then(|result| result.task_result).expect("a task_result");
+    assert_eq!(task_result.stop_reason.as_deref(), Some("while its worker died"));
+    assert_eq!(task_result.messages, vec![message], "the stopped run keeps its messages");
+}
+
+/// Checks run events: a status event per status or attempt change and a message event per
+/// message, numbered from 1 over the run's whole life (kept across a re-queue), with
+/// `after` and `limit` paging.
+pub async fn check_events(store: &dyn Storage) {
+    drain(store).await;
+    let session = new_session(store).await;
+    let written = run_spec(&session);
+    store.insert_run(&written).await.expect("insert_run");
+    let (_, lease) = store.claim_run("owner-a", SHORT_LEASE).await.expect("claim_run").expect("a queued run");
+    let appended = messages();
+    for message in &appended[..2] {
+        store.append_message(&lease, message).await.expect("append_message");
+    }
+    tokio::time::sleep(EXPIRY_WAIT).await;
+    store.requeue_expired(3).await.expect("requeue_expired");
+    let (_, lease) = store.claim_run("owner-b", LONG_LEASE).await.expect("claim_run").expect("the re-queued run");
+    store.append_message(&lease, &appended[2]).await.expect("append_message");
+    store.finish_run(&lease, &stopped_outcome()).await.expect("finish_run");
+
+    let status = |status: RunStatus, attempt: u32| RunEventKind::Status { status, attempt };
+    let message = |attempt: u32, index: usize| RunEventKind::Message { attempt, message: Box::new(appended[index].clone()) };
+    let expected = vec![
+        status(RunStatus::Created, 1),
+        status(RunStatus::Active, 1),
+        message(1, 0),
+        message(1, 1),
+        status(RunStatus::Created, 2),
+        status(RunStatus::Active, 2),
+        message(2, 2),
+        status(RunStatus::Stopped, 2),
+    ];
+    let events = store.list_run_events(written.run.id, 0, 100).await.expect("list_run_events");
+    let seqs: Vec<u64> = events.iter().map(|event| event.seq).collect();
+    assert_eq!(seqs, (1..=8).collect::<Vec<u64>>(), "events are numbered from 1 without gaps");
+    let kinds: Vec<RunEventKind> = events.into_iter().map(|event| event.kind).collect();
+    assert_eq!(kinds, expected, "every change of the run is an event, across attempts");
+
+    let page = store.list_run_events(written.run.id, 3, 2).await.expect("list_run_events");
+    assert_eq!(page.iter().map(|event| event.seq).collect::<Vec<_>>(), vec![4, 5], "after 3, limit 2");
+    let none = store.list_run_events(written.run.id, 8, 100).await.expect("list_run_events");
+    assert_eq!(none, Vec::new(), "nothing after the last event");
+    let unknown = store.list_run_events(Uuid::now_v7(), 0, 100).await.expect("list_run_events");
+    assert_eq!(unknown, Vec::new(), "an unknown run has no events");
+}
+
+/// Checks that a released run is `created` again with the next attempt and no messages, and
+/// that the released lease is dead.
+pub async fn check_release(store: &dyn Storage) {
+    drain(store).await;
+    let session = new_session(store).await;
+    let written = run_spec(&session);
+    store.insert_run(&written).await.expect("insert_run");
+    let (_, lease) = store.claim_run("owner-a", LONG_LEASE).await.expect("claim_run").expect("a queued run");
+    store.append_message(&lease, &messages()[0]).await.expect("append_message");
+
+    store.release_run(&lease).await.expect("release_run");
+    let run = store.get_run(written.run.id).await.expect("get_run").expect("the run");
+    assert_eq!(run.status, RunStatus::Created, "a released run is queued again");
+    assert_eq!(run.attempt, 2, "a released run gets the next attempt");
+    assert_eq!(run.messages, Vec::new(), "the released attempt's messages are dropped");
+    assert_kind(store.release_run(&lease).await, StorageErrorKind::LeaseLost, "release_run twice");
+    assert_kind(store.finish_run(&lease, &stopped_outcome()).await, StorageErrorKind::LeaseLost, "finish_run after release");
+
+    let (claimed, lease) = store.claim_run("owner-b", LONG_LEASE).await.expect("claim_run").expect("the released run");
+    assert_eq!(claimed.run.id, written.run.id);
+    assert_eq!(lease.attempt, 2);
+    store.finish_run(&lease, &stopped_outcome()).await.expect("finish_run");
+}
+
+/// Checks per-session limits: `continue_conversation` runs one run of the session at a time
+/// in creation order, `max_concurrent_runs` caps active runs, and other sessions' runs are
+/// claimed past a blocked session.
+pub async fn check_session_limits(store: &dyn Storage) {
+    drain(store).await;
+    let mut continued = new_session(store).await;
+    continued.team_metadata.insert("continue_conversation".to_owned(), json!(true));
+    let mut capped = new_session(store).await;
+    capped.team_metadata.insert("max_concurrent_runs".to_owned(), json!(2));
+    let free = new_session(store).await;
+
+    let continued_runs = [run_spec(&continued), run_spec(&continued)];
+    let capped_runs = [run_spec(&capped), run_spec(&capped), run_spec(&capped)];
+    let free_run = run_spec(&free);
+    for spec in continued_runs.iter().chain(&capped_runs).chain([&free_run]) {
+        store.insert_run(spec).await.expect("insert_run");
+    }
+
+    let mut leases = Vec::new();
+    while let Some((spec, lease)) = store.claim_run("owner-a", LONG_LEASE).await.expect("claim_run") {
+        leases.push((spec.run.id, lease));
+    }
+    let claimed: Vec<Uuid> = leases.iter().map(|(id, _)| *id).collect();
+    let expected = vec![continued_runs[0].run.id, capped_runs[0].run.id, capped_runs[1].run.id, free_run.run.id];
+    assert_eq!(claimed, expected, "each session's limit holds and other sessions go on");
+
+    let (_, first_lease) = &leases[0];
+    store.finish_run(first_lease, &stopped_outcome()).await.expect("finish_run");
+    let (next, next_lease) = store.claim_run("owner-a", LONG_LEASE).await.expect("claim_run").expect("the next run");
+    assert_eq!(next.run.id, continued_runs[1].run.id, "the session's next run starts after the first ended");
+
+    for (_, lease) in &leases[1..] {
+        store.finish_run(lease, &stopped_outcome()).await.expect("finish_run");
+    }
+    store.finish_run(&next_lease, &stopped_outcome()).await.expect("finish_run");
+    drain(store).await;
+}
+
+/// Checks session counters (from 0, per session and name, durable) and the session state a
+/// finished run's outcome stores.
+pub async fn check_session_data(store: &dyn Storage) {
+    drain(store).await;
+    let (first, second) = (new_session(store).await, new_session(store).await);
+    for expected in 0..3 {
+        assert_eq!(store.next_session_counter(first.id, "steps").await.expect("next_session_counter"), expected);
+    }
+    assert_eq!(store.next_session_counter(second.id, "steps").await.expect("next_session_counter"), 0, "per session");
+    assert_eq!(store.next_session_counter(first.id, "other").await.expect("next_session_counter"), 0, "per name");
+
+    assert_eq!(store.session_state(first.id).await.expect("session_state"), None, "no state before a run");
+    let written = run_spec(&first);
+    store.insert_run(&written).await.expect("insert_run");
+    let (_, lease) = store.claim_run("owner-a", LONG_LEASE).await.expect("claim_run").expect("a queued run");
+    let state = json!({"type": "TeamState", "agent_states": {"marker": {"llm_context": {"messages": [1, 2]}}}});
+    let mut outcome = RunOutcome::complete(TeamResult::default());
+    outcome.session_state = Some(state.clone());
+    store.finish_run(&lease, &outcome).await.expect("finish_run");
+    assert_eq!(store.session_state(first.id).await.expect("session_state"), Some(state), "the run's state is kept");
+    assert_eq!(store.session_state(second.id).await.expect("session_state"), None, "other sessions have none");
+}
+
+/// Checks idempotency keys: the first record wins per scope and key, whatever later records
+/// carry, and scopes are separate.
+pub async fn check_idempotency_keys(store: &dyn Storage) {
+    let key = format!("key-{}", Uuid::now_v7());
+    let first = IdempotencyRecord::new("POST /api/v1/run", &key, r#"{"a":1}"#, Uuid::now_v7());
+    let stored = store.put_idempotency_key(&first).await.expect("put_idempotency_key");
+    assert_eq!(stored.resource_id, first.resource_id, "a first use stores the record");
+    assert_eq!(stored.request, first.request);
+
+    let retry = IdempotencyRecord::new("POST /api/v1/run", &key, r#"{"a":2}"#, Uuid::now_v7());
+    let stored = store.put_idempotency_key(&retry).await.expect("put_idempotency_key");
+    assert_eq!(stored.resource_id, first.resource_id, "a later use returns the first record");
+    assert_eq!(stored.request, first.request, "a later use returns the first request");
+
+    let other_scope = IdempotencyRecord::new("POST /api/v1/task", &key, r#"{"a":1}"#, Uuid::now_v7());
+    let stored = store.put_idempotency_key(&other_scope).await.expect("put_idempotency_key");
+    assert_eq!(stored.resource_id, other_scope.resource_id, "scopes do not share keys");
+}
+
+/// Checks batch item results: stored under the lease, kept across a re-queue, replaced per
+/// index, and rejected under a stale lease.
+pub async fn check_batch_items(store: &dyn Storage) {
+    drain(store).await;
+    let session = new_session(store).await;
+    let written = run_spec(&session);
+    store.insert_run(&written).await.expect("insert_run");
+    let (_, lease) = store.claim_run("owner-a", SHORT_LEASE).await.expect("claim_run").expect("a queued run");
+    let sample = messages()[..1].to_vec();
+    let item = |index: usize, status: RunStatus| BatchItem {
+        index,
+        status,
+        task_result: Some(TaskResult { messages: sample.clone(), stop_reason: None }),
+        error_message: None,
+        error_details: None,
+    };
+    store.save_batch_item(&lease, &item(1, RunStatus::Complete)).await.expect("save_batch_item");
+    store.save_batch_item(&lease, &item(0, RunStatus::Error)).await.expect("save_batch_item");
+    store.save_batch_item(&lease, &item(0, RunStatus::Complete)).await.expect("save_batch_item again");
+
+    tokio::time::sleep(EXPIRY_WAIT).await;
+    store.requeue_expired(3).await.expect("requeue_expired");
+    assert_kind(store.save_batch_item(&lease, &item(2, RunStatus::Complete)).await, StorageErrorKind::LeaseLost, "save_batch_item after re-queue");
+
+    let items = store.batch_items(written.run.id).await.expect("batch_items");
+    assert_eq!(items, vec![item(0, RunStatus::Complete), item(1, RunStatus::Complete)], "items by index survive the re-queue");
+    assert_eq!(store.batch_items(Uuid::now_v7()).await.expect("batch_items"), Vec::new());
+    drain(store).await;
+}
+
+/// Checks that concurrent callers of a session counter never get the same value.
+pub async fn check_concurrent_counters(store: &Arc<dyn Storage>) {
+    const CALLERS: u64 = 24;
+    let session = new_session(store.as_ref()).await;
+    let mut tasks = Vec::new();
+    for _ in 0..CALLERS {
+        let store = Arc::clone(store);
+        tasks.push(tokio::spawn(async move { store.next_session_counter(session.id, "race").await.expect("next_session_counter") }));
+    }
+    let mut values = HashSet::new();
+    for task in tasks {
+        values.insert(task.await.expect("a counting task panicked"));
+    }
+    assert_eq!(values, (0..CALLERS).collect::<HashSet<u64>>(), "every caller got a different value");
+}
+
 async fn new_session(store: &dyn Storage) -> Session {
     let (task, team) = (task("queue"), team("queue"));
     let session = session(&task, &team);
@@ -680,6 +946,7 @@ fn stopped_outcome() -> RunOutcome {
         error_message: None,
         error_details: None,
         finished_at: Timestamp::now(),
+        session_state: None,
     }
 }
 

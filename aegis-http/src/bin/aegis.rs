@@ -46,6 +46,34 @@ struct ServeArgs {
     #[arg(long, env = "AEGIS_RUN_TIMEOUT", default_value_t = 600)]
     run_timeout: u64,
 
+    /// How long a run's lease lasts without a heartbeat, in milliseconds. A run whose
+    /// process died is re-queued once its lease has expired.
+    #[arg(long, env = "AEGIS_LEASE_MS", default_value_t = 15_000)]
+    lease_ms: u64,
+
+    /// How often an executing run renews its lease, in milliseconds; at most a third of the
+    /// lease.
+    #[arg(long, env = "AEGIS_HEARTBEAT_MS", default_value_t = 5_000)]
+    heartbeat_ms: u64,
+
+    /// How often workers look for runs they were not woken for and for cancel requests, in
+    /// milliseconds.
+    #[arg(long, env = "AEGIS_POLL_MS", default_value_t = 1_000)]
+    poll_ms: u64,
+
+    /// Attempts a run gets; a run interrupted this many times ends as error.
+    #[arg(long, env = "AEGIS_MAX_ATTEMPTS", default_value_t = 3)]
+    max_attempts: u32,
+
+    /// Items of one batch run executed at once.
+    #[arg(long, env = "AEGIS_BATCH_CONCURRENCY", default_value_t = 8)]
+    batch_concurrency: usize,
+
+    /// Seconds that shutdown (SIGTERM or SIGINT) lets executing runs finish before it hands
+    /// them back to the queue for the next start.
+    #[arg(long, env = "AEGIS_SHUTDOWN_GRACE", default_value_t = 30)]
+    shutdown_grace: u64,
+
     /// Log format on stderr.
     #[arg(long, env = "AEGIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -72,6 +100,12 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServeConfig::new(args.db, args.bind);
     config.engine.workers = args.workers;
     config.engine.run_timeout = Duration::from_secs(args.run_timeout);
+    config.engine.lease = Duration::from_millis(args.lease_ms);
+    config.engine.heartbeat = Duration::from_millis(args.heartbeat_ms);
+    config.engine.poll_interval = Duration::from_millis(args.poll_ms.max(1));
+    config.engine.max_attempts = args.max_attempts;
+    config.engine.batch_concurrency = args.batch_concurrency;
+    config.shutdown_grace = Duration::from_secs(args.shutdown_grace);
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime failed")?;
     runtime.block_on(serve(config, shutdown_signal()))

@@ -2,12 +2,13 @@
 
 mod runs;
 mod sessions;
+mod stream;
 mod tasks;
 mod teams;
 
 use axum::Router;
 use axum::http::{Method, StatusCode, Uri};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use aegis_core::{Aegis, FieldError};
 
@@ -24,7 +25,10 @@ pub(crate) fn router(aegis: Aegis) -> Router {
         .route("/session/{id}", get(sessions::get))
         .route("/run", get(runs::list).post(runs::create))
         .route("/run/{id}", get(runs::get))
-        .route("/run/{id}/messages", get(runs::messages));
+        .route("/run/{id}/messages", get(runs::messages))
+        .route("/run/{id}/cancel", post(runs::cancel))
+        .route("/run/{id}/stream", get(stream::stream))
+        .layer(axum::middleware::from_fn_with_state(aegis.clone(), crate::idempotency::reserve));
 
     Router::new()
         .nest("/api/v1", api)

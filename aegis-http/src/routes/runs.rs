@@ -1,24 +1,61 @@
-//! `/api/v1/run`: accepting runs and reading their progress and results.
+//! `/api/v1/run`: accepting, reading, waiting for and cancelling runs.
 //!
 //! POST returns as soon as the run is durable; a worker executes it in the background, so the
-//! client may disconnect at any time without affecting the run.
+//! client may disconnect at any time without affecting the run. `GET /run/{id}?wait=N`
+//! long-polls: it answers once the run is terminal or after `N` seconds (at most 60), with the
+//! run as it is then. `POST /run/{id}/cancel` stops a run and answers with it.
+
+use std::time::Duration;
 
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::http::header::CONTENT_TYPE;
+use bytes::Bytes;
 use serde::Deserialize;
+use serde_json::Value;
 
-use aegis_core::{Aegis, AgentMessage, NewRun, Run};
+use aegis_core::{Aegis, AgentMessage, MAX_WAIT, NewRun, Run};
 
 use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId, parse_uuid};
+use crate::idempotency::ReservedId;
 
-pub(super) async fn create(State(aegis): State<Aegis>, ApiJson(new): ApiJson<NewRun>) -> Result<Envelope<Run>, ApiError> {
-    let run = aegis.create_run(new).await?;
+pub(super) async fn create(
+    State(aegis): State<Aegis>,
+    reserved: ReservedId,
+    ApiJson(new): ApiJson<NewRun>,
+) -> Result<Envelope<Run>, ApiError> {
+    let run = reserved.create_or_get(|id| aegis.create_run_with_id(id, new), |id| aegis.get_run(id)).await?;
     Ok(Envelope::created("Run created.", run))
 }
 
-pub(super) async fn get(State(aegis): State<Aegis>, PathId(id): PathId) -> Result<Envelope<Run>, ApiError> {
-    Ok(Envelope::got(aegis.get_run(id).await?))
+#[derive(Debug, Deserialize)]
+pub(super) struct GetQuery {
+    wait: Option<String>,
+}
+
+pub(super) async fn get(
+    State(aegis): State<Aegis>,
+    PathId(id): PathId,
+    Query(query): Query<GetQuery>,
+) -> Result<Envelope<Run>, ApiError> {
+    let run = match query.wait.as_deref() {
+        Some(raw) => aegis.wait_run(id, parse_wait(raw)?).await?,
+        None => aegis.get_run(id).await?,
+    };
+    Ok(Envelope::got(run))
+}
+
+/// Parses `wait`: seconds from 0 to 60, fractions allowed.
+fn parse_wait(raw: &str) -> Result<Duration, ApiError> {
+    let max = MAX_WAIT.as_secs();
+    let seconds = raw.trim().parse::<f64>().ok().filter(|seconds| (0.0..=MAX_WAIT.as_secs_f64()).contains(seconds));
+    let fix = format!("give the seconds to wait for the run to end, from 0 to {max}, such as wait=30");
+    match seconds {
+        Some(seconds) => Ok(Duration::from_secs_f64(seconds)),
+        None => Err(ApiError::invalid("wait", "invalid_value", format!("'{raw}' is not a number of seconds from 0 to {max}"), Some(&fix))),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -37,4 +74,74 @@ pub(super) async fn list(State(aegis): State<Aegis>, Query(query): Query<ListQue
 pub(super) async fn messages(State(aegis): State<Aegis>, PathId(id): PathId) -> Result<Envelope<Vec<AgentMessage>>, ApiError> {
     let run = aegis.get_run(id).await?;
     Ok(Envelope::got(run.messages))
+}
+
+/// The optional body of a cancel.
+#[derive(Debug, Default, Deserialize)]
+struct CancelBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+pub(super) async fn cancel(
+    State(aegis): State<Aegis>,
+    PathId(id): PathId,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Envelope<Run>, ApiError> {
+    let reason = parse_cancel_body(&headers, &body)?;
+    let run = aegis.cancel_run(id, reason).await?;
+    Ok(Envelope::ok("Run cancelled.", run))
+}
+
+/// Reads the cancel reason. An empty body (with any content type, or none) or `null` means the
+/// default reason; any other body must be a JSON object with an optional string `reason`.
+fn parse_cancel_body(headers: &HeaderMap, body: &[u8]) -> Result<Option<String>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
+        return Ok(None);
+    }
+    if headers.contains_key(CONTENT_TYPE) {
+        crate::extract::check_content_type(headers)?;
+    }
+    let value: Value = crate::extract::parse_body(body)?;
+    if value.get("reason").is_some_and(|reason| !reason.is_string() && !reason.is_null()) {
+        return Err(ApiError::invalid("reason", "invalid_type", "reason must be a string", Some("send {\"reason\": \"why the run is stopped\"} or an empty body")));
+    }
+    let parsed: CancelBody = serde_json::from_value(value).unwrap_or_default();
+    Ok(parsed.reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_accepts_zero_to_sixty() {
+        assert_eq!(parse_wait("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_wait("60").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_wait("1.5").unwrap(), Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn wait_rejects_out_of_range() {
+        for raw in ["61", "-1", "soon", "", "NaN"] {
+            assert_eq!(parse_wait(raw).unwrap_err().status(), 422, "wait={raw}");
+        }
+    }
+
+    #[test]
+    fn cancel_body_may_be_empty() {
+        let mut json = HeaderMap::new();
+        json.insert(CONTENT_TYPE, "application/json".parse().unwrap());
+        assert_eq!(parse_cancel_body(&HeaderMap::new(), b"").unwrap(), None);
+        assert_eq!(parse_cancel_body(&json, b"").unwrap(), None);
+        assert_eq!(parse_cancel_body(&json, b"{}").unwrap(), None);
+        assert_eq!(parse_cancel_body(&json, br#"{"reason": "wrong rubric"}"#).unwrap().as_deref(), Some("wrong rubric"));
+    }
+
+    #[test]
+    fn cancel_body_rejects_bad_reason() {
+        assert_eq!(parse_cancel_body(&HeaderMap::new(), br#"{"reason": 5}"#).unwrap_err().status(), 422);
+        assert_eq!(parse_cancel_body(&HeaderMap::new(), b"{").unwrap_err().status(), 400);
+    }
 }

@@ -10,9 +10,14 @@ use aegis_core::{Aegis, NewSession, Session};
 use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
+use crate::idempotency::ReservedId;
 
-pub(super) async fn create(State(aegis): State<Aegis>, ApiJson(new): ApiJson<NewSession>) -> Result<Envelope<Value>, ApiError> {
-    let session = aegis.create_session(new).await?;
+pub(super) async fn create(
+    State(aegis): State<Aegis>,
+    reserved: ReservedId,
+    ApiJson(new): ApiJson<NewSession>,
+) -> Result<Envelope<Value>, ApiError> {
+    let session = reserved.create_or_get(|id| aegis.create_session_with_id(id, new), |id| aegis.get_session(id)).await?;
     Ok(Envelope::created("Session created.", masked(&session)))
 }
 

@@ -7,9 +7,14 @@ use aegis_core::{Aegis, NewTask, Task};
 use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
+use crate::idempotency::ReservedId;
 
-pub(super) async fn create(State(aegis): State<Aegis>, ApiJson(new): ApiJson<NewTask>) -> Result<Envelope<Task>, ApiError> {
-    let task = aegis.create_task(new).await?;
+pub(super) async fn create(
+    State(aegis): State<Aegis>,
+    reserved: ReservedId,
+    ApiJson(new): ApiJson<NewTask>,
+) -> Result<Envelope<Task>, ApiError> {
+    let task = reserved.create_or_get(|id| aegis.create_task_with_id(id, new), |id| aegis.get_task(id)).await?;
     Ok(Envelope::created("Task created.", task))
 }
 

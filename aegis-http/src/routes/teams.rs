@@ -10,9 +10,14 @@ use aegis_core::{Aegis, NewTeam, Team};
 use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
+use crate::idempotency::ReservedId;
 
-pub(super) async fn create(State(aegis): State<Aegis>, ApiJson(new): ApiJson<NewTeam>) -> Result<Envelope<Value>, ApiError> {
-    let team = aegis.create_team(new).await?;
+pub(super) async fn create(
+    State(aegis): State<Aegis>,
+    reserved: ReservedId,
+    ApiJson(new): ApiJson<NewTeam>,
+) -> Result<Envelope<Value>, ApiError> {
+    let team = reserved.create_or_get(|id| aegis.create_team_with_id(id, new), |id| aegis.get_team(id)).await?;
     Ok(Envelope::created("Team created.", masked(&team)))
 }
 
