@@ -70,41 +70,80 @@ impl RunningServer {
 
     /// Stops accepting connections, lets in-flight requests finish and stops the workers.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.shutdown.send(());
-        self.task.await.context("the server task panicked")?
+        let RunningServer { aegis, shutdown, task, .. } = self;
+        // The serving task closes the store once it holds the last reference.
+        drop(aegis);
+        let _ = shutdown.send(());
+        task.await.context("the server task panicked")?
     }
 }
 
 /// Opens the store, starts the workers and serves in the background.
 pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
-    let (aegis, listener) = prepare(&config).await?;
+    let (aegis, store, listener) = prepare(&config).await?;
     let addr = listener.local_addr().context("reading the bound address failed")?;
-    let task = tokio::spawn(serve_on(aegis.clone(), listener, config.shutdown_grace, async {
+    let serving = serve_on(aegis.clone(), listener, config.shutdown_grace, async {
         let _ = signal.await;
-    }));
+    });
+    let task = tokio::spawn(async move {
+        let served = serving.await;
+        close_store(store).await;
+        served
+    });
     Ok(RunningServer { addr, aegis, shutdown, task })
 }
 
 /// Serves until `shutdown` resolves, printing `listening on <addr>` to stdout once the socket
 /// accepts connections.
 pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let (aegis, listener) = prepare(&config).await?;
+    let (aegis, store, listener) = prepare(&config).await?;
     let addr = listener.local_addr().context("reading the bound address failed")?;
     println!("listening on {addr}");
-    serve_on(aegis, listener, config.shutdown_grace, shutdown).await
+    let served = serve_on(aegis, listener, config.shutdown_grace, shutdown).await;
+    close_store(store).await;
+    served
 }
 
-async fn prepare(config: &ServeConfig) -> anyhow::Result<(Aegis, TcpListener)> {
+/// Closes the store once every other reference is gone, so the writer commits what is queued
+/// and SQLite folds its write-ahead log back into the database file. Without this, a clean
+/// stop could leave the data in `<db>-wal` only, and a copy of the database file alone would
+/// miss it.
+async fn close_store(store: Arc<SqliteStore>) {
+    let mut store = store;
+    for _ in 0..100 {
+        match Arc::try_unwrap(store) {
+            Ok(owned) => {
+                owned.close().await;
+                tracing::info!("database closed");
+                return;
+            }
+            Err(shared) => {
+                // Worker and connection tasks drop their references as they wind down.
+                store = shared;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    tracing::warn!("the database is still in use at exit; the next start replays its write-ahead log");
+}
+
+async fn prepare(config: &ServeConfig) -> anyhow::Result<(Aegis, Arc<SqliteStore>, TcpListener)> {
+    // Settings are checked before the database is touched, so a typo never creates a file.
+    config.engine.validate().map_err(anyhow::Error::msg)?;
+
     let sqlite = SqliteConfig::default().with_max_attempts(config.engine.max_attempts);
     let store = SqliteStore::open(&config.db, sqlite)
         .await
         .with_context(|| format!("opening the database {} failed", config.db.display()))?;
+    let store = Arc::new(store);
     let registry = Registry::with_builtins(config.provider_env.clone());
-    let aegis = Aegis::new(Arc::new(store), registry, config.engine.clone()).map_err(anyhow::Error::msg)?;
+    let aegis = Aegis::new(Arc::clone(&store) as Arc<dyn aegis_core::Storage>, registry, config.engine.clone())
+        .map_err(anyhow::Error::msg)?;
     let listener = TcpListener::bind(config.bind).await.with_context(|| format!("binding {} failed", config.bind))?;
-    tracing::info!(db = %config.db.display(), addr = %config.bind, "server ready");
-    Ok((aegis, listener))
+    let addr = listener.local_addr().context("reading the bound address failed")?;
+    tracing::info!(db = %config.db.display(), %addr, "server ready");
+    Ok((aegis, store, listener))
 }
 
 async fn serve_on(

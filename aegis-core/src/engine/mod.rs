@@ -79,6 +79,9 @@ impl EngineConfig {
         if self.workers == 0 {
             return Err("workers must be at least 1".to_owned());
         }
+        if self.run_timeout.is_zero() {
+            return Err("the run timeout must be positive; every run would time out at once".to_owned());
+        }
         if self.heartbeat.is_zero() || self.heartbeat * 3 > self.lease {
             return Err(format!(
                 "the heartbeat interval ({:?}) must be positive and at most a third of the lease ({:?})",
