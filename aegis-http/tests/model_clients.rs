@@ -1,5 +1,6 @@
-//! The provider clients against the mock provider over loopback HTTP: LiteLLM error
-//! classification, retries and `Retry-After`, deadlines, streaming, tolerant decoding, keys.
+//! The provider clients (OpenAI, Azure OpenAI, Anthropic, Ollama) against the mock provider
+//! over loopback HTTP: LiteLLM error classification, retries and `Retry-After`, deadlines,
+//! streaming, tolerant decoding, keys and registration.
 //!
 //! Every client gets a retry policy with millisecond backoffs, so retry tests stay fast; only
 //! waits that a test measures (a `retry-after-ms`, a deadline) take a few hundred ms.
@@ -8,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use aegis_core::model::anthropic::AnthropicClient;
+use aegis_core::model::ollama::OllamaClient;
 use aegis_core::model::openai::OpenAiClient;
 use aegis_core::model::retry::RetryPolicy;
 use aegis_core::model::{ChunkSink, CreateContent, CreateRequest, FinishReason, JsonOutput, LlmMessage, ModelClient};
@@ -647,4 +650,253 @@ async fn azure_streams() {
 
     assert_eq!(pieces.0, ["a", "b"]);
     assert_eq!(text_of(&result.content), "ab");
+}
+
+// Anthropic.
+
+fn anthropic(provider: &MockProvider, extra: Value, max_retries: u32) -> AnthropicClient {
+    let mut config = json!({"model": "claude-3-5-haiku", "base_url": format!("http://{}", provider.addr()), "api_key": "sk-ant"});
+    for (key, value) in extra.as_object().unwrap() {
+        config[key] = value.clone();
+    }
+    AnthropicClient::from_config(&config, &ProviderEnv::default(), reqwest::Client::new())
+        .unwrap()
+        .with_retry_policy(fast_retries(max_retries))
+}
+
+fn named(event: &str, data: &str) -> String {
+    format!("event: {event}\ndata: {data}\n\n")
+}
+
+#[tokio::test]
+async fn anthropic_sends_messages_api_request() {
+    let provider = MockProvider::start(MockConfig::default().with_api_key("sk-ant")).await.unwrap();
+    provider.push(MockReply::text("Canberra"));
+    let client = anthropic(&provider, json!({"temperature": 0.3, "top_k": 5, "stop_sequences": ["STOP"]}), 0);
+
+    let result = client.create(&prompt()).await.unwrap();
+
+    assert_eq!(text_of(&result.content), "Canberra");
+    assert_eq!(result.finish_reason, FinishReason::Stop);
+    assert_eq!(result.usage, RequestUsage { prompt_tokens: 7, completion_tokens: 1 });
+    let request = &provider.requests()[0];
+    assert_eq!(request.path, "/v1/messages");
+    assert_eq!(request.header("x-api-key"), Some("sk-ant"));
+    assert_eq!(request.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(request.authorization(), None);
+    assert_eq!(request.body["system"], "You are a grader.");
+    assert_eq!(request.body["max_tokens"], 4096);
+    assert_eq!(request.body["top_k"], 5);
+    assert_eq!(request.body["stop_sequences"], json!(["STOP"]));
+    assert_eq!(request.body["messages"][0]["role"], "user");
+    assert_eq!(request.body["messages"][0]["content"][0]["text"], "Grade this answer");
+}
+
+#[tokio::test]
+async fn anthropic_streams_named_events() {
+    let provider = start().await;
+    provider.push(MockReply::stream(["Can", "berra"]));
+    let mut pieces = Pieces::default();
+
+    let result = anthropic(&provider, json!({}), 0).create_stream(&prompt(), &mut pieces).await.unwrap();
+
+    assert_eq!(pieces.0, ["Can", "berra"]);
+    assert_eq!(text_of(&result.content), "Canberra");
+    assert_eq!(result.finish_reason, FinishReason::Stop);
+    assert_eq!(result.usage, RequestUsage { prompt_tokens: 7, completion_tokens: 1 });
+    assert_eq!(provider.requests()[0].body["stream"], true);
+}
+
+#[tokio::test]
+async fn anthropic_streams_tool_use() {
+    let provider = start().await;
+    provider.push(MockReply::tool_call("lookup", r#"{"city":"Perth"}"#));
+
+    let result = anthropic(&provider, json!({}), 0).create_stream(&prompt(), &mut Pieces::default()).await.unwrap();
+
+    let CreateContent::FunctionCalls(calls) = result.content else { panic!("expected calls") };
+    assert_eq!(calls[0].name, "lookup");
+    assert_eq!(calls[0].arguments, r#"{"city":"Perth"}"#);
+    assert_eq!(result.finish_reason, FinishReason::FunctionCalls);
+}
+
+#[tokio::test]
+async fn anthropic_error_event_is_classified() {
+    let provider = start().await;
+    let overloaded = r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+    provider.push(MockReply::raw([named("error", overloaded)]));
+    provider.push(MockReply::raw([
+        named("message_start", r#"{"type":"message_start","message":{"usage":{"input_tokens":3,"output_tokens":1}}}"#),
+        named("content_block_delta", r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#),
+        named("error", r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#),
+    ]));
+
+    let before = anthropic(&provider, json!({}), 0).create_stream(&prompt(), &mut Pieces::default()).await.unwrap_err();
+    assert_eq!(before.kind, ModelErrorKind::APIError);
+    assert_eq!(before.status_code, Some(529));
+    assert_eq!(before.message, "Overloaded");
+
+    let after = anthropic(&provider, json!({}), 2).create_stream(&prompt(), &mut Pieces::default()).await.unwrap_err();
+    assert_eq!(after.kind, ModelErrorKind::MidStreamFallbackError);
+    assert!(after.message.contains("RateLimitError"), "{}", after.message);
+    assert_eq!(after.attempts, 1);
+}
+
+#[tokio::test]
+async fn anthropic_stream_without_stop_is_error() {
+    let provider = start().await;
+    provider.push(MockReply::raw([
+        ": comment\n\n".to_owned(),
+        named("ping", r#"{"type":"ping"}"#),
+        named("content_block_delta", r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#),
+    ]));
+
+    let error = anthropic(&provider, json!({}), 0).create_stream(&prompt(), &mut Pieces::default()).await.unwrap_err();
+
+    assert_eq!(error.kind, ModelErrorKind::MidStreamFallbackError);
+}
+
+#[tokio::test]
+async fn anthropic_http_errors_are_classified() {
+    let provider = start().await;
+    provider.push(MockReply::error(429, r#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of requests has exceeded your rate limit"}}"#));
+    provider.push(MockReply::error(400, r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 250000 tokens > 200000 maximum"}}"#));
+    provider.push(MockReply::error(200, r#"{"type":"completion","completion":"legacy"}"#));
+    let client = anthropic(&provider, json!({}), 0);
+
+    assert_eq!(create_error(&client).await.kind, ModelErrorKind::RateLimitError);
+    assert_eq!(create_error(&client).await.kind, ModelErrorKind::ContextWindowExceededError);
+    let invalid = create_error(&client).await;
+    assert_eq!(invalid.kind, ModelErrorKind::APIResponseValidationError);
+    assert_eq!(invalid.llm_provider, "anthropic");
+}
+
+#[tokio::test]
+async fn anthropic_env_key_only_reaches_its_host() {
+    let trusted = start().await;
+    let other = start().await;
+    trusted.push(MockReply::text("a"));
+    other.push(MockReply::text("b"));
+    let mut env = ProviderEnv::default();
+    env.anthropic_api_key = Secret::new("sk-ant-env");
+    env.anthropic_base_url = Some(format!("http://{}", trusted.addr()));
+
+    let to_trusted = AnthropicClient::from_config(&json!({"model": "c"}), &env, reqwest::Client::new()).unwrap();
+    to_trusted.create(&prompt()).await.unwrap();
+    let config = json!({"model": "c", "base_url": format!("http://{}", other.addr())});
+    AnthropicClient::from_config(&config, &env, reqwest::Client::new()).unwrap().create(&prompt()).await.unwrap();
+
+    assert_eq!(trusted.requests()[0].header("x-api-key"), Some("sk-ant-env"));
+    assert_eq!(other.requests()[0].header("x-api-key"), None);
+}
+
+// Ollama.
+
+fn ollama(provider: &MockProvider, extra: Value, max_retries: u32) -> OllamaClient {
+    let mut config = json!({"model": "llama3.2", "host": provider.addr().to_string()});
+    for (key, value) in extra.as_object().unwrap() {
+        config[key] = value.clone();
+    }
+    OllamaClient::from_config(&config, &ProviderEnv::default(), reqwest::Client::new())
+        .unwrap()
+        .with_retry_policy(fast_retries(max_retries))
+}
+
+#[tokio::test]
+async fn ollama_uses_native_chat() {
+    let provider = start().await;
+    provider.push(MockReply::text(r#"{"ok": true}"#));
+    let client = ollama(&provider, json!({"options": {"temperature": 0, "num_ctx": 4096}, "response_format": "json"}), 0);
+
+    let result = client.create(&prompt()).await.unwrap();
+
+    assert_eq!(text_of(&result.content), r#"{"ok": true}"#);
+    assert_eq!(result.finish_reason, FinishReason::Stop);
+    assert_eq!(result.usage, RequestUsage { prompt_tokens: 7, completion_tokens: 2 });
+    let request = &provider.requests()[0];
+    assert_eq!(request.path, "/api/chat");
+    assert_eq!(request.body["stream"], false);
+    assert_eq!(request.body["format"], "json");
+    assert_eq!(request.body["options"], json!({"temperature": 0, "num_ctx": 4096}));
+}
+
+#[tokio::test]
+async fn ollama_streams_ndjson() {
+    let provider = start().await;
+    provider.push(MockReply::stream(["Can", "berra"]));
+    let mut pieces = Pieces::default();
+
+    let result = ollama(&provider, json!({}), 0).create_stream(&prompt(), &mut pieces).await.unwrap();
+
+    assert_eq!(pieces.0, ["Can", "berra"]);
+    assert_eq!(text_of(&result.content), "Canberra");
+    assert_eq!(result.usage, RequestUsage { prompt_tokens: 7, completion_tokens: 1 });
+}
+
+#[tokio::test]
+async fn ollama_stream_split_lines_and_cut() {
+    let provider = start().await;
+    let line = r#"{"model":"llama3.2","message":{"role":"assistant","content":"Hel"},"done":false}"#;
+    let (head, tail) = line.split_at(20);
+    provider.push(MockReply::raw([
+        head.to_owned(),
+        format!("{tail}\n\n"),
+        "{\"message\":{\"role\":\"assistant\",\"content\":\"lo\"},\"done\":false}\n".to_owned(),
+        "{\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"done_reason\":\"stop\",\"prompt_eval_count\":4,\"eval_count\":2,\"extra\":1}\n".to_owned(),
+    ]));
+    provider.push(MockReply::raw_cut([format!("{line}\n")]));
+    let mut pieces = Pieces::default();
+
+    let result = ollama(&provider, json!({}), 0).create_stream(&prompt(), &mut pieces).await.unwrap();
+    assert_eq!(pieces.0, ["Hel", "lo"]);
+    assert_eq!(result.usage, RequestUsage { prompt_tokens: 4, completion_tokens: 2 });
+
+    let error = ollama(&provider, json!({}), 2).create_stream(&prompt(), &mut Pieces::default()).await.unwrap_err();
+    assert_eq!(error.kind, ModelErrorKind::MidStreamFallbackError);
+    assert_eq!(error.attempts, 1);
+}
+
+#[tokio::test]
+async fn ollama_errors_are_classified() {
+    let provider = start().await;
+    provider.push(MockReply::error(404, r#"{"error":"model \"llama9\" not found, try pulling it first"}"#));
+    provider.push(MockReply::raw(["{\"error\":\"an unknown error was encountered while running the model\"}\n"]));
+    let client = ollama(&provider, json!({}), 0);
+
+    let missing = create_error(&client).await;
+    assert_eq!(missing.kind, ModelErrorKind::NotFoundError);
+    assert!(missing.message.contains("llama9"), "{}", missing.message);
+    assert_eq!(missing.llm_provider, "ollama");
+
+    let in_stream = client.create_stream(&prompt(), &mut Pieces::default()).await.unwrap_err();
+    assert_eq!(in_stream.kind, ModelErrorKind::APIError);
+    assert!(in_stream.message.contains("unknown error"), "{}", in_stream.message);
+}
+
+// Registration.
+
+#[test]
+fn every_provider_and_alias_builds() {
+    let registry = aegis_core::Registry::with_builtins(ProviderEnv::default());
+    let configs = [
+        ("autogen_ext.models.openai.OpenAIChatCompletionClient", json!({"model": "m"})),
+        ("OpenAIChatCompletionClient", json!({"model": "m"})),
+        ("openai_chat_completion_client", json!({"model": "m"})),
+        ("autogen_ext.models.openai.AzureOpenAIChatCompletionClient", json!({"azure_endpoint": "https://r.example", "azure_deployment": "d", "api_version": "v"})),
+        ("AzureOpenAIChatCompletionClient", json!({"azure_endpoint": "https://r.example", "azure_deployment": "d", "api_version": "v"})),
+        ("azure_openai_chat_completion_client", json!({"azure_endpoint": "https://r.example", "azure_deployment": "d", "api_version": "v"})),
+        ("autogen_ext.models.anthropic.AnthropicChatCompletionClient", json!({"model": "claude"})),
+        ("autogen_ext.models.ollama.OllamaChatCompletionClient", json!({"model": "llama3.2"})),
+        ("OllamaChatCompletionClient", json!({"model": "llama3.2", "host": "127.0.0.1"})),
+    ];
+    for (provider, config) in configs {
+        let component: aegis_core::ComponentModel = serde_json::from_value(json!({
+            "provider": "autogen_agentchat.agents.AssistantAgent",
+            "component_type": "agent",
+            "config": {"name": "a", "model_client": {"provider": provider, "component_type": "model", "config": config}},
+        }))
+        .unwrap();
+        let errors = registry.validate_team(&component);
+        assert!(errors.is_empty(), "{provider}: {errors:?}");
+    }
 }

@@ -7,10 +7,12 @@
 //! `provider` string. Every provider failure is a [`ModelError`] whose kind follows LiteLLM's
 //! exception names, because that is the taxonomy Aegis reports in `error_details.type`.
 
+pub mod anthropic;
 pub mod azure;
 pub(crate) mod builders;
 mod error;
 pub mod env;
+pub mod ollama;
 pub mod openai;
 pub mod replay;
 pub mod retry;

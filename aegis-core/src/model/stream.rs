@@ -17,6 +17,7 @@
 use std::pin::Pin;
 use std::time::Duration;
 
+use bytes::Bytes;
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
 
@@ -35,6 +36,8 @@ pub(crate) enum ReadFailure {
 /// One server-sent event with data.
 #[derive(Debug)]
 pub(crate) struct SseEvent {
+    /// The `event:` name, empty for unnamed events.
+    pub(crate) name: String,
     /// The `data:` lines, joined by newlines.
     pub(crate) data: String,
 }
@@ -65,7 +68,49 @@ impl SseReader {
             if event.data.trim().is_empty() {
                 continue;
             }
-            return Ok(Some(SseEvent { data: event.data }));
+            return Ok(Some(SseEvent { name: event.event, data: event.data }));
+        }
+    }
+}
+
+type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// Newline-delimited JSON lines of a response, with an idle deadline between reads.
+pub(crate) struct NdjsonReader {
+    bytes: ByteStream,
+    buffer: Vec<u8>,
+    ended: bool,
+    idle: Duration,
+}
+
+impl NdjsonReader {
+    pub(crate) fn new(response: reqwest::Response, idle: Duration) -> NdjsonReader {
+        NdjsonReader { bytes: Box::pin(response.bytes_stream()), buffer: Vec::new(), ended: false, idle }
+    }
+
+    /// Returns the next non-blank line, or `None` at the end of the body. A last line
+    /// without a newline is returned as it is, and its parser decides whether it is whole.
+    pub(crate) async fn next(&mut self) -> Result<Option<String>, ReadFailure> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|byte| *byte == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                let text = String::from_utf8_lossy(&line).trim().to_owned();
+                if text.is_empty() {
+                    continue;
+                }
+                return Ok(Some(text));
+            }
+            if self.ended {
+                let rest = String::from_utf8_lossy(&std::mem::take(&mut self.buffer)).trim().to_owned();
+                return Ok(Some(rest).filter(|text| !text.is_empty()));
+            }
+
+            let item = tokio::time::timeout(self.idle, self.bytes.next()).await.map_err(|_| ReadFailure::Stalled)?;
+            match item {
+                None => self.ended = true,
+                Some(Ok(bytes)) => self.buffer.extend_from_slice(&bytes),
+                Some(Err(error)) => return Err(ReadFailure::Broken(error_chain(&error))),
+            }
         }
     }
 }
