@@ -8,7 +8,7 @@
 //! with `message_stop`. An `error` event is classified by the HTTP status Anthropic documents
 //! for its error type.
 //!
-//! The key falls back to `ANTHROPIC_API_KEY` and travels in `x-api-key`; the environment's key
+//! The key falls back to `ANTHROPIC_API_KEY` and travels in `x-api-key`. The environment's key
 //! is only sent to `ANTHROPIC_BASE_URL`, or to Anthropic's own host when that is unset.
 
 use std::collections::BTreeMap;

@@ -1,10 +1,10 @@
 //! `OllamaChatCompletionClient`: Ollama's native chat API (`POST {host}/api/chat`).
 //!
-//! The native API differs from Ollama's OpenAI-compatible `/v1` in ways that matter here:
-//! sampling parameters go in `options`, a JSON reply is requested with `format` (`"json"` or a
-//! JSON schema), tool call arguments are objects rather than JSON text, token counts are
-//! `prompt_eval_count` and `eval_count`, and a streamed reply is newline-delimited JSON whose
-//! last object has `"done": true`. Ollama takes no API key.
+//! The native API differs from Ollama's OpenAI-compatible `/v1` in several ways. Sampling
+//! parameters go in `options`, and a JSON reply is requested with `format` (`"json"` or a JSON
+//! schema). Tool call arguments are objects rather than JSON text. Token counts are
+//! `prompt_eval_count` and `eval_count`. A streamed reply is newline-delimited JSON whose last
+//! object has `"done": true`. Ollama takes no API key.
 //!
 //! The host is the component's `host`, else `OLLAMA_HOST`, else `http://localhost:11434`. Like
 //! Ollama's own clients, a host without a scheme gets `http://` and one without a port gets
@@ -365,7 +365,7 @@ impl LineAssembler {
                 self.thought.push_str(&thought);
             }
             for call in message.tool_calls.unwrap_or_default() {
-                // Ollama gives no call ids, so the position stands in for one.
+                // Ollama sends no call ids, so the call's position is used as its id.
                 let id = format!("call_{}", self.calls.len());
                 let arguments = match call.function.arguments {
                     Value::String(text) => text,

@@ -4,17 +4,17 @@
 //! A provider that supports `json_schema` usually enforces it, but OpenAI-compatible servers
 //! vary and `strict: false` enforces nothing, so Aegis checks the text itself with the
 //! `jsonschema` crate. A reply that is not JSON, or JSON that fails the schema, is a
-//! `JSONSchemaValidationError`, as in LiteLLM. Tool calls are not checked: they answer with
-//! calls, not with the formatted text.
+//! `JSONSchemaValidationError`, as in LiteLLM. Tool calls are not checked, because they reply
+//! with calls rather than the formatted text.
 
 use serde_json::Value;
 
 use crate::model::{CreateContent, CreateResult, JsonOutput, JsonSchemaFormat, ModelError, ModelErrorKind};
 
 /// Parses a component's `response_format`: `{"type": "text"}`, `{"type": "json_object"}` or
-/// `{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}`. AutoGen only
-/// accepts the last form in its config; the bare `{"type": "json_object"}` is accepted too,
-/// because it is what users write for OpenAI's JSON mode.
+/// `{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}`. The bare
+/// `{"type": "json_object"}` is a leniency over AutoGen's config, because it is what users
+/// write for OpenAI's JSON mode.
 pub(crate) fn parse_response_format(value: &Value) -> Result<Option<JsonOutput>, String> {
     let kind = value.get("type").and_then(Value::as_str);
     match kind {

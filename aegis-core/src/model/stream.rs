@@ -24,7 +24,7 @@ use futures::{Stream, StreamExt};
 use crate::model::transport::{Transport, error_chain};
 use crate::model::{ModelError, ModelErrorKind};
 
-/// Why reading a stream stopped before its end.
+/// The reason reading a stream stopped before its end.
 #[derive(Debug)]
 pub(crate) enum ReadFailure {
     /// No byte arrived within the idle deadline.

@@ -7,7 +7,7 @@
 //! it was issued for (`OPENAI_BASE_URL`, or OpenAI's own host when that is unset), so a team
 //! that names some other `base_url` cannot collect it.
 //!
-//! `wire` holds the format itself; this module holds the configuration and the calls.
+//! `wire` contains the format itself, and this module the configuration and the calls.
 
 mod wire;
 
@@ -83,7 +83,7 @@ pub struct OpenAiConfig {
     pub stream_options: Option<Value>,
 }
 
-/// How the key travels: OpenAI's bearer token or Azure's `api-key` header.
+/// The header that carries the key: OpenAI's bearer token or Azure's `api-key`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum KeyHeader {
     Bearer,
