@@ -8,10 +8,11 @@
 use std::fmt;
 
 use async_trait::async_trait;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::message::{AgentMessage, RequestUsage};
-use crate::model::{CreateRequest, CreateResult, ModelClient, ModelError};
+use crate::model::{ChunkSink, CreateRequest, CreateResult, ModelClient, ModelError};
 use crate::resource::ErrorDetails;
 
 /// Why a run could not finish normally.
@@ -152,7 +153,32 @@ impl<'a> RunContext<'a> {
         request: &CreateRequest,
     ) -> Result<CreateResult, RunError> {
         let started = std::time::Instant::now();
-        let result = client.create(request).await;
+        let result = client.create(request).instrument(model_call_span(self.run_id, agent, client)).await;
+        self.record_call(agent, client, started, result)
+    }
+
+    /// Calls a model like [`RunContext::call_model`], streaming the reply: each text piece
+    /// goes to `chunks` as it arrives.
+    pub async fn call_model_stream(
+        &mut self,
+        agent: &str,
+        client: &dyn ModelClient,
+        request: &CreateRequest,
+        chunks: &mut dyn ChunkSink,
+    ) -> Result<CreateResult, RunError> {
+        let started = std::time::Instant::now();
+        let result = client.create_stream(request, chunks).instrument(model_call_span(self.run_id, agent, client)).await;
+        self.record_call(agent, client, started, result)
+    }
+
+    /// Counts a finished call's tokens and logs its outcome.
+    fn record_call(
+        &mut self,
+        agent: &str,
+        client: &dyn ModelClient,
+        started: std::time::Instant,
+        result: Result<CreateResult, ModelError>,
+    ) -> Result<CreateResult, RunError> {
         let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match &result {
             Ok(done) => {
@@ -189,4 +215,15 @@ impl<'a> RunContext<'a> {
     pub fn usage(&self) -> RequestUsage {
         self.usage
     }
+}
+
+/// The span around one model call, so that the client's own events (retries) carry the run.
+fn model_call_span(run_id: Uuid, agent: &str, client: &dyn ModelClient) -> tracing::Span {
+    tracing::info_span!(
+        "model call",
+        run_id = %run_id,
+        agent,
+        provider = client.provider(),
+        gen_ai.request.model = client.model(),
+    )
 }

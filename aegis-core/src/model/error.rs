@@ -79,7 +79,8 @@ impl ModelErrorKind {
         }
     }
 
-    /// Returns whether a call that failed this way is worth repeating.
+    /// Returns whether a call that failed this way is worth repeating, judged by the kind
+    /// alone. [`ModelError::is_retryable`] also reads the status and the error code.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -111,6 +112,9 @@ pub struct ModelError {
     pub attempts: u32,
     /// Seconds the provider asked to wait before a retry (`Retry-After`), if it said.
     pub retry_after: Option<f64>,
+    /// The provider's `error.code` (or `error.type` when there is no code), such as
+    /// `insufficient_quota`.
+    pub code: Option<String>,
 }
 
 impl ModelError {
@@ -129,6 +133,7 @@ impl ModelError {
             model: model.into(),
             attempts: 1,
             retry_after: None,
+            code: None,
         }
     }
 
@@ -142,37 +147,90 @@ impl ModelError {
     ///
     /// The body's `error.code` and `error.type` win over the status for the classes that
     /// LiteLLM recognises by code (`context_length_exceeded`, content filtering,
-    /// `model_not_found`); otherwise the status decides.
+    /// `model_not_found`); otherwise the status decides. Message text is read last, and only
+    /// for the context window and content filtering, because providers reword messages more often than codes.
     pub fn from_response(status: u16, body: &str, llm_provider: &str, model: &str) -> ModelError {
         let parsed: Option<Value> = serde_json::from_str(body).ok();
         let error = parsed.as_ref().and_then(|value| value.get("error"));
+        let Some(error) = error else {
+            return ModelError::new(ModelErrorKind::from_status(status), summarise_body(body, status), llm_provider, model)
+                .with_status(status);
+        };
+        ModelError::from_error_object(Some(status), error, llm_provider, model)
+            .unwrap_or_else(|| ModelError::new(ModelErrorKind::from_status(status), summarise_body(body, status), llm_provider, model).with_status(status))
+    }
+
+    /// Classifies a provider's `error` value: an object with `message`, `code` and `type`, or
+    /// a bare string as Ollama sends. `status` is the HTTP status when the error came as a
+    /// response; for an error event inside a 200 stream it is `None`, and an integer
+    /// `error.code` (as OpenRouter and some proxies send) stands in for it. Returns `None` when
+    /// `error` is neither an object nor a string.
+    pub fn from_error_object(status: Option<u16>, error: &Value, llm_provider: &str, model: &str) -> Option<ModelError> {
         let text_of = |key: &str| -> Option<String> {
-            let field = error?.get(key)?;
-            match field {
+            match error.get(key)? {
                 Value::String(text) => Some(text.clone()),
                 Value::Number(number) => Some(number.to_string()),
                 _ => None,
             }
         };
-        let code = text_of("code").unwrap_or_default();
-        let error_type = text_of("type").unwrap_or_default();
-        let message = text_of("message")
-            .or_else(|| error.and_then(Value::as_str).map(str::to_owned))
-            .unwrap_or_else(|| summarise_body(body, status));
+        let (code, error_type, message) = match error {
+            Value::String(text) => (String::new(), String::new(), text.clone()),
+            Value::Object(_) => (
+                text_of("code").unwrap_or_default(),
+                text_of("type").unwrap_or_default(),
+                text_of("message").unwrap_or_else(|| "provider returned an error without a message".to_owned()),
+            ),
+            _ => return None,
+        };
+        let status = status.or_else(|| {
+            let code = error.get("code")?.as_u64()?;
+            u16::try_from(code).ok().filter(|code| (400..600).contains(code))
+        });
 
         let by_code = |needle: &str| code == needle || error_type == needle;
         let lowered = message.to_lowercase();
-        let kind = if by_code("context_length_exceeded") || lowered.contains("maximum context length") {
+        let kind = if by_code("context_length_exceeded")
+            || lowered.contains("maximum context length")
+            || lowered.contains("prompt is too long")
+        {
             ModelErrorKind::ContextWindowExceededError
-        } else if by_code("content_policy_violation") || by_code("content_filter") {
+        } else if by_code("content_policy_violation")
+            || by_code("content_filter")
+            || lowered.contains("content management policy")
+        {
             ModelErrorKind::ContentPolicyViolationError
         } else if by_code("model_not_found") {
             ModelErrorKind::NotFoundError
-        } else {
+        } else if let Some(status) = status {
             ModelErrorKind::from_status(status)
+        } else {
+            // An error event without any status: LiteLLM's catch-all for provider errors.
+            ModelErrorKind::APIError
         };
 
-        ModelError::new(kind, message, llm_provider, model).with_status(status)
+        let mut result = ModelError::new(kind, message, llm_provider, model);
+        result.status_code = status;
+        result.code = [code, error_type].into_iter().find(|text| !text.is_empty());
+        Some(result)
+    }
+
+    /// Returns whether the call is worth repeating: statuses 408, 409, 429 and 5xx, and
+    /// connection failures and client deadlines, which have no status. A 429 that says the
+    /// account is out of credit (`insufficient_quota`) will not clear by waiting.
+    pub fn is_retryable(&self) -> bool {
+        if self.is_quota_exhausted() {
+            return false;
+        }
+        match self.status_code {
+            Some(status) => matches!(status, 408 | 409 | 429) || (500..600).contains(&status),
+            None => matches!(self.kind, ModelErrorKind::Timeout | ModelErrorKind::APIConnectionError),
+        }
+    }
+
+    fn is_quota_exhausted(&self) -> bool {
+        self.code.as_deref() == Some("insufficient_quota")
+            || self.message.contains("insufficient_quota")
+            || self.message.contains("exceeded your current quota")
     }
 
     /// Returns the run's `error_message`: `litellm.<Type>: <message>` for LiteLLM classes,

@@ -7,19 +7,25 @@
 //! `provider` string. Every provider failure is a [`ModelError`] whose kind follows LiteLLM's
 //! exception names, because that is the taxonomy Aegis reports in `error_details.type`.
 
+pub mod anthropic;
+pub mod azure;
 pub(crate) mod builders;
 mod error;
 pub mod env;
-pub mod retry;
+pub mod ollama;
 pub mod openai;
 pub mod replay;
+pub mod retry;
+mod schema;
+mod stream;
 pub mod stub;
+mod transport;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use env::{OPENAI_DEFAULT_BASE_URL, ProviderEnv};
+pub use env::{ANTHROPIC_DEFAULT_BASE_URL, OLLAMA_DEFAULT_HOST, OPENAI_DEFAULT_BASE_URL, ProviderEnv};
 pub use error::{ModelError, ModelErrorKind};
 pub use retry::RetryPolicy;
 

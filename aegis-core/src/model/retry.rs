@@ -5,6 +5,11 @@
 //! `Retry-After` wins over the computed delay, and jitter is only ever added on top of it: a
 //! shorter wait would just earn another 429. A wait longer than [`RetryPolicy::max_wait`]
 //! fails the call at once, because a run that sleeps for minutes looks hung to its caller.
+//!
+//! Which failures are retried is [`ModelError::is_retryable`]'s decision (408, 409, 429, 5xx,
+//! connection failures and client deadlines). Each retry is logged as a `warn` event with the
+//! attempt, the reason and the wait; the run id comes from the `model call` span that
+//! [`RunContext`](crate::run::RunContext) opens around every call.
 
 use std::future::Future;
 use std::time::Duration;
@@ -38,9 +43,30 @@ impl RetryPolicy {
         }
     }
 
+    /// Sets the delay before the first retry.
+    #[must_use]
+    pub fn with_initial_backoff(mut self, initial_backoff: Duration) -> RetryPolicy {
+        self.initial_backoff = initial_backoff;
+        self
+    }
+
+    /// Sets the upper bound of the computed backoff.
+    #[must_use]
+    pub fn with_max_backoff(mut self, max_backoff: Duration) -> RetryPolicy {
+        self.max_backoff = max_backoff;
+        self
+    }
+
+    /// Sets the longest server-requested wait that is honoured.
+    #[must_use]
+    pub fn with_max_wait(mut self, max_wait: Duration) -> RetryPolicy {
+        self.max_wait = max_wait;
+        self
+    }
+
     /// Calls `attempt` until it succeeds, fails in a way not worth repeating, or runs out of
     /// retries. The returned error's `attempts` counts every call made.
-    pub async fn run<F, Fut, T>(&self, model: &str, mut attempt: F) -> Result<T, ModelError>
+    pub async fn run<F, Fut, T>(&self, provider: &str, model: &str, mut attempt: F) -> Result<T, ModelError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ModelError>>,
@@ -54,24 +80,44 @@ impl RetryPolicy {
             };
             error.attempts = attempts;
 
-            let retries_left = attempts <= self.max_retries;
-            if !retries_left || !error.kind.is_retryable() || is_quota_exhausted(&error) {
-                return Err(error);
-            }
-            let Some(delay) = self.delay(attempts, error.retry_after) else {
+            let Some(delay) = self.retry_delay(provider, model, &error) else {
                 return Err(error);
             };
+            tokio::time::sleep(delay).await;
+        }
+    }
 
+    /// Decides whether a call that failed with `error` (whose `attempts` counts the calls made
+    /// so far) is repeated, and after which wait. Logs the retry, or why a retryable error is
+    /// not retried. Clients that cannot use [`RetryPolicy::run`], such as a streaming call
+    /// that writes to a borrowed sink, loop on this instead.
+    pub fn retry_delay(&self, provider: &str, model: &str, error: &ModelError) -> Option<Duration> {
+        let attempts = error.attempts;
+        if attempts > self.max_retries || !error.is_retryable() {
+            return None;
+        }
+        let Some(delay) = self.delay(attempts, error.retry_after) else {
             tracing::warn!(
+                provider,
                 gen_ai.request.model = model,
                 attempt = attempts,
                 reason = %error.kind,
-                status = error.status_code,
-                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                "retrying model call"
+                retry_after_s = error.retry_after,
+                "not retrying model call because the provider asked for a wait beyond max_wait"
             );
-            tokio::time::sleep(delay).await;
-        }
+            return None;
+        };
+
+        tracing::warn!(
+            provider,
+            gen_ai.request.model = model,
+            attempt = attempts,
+            reason = %error.kind,
+            status = error.status_code,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "retrying model call"
+        );
+        Some(delay)
     }
 
     /// Returns the wait before retry number `attempt`, or `None` when the provider asked for a
@@ -89,11 +135,6 @@ impl RetryPolicy {
         }
         Some(requested + backoff.mul_f64(jitter))
     }
-}
-
-/// A 429 that says the account is out of credit will not clear by waiting.
-fn is_quota_exhausted(error: &ModelError) -> bool {
-    error.message.contains("insufficient_quota") || error.message.contains("exceeded your current quota")
 }
 
 #[cfg(test)]

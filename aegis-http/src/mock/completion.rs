@@ -20,7 +20,7 @@ pub(super) enum Answer {
 }
 
 impl Answer {
-    fn completion_tokens(&self) -> u64 {
+    pub(super) fn completion_tokens(&self) -> u64 {
         match self {
             Answer::Text(pieces) => count_words(&pieces.concat()),
             Answer::ToolCalls(calls) => {
@@ -33,11 +33,11 @@ impl Answer {
 /// The fields that every response to one request shares.
 #[derive(Clone, Debug)]
 pub(super) struct Completion {
-    sequence: u64,
+    pub(super) sequence: u64,
     id: String,
-    created: u64,
-    model: String,
-    prompt_tokens: u64,
+    pub(super) created: u64,
+    pub(super) model: String,
+    pub(super) prompt_tokens: u64,
 }
 
 impl Completion {

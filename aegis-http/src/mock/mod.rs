@@ -25,11 +25,18 @@
 //!   configured [`DefaultReply`] when the queue is empty. Text and tool call replies come
 //!   back as a `chat.completion` object, or as server-sent `chat.completion.chunk` events
 //!   ending with `data: [DONE]` when the request sets `"stream": true`.
+//! - `POST /openai/deployments/{deployment}/chat/completions` (Azure OpenAI) is served like
+//!   the OpenAI path; the `api-version` query is recorded, not checked.
+//! - `POST /v1/messages` (Anthropic's Messages API) answers with a `message` object, or with
+//!   Anthropic's named SSE events (`message_start` ... `message_stop`) when streaming.
+//! - `POST /api/chat` (Ollama's native API) answers with one JSON object, or with
+//!   newline-delimited JSON objects ending in one with `"done": true` when streaming.
 //! - `GET /v1/models` lists the configured model.
 //! - Any other path gets an OpenAI-style 404, and a known path with the wrong method a 405.
 //!
 //! Every request is recorded, headers included, for [`MockProvider::requests`]. When
-//! [`MockConfig::api_key`] is set, requests without that bearer token get a 401.
+//! [`MockConfig::api_key`] is set, requests that send that key neither as a bearer token nor in
+//! `api-key` (Azure) or `x-api-key` (Anthropic) get a 401.
 //!
 //! # Design
 //!
@@ -38,14 +45,17 @@
 //! - `server` holds the axum handler and the shared state.
 //! - `conn` lets a handler close its own TCP connection, which `Disconnect` needs and which
 //!   shutdown uses to end hanging requests.
-//! - `completion` writes the Chat Completions wire format, and `grade` is the automarking
+//! - `completion` writes the Chat Completions wire format, `anthropic` and `ollama` write
+//!   theirs from the same answer, and `grade` is the automarking
 //!   heuristic behind [`DefaultReply::Automark`].
 //! - `config`, `reply` and `request` hold the plain data types.
 
+mod anthropic;
 mod completion;
 mod config;
 mod conn;
 mod grade;
+mod ollama;
 mod provider;
 mod reply;
 mod request;

@@ -48,6 +48,18 @@ pub enum MockReply {
     /// `stream_options.include_usage` is true, and `data: [DONE]`. A request without
     /// streaming receives the chunks joined into one text completion.
     Stream(Vec<String>),
+    /// A 200 whose body is exactly these pieces, written one at a time with a short pause
+    /// between them so that the client reads them separately. It scripts stream bytes that
+    /// the formatted replies never produce: SSE comments and keep-alives, `retry:` lines, an
+    /// event split across two reads, an error event, or a stream without its end marker. The
+    /// content type is `text/event-stream`, or `application/x-ndjson` on Ollama's path.
+    RawBody {
+        /// Body pieces, in order.
+        pieces: Vec<String>,
+        /// Whether the connection is aborted after the last piece instead of ending the body
+        /// cleanly, as a provider that crashes mid-stream does.
+        cut: bool,
+    },
 }
 
 impl MockReply {
@@ -68,6 +80,24 @@ impl MockReply {
         S: Into<String>,
     {
         MockReply::Stream(chunks.into_iter().map(Into::into).collect())
+    }
+
+    /// Creates a [`MockReply::RawBody`] that ends cleanly after `pieces`.
+    pub fn raw<I, S>(pieces: I) -> MockReply
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        MockReply::RawBody { pieces: pieces.into_iter().map(Into::into).collect(), cut: false }
+    }
+
+    /// Creates a [`MockReply::RawBody`] whose connection is aborted after `pieces`.
+    pub fn raw_cut<I, S>(pieces: I) -> MockReply
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        MockReply::RawBody { pieces: pieces.into_iter().map(Into::into).collect(), cut: true }
     }
 
     /// Creates a [`MockReply::Error`] reply with the given status and body and no extra

@@ -16,6 +16,8 @@ pub struct RecordedRequest {
     pub method: String,
     /// Request path without the query, such as `/v1/chat/completions`.
     pub path: String,
+    /// The query string without `?`, such as `api-version=2024-06-01`, if any.
+    pub query: Option<String>,
     /// Headers as `(name, value)` pairs in arrival order, names lower-cased. Values that are
     /// not UTF-8 are decoded lossily.
     pub headers: Vec<(String, String)>,
@@ -36,6 +38,7 @@ impl RecordedRequest {
         RecordedRequest {
             method: parts.method.as_str().to_owned(),
             path: parts.uri.path().to_owned(),
+            query: parts.uri.query().map(str::to_owned),
             headers,
             body,
             raw_body,

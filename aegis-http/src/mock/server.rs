@@ -19,11 +19,12 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::stream;
+use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use super::completion::{self, Answer, Completion};
+use super::{anthropic, ollama};
 use super::config::{DefaultReply, MockConfig};
 use super::conn::{CloseSignal, Connection, MockListener};
 use super::grade;
@@ -32,6 +33,20 @@ use super::request::{self, RecordedRequest};
 
 const CHAT_COMPLETIONS_PATH: &str = "/v1/chat/completions";
 const MODELS_PATH: &str = "/v1/models";
+const ANTHROPIC_MESSAGES_PATH: &str = "/v1/messages";
+const OLLAMA_CHAT_PATH: &str = "/api/chat";
+
+/// Pause between two pieces of a [`MockReply::RawBody`], long enough that the client reads
+/// each piece separately over loopback.
+const RAW_PIECE_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// The chat API a request was made to, which decides the format of the reply.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ChatApi {
+    OpenAi,
+    Anthropic,
+    Ollama,
+}
 
 /// State shared by the [`MockProvider`](super::MockProvider) handle and the handlers.
 #[derive(Debug)]
@@ -140,8 +155,13 @@ async fn respond(shared: &Shared, connection: &Connection, parts: &Parts, body: 
     }
 
     let path = parts.uri.path();
+    if parts.method == Method::POST && is_azure_chat_path(path) {
+        return chat_completion(shared, connection, body, ChatApi::OpenAi).await;
+    }
     match (&parts.method, path) {
-        (&Method::POST, CHAT_COMPLETIONS_PATH) => chat_completion(shared, connection, body).await,
+        (&Method::POST, CHAT_COMPLETIONS_PATH) => chat_completion(shared, connection, body, ChatApi::OpenAi).await,
+        (&Method::POST, ANTHROPIC_MESSAGES_PATH) => chat_completion(shared, connection, body, ChatApi::Anthropic).await,
+        (&Method::POST, OLLAMA_CHAT_PATH) => chat_completion(shared, connection, body, ChatApi::Ollama).await,
         (&Method::GET, MODELS_PATH) => list_models(&shared.config),
         (method, CHAT_COMPLETIONS_PATH | MODELS_PATH) => openai_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -158,10 +178,23 @@ async fn respond(shared: &Shared, connection: &Connection, parts: &Parts, body: 
     }
 }
 
-/// Returns a 401 unless the request carries the configured key as a bearer token.
+/// Returns whether `path` is Azure's `/openai/deployments/{deployment}/chat/completions`.
+fn is_azure_chat_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/openai/deployments/") else {
+        return false;
+    };
+    rest.strip_suffix("/chat/completions").is_some_and(|deployment| !deployment.is_empty() && !deployment.contains('/'))
+}
+
+/// Returns a 401 unless the request carries the configured key: as a bearer token (OpenAI),
+/// in `api-key` (Azure) or in `x-api-key` (Anthropic).
 fn check_api_key(config: &MockConfig, parts: &Parts) -> Option<Response> {
     let expected = config.api_key.as_deref()?;
-    let sent = parts.headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(request::bearer_token);
+    let header = |name: &str| parts.headers.get(name).and_then(|value| value.to_str().ok());
+    let sent = header(AUTHORIZATION.as_str())
+        .and_then(request::bearer_token)
+        .or_else(|| header("api-key"))
+        .or_else(|| header("x-api-key"));
 
     // The message never repeats the key that was sent, so test logs stay free of keys.
     let message = match sent {
@@ -172,7 +205,7 @@ fn check_api_key(config: &MockConfig, parts: &Parts) -> Option<Response> {
     Some(openai_error(StatusCode::UNAUTHORIZED, message, "invalid_request_error", Some("invalid_api_key")))
 }
 
-async fn chat_completion(shared: &Shared, connection: &Connection, body: Option<Value>) -> Response {
+async fn chat_completion(shared: &Shared, connection: &Connection, body: Option<Value>, api: ChatApi) -> Response {
     let Some(body) = body else {
         return openai_error(
             StatusCode::BAD_REQUEST,
@@ -195,38 +228,76 @@ async fn chat_completion(shared: &Shared, connection: &Connection, body: Option<
         Some(model) if !model.is_empty() => model.to_owned(),
         _ => shared.config.model.clone(),
     };
-    let completion = Completion::new(sequence, model, completion::prompt_tokens(messages));
+    // Anthropic carries the system prompt beside the messages.
+    let system_tokens = body.get("system").map_or(0, |system| completion::count_words(&completion::message_text(&json!({"content": system}))));
+    let completion = Completion::new(sequence, model, completion::prompt_tokens(messages) + system_tokens);
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let include_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
 
-    let mut reply = match shared.pop_reply() {
+    let reply = match shared.pop_reply() {
         Some(reply) => reply,
         None => default_reply(&shared.config.default_reply, messages),
     };
+    let answer = match resolve_reply(reply, connection, api).await {
+        Ok(answer) => answer,
+        Err(response) => return response,
+    };
+
+    match (api, stream) {
+        (ChatApi::OpenAi, true) => event_stream(completion.stream_payloads(&answer, include_usage)),
+        (ChatApi::OpenAi, false) => axum::Json(completion.body(&answer)).into_response(),
+        (ChatApi::Anthropic, true) => named_event_stream(anthropic::stream_events(&completion, &answer)),
+        (ChatApi::Anthropic, false) => axum::Json(anthropic::message(&completion, &answer)).into_response(),
+        (ChatApi::Ollama, true) => ndjson_stream(ollama::stream_lines(&completion, &answer)),
+        (ChatApi::Ollama, false) => axum::Json(ollama::message(&completion, &answer)).into_response(),
+    }
+}
+
+/// Plays out a reply's delays and failures. Returns the answer to format, or the response
+/// that a failure or raw body already is.
+async fn resolve_reply(mut reply: MockReply, connection: &Connection, api: ChatApi) -> Result<Answer, Response> {
     // Each pass unwraps one `Delay`, so nested delays add up.
-    let answer = loop {
+    loop {
         reply = match reply {
             MockReply::Delay(delay, inner) => {
                 tokio::time::sleep(delay).await;
                 *inner
             }
-            MockReply::Text(text) => break Answer::Text(vec![text]),
-            MockReply::Stream(pieces) => break Answer::Text(pieces),
-            MockReply::ToolCalls(calls) => break Answer::ToolCalls(calls),
-            MockReply::Error { status, body, headers } => return scripted_response(status, body, &headers),
+            MockReply::Text(text) => return Ok(Answer::Text(vec![text])),
+            MockReply::Stream(pieces) => return Ok(Answer::Text(pieces)),
+            MockReply::ToolCalls(calls) => return Ok(Answer::ToolCalls(calls)),
+            MockReply::Error { status, body, headers } => return Err(scripted_response(status, body, &headers)),
+            MockReply::RawBody { pieces, cut } => return Err(raw_body(pieces, cut, api)),
             MockReply::Hang => return std::future::pending().await,
             MockReply::Disconnect => {
                 tracing::debug!(client = %connection.remote_addr, "mock provider drops the connection as scripted");
                 connection.close();
-                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                return Err(StatusCode::SERVICE_UNAVAILABLE.into_response());
             }
         };
-    };
-
-    if stream {
-        return event_stream(completion.stream_payloads(&answer, include_usage));
     }
-    axum::Json(completion.body(&answer)).into_response()
+}
+
+/// Writes a 200 whose body is `pieces`, one write per piece, then ends it cleanly or, when
+/// `cut` is true, aborts the connection mid-body.
+fn raw_body(pieces: Vec<String>, cut: bool, api: ChatApi) -> Response {
+    let content_type = match api {
+        ChatApi::Ollama => "application/x-ndjson",
+        ChatApi::OpenAi | ChatApi::Anthropic => "text/event-stream",
+    };
+    let writes = stream::iter(pieces).then(|piece| async move {
+        tokio::time::sleep(RAW_PIECE_PAUSE).await;
+        Ok::<Bytes, std::io::Error>(Bytes::from(piece))
+    });
+    // A body error makes hyper drop the connection without the final chunk, which the client
+    // sees as a body cut short. The pause first lets the last piece reach the client.
+    let end = stream::iter(cut.then_some(())).then(|()| async {
+        tokio::time::sleep(RAW_PIECE_PAUSE).await;
+        Err::<Bytes, std::io::Error>(std::io::Error::other("mock provider cuts the stream as scripted"))
+    });
+    let mut response = Response::new(Body::from_stream(writes.chain(end)));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 /// Resolves the configured default into a concrete reply for this prompt.
@@ -244,6 +315,20 @@ fn event_stream(payloads: Vec<String>) -> Response {
     let events =
         payloads.into_iter().map(|payload| Ok::<Event, std::convert::Infallible>(Event::default().data(payload)));
     Sse::new(stream::iter(events)).into_response()
+}
+
+fn named_event_stream(events: Vec<(&'static str, String)>) -> Response {
+    let events = events
+        .into_iter()
+        .map(|(name, payload)| Ok::<Event, std::convert::Infallible>(Event::default().event(name).data(payload)));
+    Sse::new(stream::iter(events)).into_response()
+}
+
+fn ndjson_stream(lines: Vec<String>) -> Response {
+    let body: String = lines.into_iter().map(|line| line + "\n").collect();
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    response
 }
 
 fn list_models(config: &MockConfig) -> Response {

@@ -1,0 +1,191 @@
+//! The HTTP side that every provider client shares: deadlines, retries, turning transport
+//! failures and error responses into [`ModelError`]s, and deciding where an environment key
+//! may go.
+//!
+//! A client describes one request as a `reqwest::RequestBuilder`; [`Transport`] sends it under
+//! the client's deadline and classifies whatever comes back. Keeping this in one place is what
+//! makes the four clients fail identically: the same status gives the same LiteLLM class, the
+//! same `Retry-After` handling and the same log lines, whichever provider was called.
+//!
+//! Deadlines: a plain request gets `timeout` for the whole exchange, body included. A
+//! streamed request gets `timeout` until the response headers arrive and then `timeout` of
+//! silence between two reads, because a long answer may stream for longer than any sensible
+//! total deadline while a stalled one must still end.
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+
+use crate::model::retry::RetryPolicy;
+use crate::model::{ModelError, ModelErrorKind};
+
+/// Default per-request timeout in seconds when a component sets none. openai-python uses 600;
+/// Aegis uses less because a run's workers should not sit on a dead connection for ten
+/// minutes.
+pub(crate) const DEFAULT_TIMEOUT_SECONDS: f64 = 60.0;
+
+/// Default number of retries after the first attempt, as in openai-python.
+pub(crate) const DEFAULT_MAX_RETRIES: u32 = 2;
+
+/// The HTTP client, deadline and retry policy of one provider client.
+#[derive(Clone, Debug)]
+pub(crate) struct Transport {
+    pub(crate) http: reqwest::Client,
+    pub(crate) timeout: Duration,
+    pub(crate) retry: RetryPolicy,
+    /// The provider family reported in errors and logs, such as `openai`.
+    pub(crate) provider: &'static str,
+}
+
+/// A successful (2xx) response whose body has been read.
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: String,
+}
+
+impl Transport {
+    /// Creates a transport from a component's `timeout` (seconds) and `max_retries`.
+    pub(crate) fn new(provider: &'static str, http: reqwest::Client, timeout: Option<f64>, max_retries: Option<u32>) -> Transport {
+        let seconds = timeout.filter(|seconds| seconds.is_finite() && *seconds > 0.0).unwrap_or(DEFAULT_TIMEOUT_SECONDS);
+        Transport {
+            http,
+            timeout: Duration::from_secs_f64(seconds),
+            retry: RetryPolicy::with_max_retries(max_retries.unwrap_or(DEFAULT_MAX_RETRIES)),
+            provider,
+        }
+    }
+
+    /// Sends a request and reads its whole body within the deadline. Error statuses become
+    /// classified errors carrying the provider's `Retry-After`.
+    pub(crate) async fn send(&self, builder: reqwest::RequestBuilder, model: &str) -> Result<Reply, ModelError> {
+        let response = builder.timeout(self.timeout).send().await.map_err(|error| self.transport_error(&error, model))?;
+        let status = response.status().as_u16();
+        let retry_after = retry_after_seconds(response.headers());
+        let body = response.text().await.map_err(|error| self.transport_error(&error, model))?;
+        if !(200..300).contains(&status) {
+            let mut error = ModelError::from_response(status, &body, self.provider, model);
+            error.retry_after = retry_after;
+            return Err(error);
+        }
+        Ok(Reply { status, body })
+    }
+
+    /// Sends a request whose body will be streamed, waiting at most the deadline for the
+    /// response headers. An error status is read whole and classified as in [`Transport::send`].
+    pub(crate) async fn open_stream(&self, builder: reqwest::RequestBuilder, model: &str) -> Result<reqwest::Response, ModelError> {
+        let sent = tokio::time::timeout(self.timeout, builder.send()).await;
+        let response = match sent {
+            Err(_) => return Err(self.deadline_error(model)),
+            Ok(Err(error)) => return Err(self.transport_error(&error, model)),
+            Ok(Ok(response)) => response,
+        };
+
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(response);
+        }
+        let retry_after = retry_after_seconds(response.headers());
+        let body = match tokio::time::timeout(self.timeout, response.text()).await {
+            Err(_) => return Err(self.deadline_error(model)),
+            Ok(Err(error)) => return Err(self.transport_error(&error, model)),
+            Ok(Ok(body)) => body,
+        };
+        let mut error = ModelError::from_response(status, &body, self.provider, model);
+        error.retry_after = retry_after;
+        Err(error)
+    }
+
+    /// Classifies a reqwest failure: its own timeout is the client deadline, anything else a
+    /// failed connection.
+    pub(crate) fn transport_error(&self, error: &reqwest::Error, model: &str) -> ModelError {
+        if error.is_timeout() {
+            return self.deadline_error(model);
+        }
+        // reqwest's message names the URL, which is fine to show: keys never travel in it.
+        let message = format!("connection to the model provider failed: {}", error_chain(error));
+        ModelError::new(ModelErrorKind::APIConnectionError, message, self.provider, model)
+    }
+
+    /// Builds the error for a request that outlived the client's deadline.
+    pub(crate) fn deadline_error(&self, model: &str) -> ModelError {
+        let message = format!("request to the model provider timed out after {:.1} s", self.timeout.as_secs_f64());
+        ModelError::new(ModelErrorKind::Timeout, message, self.provider, model)
+    }
+
+    /// Builds the error for a 200 response that is not a completion.
+    pub(crate) fn invalid_response(&self, model: &str, status: u16, message: impl Into<String>) -> ModelError {
+        ModelError::new(ModelErrorKind::APIResponseValidationError, message, self.provider, model).with_status(status)
+    }
+}
+
+/// Decides whether a key taken from the environment may be sent to `url`: only to the origin
+/// of `trusted`, which is the host the key's own environment variable names or the
+/// provider's default host.
+pub(crate) fn env_key_may_go_to(url: &str, trusted: &str) -> bool {
+    let origin = origin_of(url);
+    origin.is_some() && origin == origin_of(trusted)
+}
+
+/// Returns `scheme://host:port` of a URL, lower-cased, with the default port made explicit.
+fn origin_of(url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    let host = parsed.host_str()?.to_ascii_lowercase();
+    let port = parsed.port_or_known_default()?;
+    Some(format!("{}://{host}:{port}", parsed.scheme()))
+}
+
+/// Returns a URL without trailing slashes, after trimming whitespace.
+pub(crate) fn normalise_url(url: &str) -> String {
+    url.trim().trim_end_matches('/').to_owned()
+}
+
+/// Joins an error and its sources into one line.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Reads `retry-after-ms` or `Retry-After` (seconds) from a response. The HTTP-date form of
+/// `Retry-After` is not read.
+// NOTE: an HTTP-date Retry-After counts as absent, so the computed backoff applies instead.
+fn retry_after_seconds(headers: &HeaderMap) -> Option<f64> {
+    let read = |name: &str| {
+        let value = headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok()?;
+        Some(value).filter(|number| number.is_finite() && *number >= 0.0)
+    };
+    if let Some(millis) = read("retry-after-ms") {
+        return Some(millis / 1000.0);
+    }
+    read("retry-after")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_key_goes_only_to_its_host() {
+        assert!(env_key_may_go_to("https://api.openai.com/v1", "https://api.openai.com/v1"));
+        assert!(!env_key_may_go_to("https://evil.example/v1", "https://api.openai.com/v1"));
+        assert!(env_key_may_go_to("http://127.0.0.1:9000/v1", "http://127.0.0.1:9000/v1/"));
+        assert!(!env_key_may_go_to("http://127.0.0.1:9001/v1", "http://127.0.0.1:9000/v1"));
+        assert!(!env_key_may_go_to("not a url", "not a url"));
+    }
+
+    #[test]
+    fn retry_after_ms_wins_over_seconds() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", "3".parse().unwrap());
+        assert_eq!(retry_after_seconds(&headers), Some(3.0));
+        headers.insert("retry-after-ms", "250".parse().unwrap());
+        assert_eq!(retry_after_seconds(&headers), Some(0.25));
+        headers.insert("retry-after-ms", "-1".parse().unwrap());
+        assert_eq!(retry_after_seconds(&headers), Some(3.0));
+    }
+}
