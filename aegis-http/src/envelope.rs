@@ -24,6 +24,12 @@ impl<T: Serialize> Envelope<T> {
         Envelope { status: StatusCode::OK, message: DATA_GOT, meta: Map::new(), data }
     }
 
+    /// A 200 response to a request that computes something, with a message such as
+    /// `Team validated.`.
+    pub(crate) fn ok(message: &'static str, data: T) -> Envelope<T> {
+        Envelope { status: StatusCode::OK, message, meta: Map::new(), data }
+    }
+
     /// A 201 response to a create, with a message such as `Run created.`.
     pub(crate) fn created(message: &'static str, data: T) -> Envelope<T> {
         Envelope { status: StatusCode::CREATED, message, meta: Map::new(), data }

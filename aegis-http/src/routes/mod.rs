@@ -7,7 +7,7 @@ mod teams;
 
 use axum::Router;
 use axum::http::{Method, StatusCode, Uri};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use aegis_core::{Aegis, FieldError};
 
@@ -19,6 +19,7 @@ pub(crate) fn router(aegis: Aegis) -> Router {
         .route("/task", get(tasks::list).post(tasks::create))
         .route("/task/{id}", get(tasks::get))
         .route("/team", get(teams::list).post(teams::create))
+        .route("/team/validate", post(teams::validate))
         .route("/team/{id}", get(teams::get))
         .route("/session", get(sessions::list).post(sessions::create))
         .route("/session/{id}", get(sessions::get))
