@@ -305,3 +305,72 @@ impl<S: SpeakerSelection> Team for GroupChat<S> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::agent::{AssistantAgent, AssistantAgentConfig};
+    use crate::model::replay::ReplayClient;
+    use crate::model::LlmMessage;
+    use crate::run::VecSink;
+    use crate::team::{RoundRobin, RoundRobinGroupChat};
+    use crate::termination::{MaxMessageTermination, MaxMessageTerminationConfig};
+
+    /// Builds a two-agent round robin whose clients replay `alice` and `bob`, stopping after
+    /// three messages.
+    fn team(alice: &[&str], bob: &[&str]) -> RoundRobinGroupChat {
+        let agent = |name: &str, replies: &[&str]| {
+            let mut config = AssistantAgentConfig::named(name);
+            config.system_message = Some(format!("You are {name}."));
+            let client = Arc::new(ReplayClient::from_texts(replies.iter().copied()));
+            Participant::Agent(Box::new(AssistantAgent::new(config, client)))
+        };
+        let termination: MaxMessageTerminationConfig = serde_json::from_value(json!({"max_messages": 3})).unwrap();
+        GroupChat::new(
+            vec![agent("alice", alice), agent("bob", bob)],
+            Some(Box::new(MaxMessageTermination::new(termination))),
+            &GroupChatConfig::default(),
+            "RoundRobinGroupChat",
+            RoundRobin::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn round_robin_state_continues_in_fresh_team() {
+        let mut first = team(&["a1", "a2"], &["b1", "b2"]);
+        let mut sink = VecSink::default();
+        let mut context = RunContext::new(uuid::Uuid::now_v7(), &mut sink);
+        first.run(AgentMessage::text("user", "Talk."), &mut context).await.unwrap();
+        let state = first.save_state();
+
+        // The fresh team's clients answer the second run only, so a lost history shows up
+        // in the prompt and a lost speaker index in who speaks.
+        let mut second = team(&["a2"], &["b2"]);
+        second.load_state(&state).unwrap();
+        let mut sink = VecSink::default();
+        let mut context = RunContext::new(uuid::Uuid::now_v7(), &mut sink);
+        let outcome = second.run(AgentMessage::text("user", "Again."), &mut context).await.unwrap();
+
+        let spoken: Vec<(&str, &str)> = sink.messages.iter().map(|message| (message.source.as_str(), message.content.as_str().unwrap())).collect();
+        assert_eq!(spoken, [("alice", "a2"), ("bob", "b2")]);
+        assert_eq!(outcome.stop_reason.as_deref(), Some("Maximum number of messages 3 reached, current message count: 3"));
+        assert_eq!(second.thread.len(), first.thread.len() + 3);
+        assert_eq!(second.save_state()["message_thread"].as_array().unwrap().len(), 6);
+        let alice_prompt = match &second.participants[0] {
+            Participant::Agent(agent) => agent.save_state()["llm_context"]["messages"].clone(),
+            Participant::Team(_) => Value::Null,
+        };
+        let history: Vec<LlmMessage> = serde_json::from_value(alice_prompt).unwrap();
+        let texts: Vec<String> = history
+            .iter()
+            .map(|message| match message {
+                LlmMessage::UserMessage { content, .. } => content.clone(),
+                LlmMessage::AssistantMessage { content: crate::model::AssistantContent::Text(text), .. } => text.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(texts, ["Talk.", "a1", "b1", "Again.", "a2"]);
+    }
+}
