@@ -9,7 +9,7 @@
 //! and the caller prefixes the path of that component, so nested problems come back as
 //! `config.participants[1].config.model_client.provider`.
 //!
-//! Besides builders, a registry holds the Rust [`Tool`]s that `FunctionTool` components bind
+//! Besides builders, a registry contains the Rust [`Tool`]s that `FunctionTool` components bind
 //! to, the AgentChat providers Aegis rejects on purpose (with the reason), and an optional
 //! [`ModelClientHook`] that wraps every model client a built-in agent or team builds, which is
 //! how tests record the prompts each model receives.

@@ -112,7 +112,7 @@ pub struct AssistantAgent {
 }
 
 impl AssistantAgent {
-    /// Creates an agent that answers with `model_client`, with an unbounded context and no
+    /// Creates an agent that replies through `model_client`, with an unbounded context and no
     /// tools, handoffs, memory or structured output.
     pub fn new(config: AssistantAgentConfig, model_client: Arc<dyn ModelClient>) -> AssistantAgent {
         AssistantAgent {
@@ -225,8 +225,8 @@ impl AssistantAgent {
         Ok(message.with_usage(result.usage))
     }
 
-    /// Executes one call: a handoff answers with its message, a workbench tool runs, and a
-    /// call nothing answers is an error result, as in AgentChat.
+    /// Executes one call: a handoff returns its message, a workbench tool runs, and a call
+    /// that no handoff or workbench has gets an error result, as in AgentChat.
     async fn execute(&self, call: &FunctionCall) -> FunctionExecutionResult {
         let result = |content: String, is_error: bool| FunctionExecutionResult {
             content,

@@ -2,9 +2,9 @@
 //!
 //! The loop is AgentChat's `BaseGroupChatManager`: the task messages join the thread and go
 //! to every participant, and the termination condition checks them. Then, turn by turn, a
-//! [`SpeakerSelection`] picks a speaker (announced as a SelectSpeakerEvent when
-//! `emit_team_events` is set), the speaker handles the messages published since its last
-//! turn, its reply goes to the others, and the condition checks the turn's delta before
+//! [`SpeakerSelection`] picks a speaker, announced as a SelectSpeakerEvent when
+//! `emit_team_events` is set. The speaker handles the messages published since its last
+//! turn and its reply goes to the others. The condition checks the turn's delta before
 //! `max_turns` is counted, so a condition that fires on the last turn names the reason. The
 //! condition and the turn count reset when the run stops; the thread, the participants'
 //! contexts and the selection state carry over to a continued run.
@@ -92,7 +92,7 @@ pub struct Roster {
     pub descriptions: Vec<String>,
 }
 
-/// How a group chat picks its next speaker.
+/// The rule a group chat uses to pick its next speaker.
 #[async_trait]
 pub trait SpeakerSelection: Send {
     /// Returns the name AgentChat gives the team's manager (`RoundRobinGroupChatManager`),

@@ -37,10 +37,12 @@ Read the following conversation. Then select the next role from {participants} t
 Read the above conversation. Then select the next role from {participants} to play. Only return the role.
 ";
 
-/// Model families AgentChat treats as OpenAI's (`ModelFamily.is_openai`), which get the
-/// selection prompt as a system message.
-const OPENAI_FAMILIES: &[&str] =
-    &["gpt-5", "gpt-41", "gpt-45", "gpt-4o", "o1", "o3", "o4", "gpt-4", "gpt-35", "r1", "gpt-4.1", "gpt-4.5"];
+/// Model families AgentChat 0.7 treats as OpenAI's, which get the selection prompt as a
+/// system message.
+///
+/// NOTE: only `gpt-4o` (system message) and `unknown` (user message) are pinned by recorded
+/// cases; the other names follow AgentChat's `ModelFamily` constants and are unverified.
+const OPENAI_FAMILIES: &[&str] = &["gpt-5", "gpt-41", "gpt-45", "gpt-4o", "o1", "o3", "o4", "gpt-4", "gpt-35"];
 
 /// The config keys of `SelectorGroupChat` read besides the components.
 #[derive(Clone, Debug, Deserialize)]

@@ -1,7 +1,7 @@
 //! Tools an agent's model can call, and the workbenches that hold them.
 //!
 //! AgentChat's `FunctionTool` carries Python source code, which Aegis never executes. Instead
-//! a Rust application registers [`Tool`]s in the [`Registry`](crate::Registry); a
+//! a Rust application registers [`Tool`]s in the [`Registry`](crate::Registry). A
 //! `FunctionTool` component whose `name` matches a registered tool binds to it, and its source
 //! is ignored. A [`Workbench`] is AgentChat's `StaticWorkbench` (or `StaticStreamWorkbench`):
 //! a fixed list of tools, optionally renamed for the model through `tool_overrides`.

@@ -1,8 +1,8 @@
 //! `/api/v1/team`: AutoGen team components. Secrets are never returned: every response masks
 //! them (see [`aegis_core::secret::mask_secrets`]).
 //!
-//! `POST /team/validate` takes the body of `POST /team` and answers 200 with
-//! `{"valid", "errors"}`, listing the same problems that make `POST /team` answer 422, so a
+//! `POST /team/validate` takes the body of `POST /team` and returns 200 with
+//! `{"valid", "errors"}`, listing the same problems that make `POST /team` return 422, so a
 //! client can check a component without storing it.
 
 use axum::extract::State;
