@@ -2,7 +2,7 @@
 //!
 //! - [`resource`]: the API's resources ([`Task`], [`Team`], [`Session`], [`Run`]).
 //! - [`component`] and [`registry`]: AutoGen component JSON and the builders that turn it into
-//!   [`agent`]s, [`team`]s, [`termination`] conditions and [`model`] clients.
+//!   [`agent`]s, [`team`]s, [`termination`] conditions, [`model`] clients and [`tool`]s.
 //! - [`storage`]: the [`Storage`] trait (with an in-memory implementation) and its lease
 //!   protocol.
 //! - [`engine`] and [`Aegis`]: the worker pool that executes runs, and the service API on top.
@@ -33,6 +33,7 @@ pub mod error;
 pub mod message;
 pub mod model;
 pub mod pyjson;
+pub mod pyrepr;
 pub mod registry;
 pub mod resource;
 pub mod run;
@@ -42,6 +43,7 @@ pub mod storage;
 pub mod team;
 pub mod termination;
 pub mod timestamp;
+pub mod tool;
 mod wire;
 
 pub use component::ComponentModel;

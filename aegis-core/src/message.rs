@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::model::LlmMessage;
 use crate::timestamp::Timestamp;
 
 /// Token counts of one model call, or a sum of several.
@@ -71,8 +72,7 @@ impl MessageKind {
             | MessageKind::ToolCallSummaryMessage
             | MessageKind::MultiModalMessage
             | MessageKind::Dict => true,
-            MessageKind::Other(name) => name.starts_with("StructuredMessage"),
-            _ => false,
+            other => other.is_structured(),
         }
     }
 }
@@ -128,11 +128,59 @@ impl AgentMessage {
     }
 
     /// Returns the message as text, the way AgentChat's `to_text()` renders it for
-    /// termination conditions and model prompts.
+    /// termination conditions: strings as they are, tool events and speaker selections as
+    /// Python's `str()` of their lists, and a StructuredMessage through its `format_string`
+    /// (or as compact JSON without one).
     pub fn to_text(&self) -> String {
-        match &self.content {
-            Value::String(text) => text.clone(),
-            other => other.to_string(),
+        match (&self.kind, &self.content) {
+            (MessageKind::ToolCallRequestEvent, Value::Array(calls)) => python_list(calls, "FunctionCall", &["id", "arguments", "name"]),
+            (MessageKind::ToolCallExecutionEvent, Value::Array(results)) => {
+                python_list(results, "FunctionExecutionResult", &["content", "name", "call_id", "is_error"])
+            }
+            (MessageKind::MemoryQueryEvent, Value::Array(memories)) => python_list(memories, "MemoryContent", &["content", "mime_type", "metadata"]),
+            (kind, content) if kind.is_structured() => self.structured_text(content),
+            (_, Value::String(text)) => text.clone(),
+            (_, other) => crate::pyrepr::str_value(other),
         }
     }
+
+    /// Returns the message as the model of another agent sees it, AgentChat's
+    /// `to_model_message()`: a user message with the text and the author's name.
+    pub fn to_model_message(&self) -> LlmMessage {
+        LlmMessage::UserMessage { content: self.to_text(), source: self.source.clone() }
+    }
+
+    fn structured_text(&self, content: &Value) -> String {
+        let format_string = self.extra.get("format_string").and_then(Value::as_str);
+        let (Some(template), Value::Object(fields)) = (format_string, content) else {
+            // pydantic's `model_dump_json()` is compact JSON.
+            return content.to_string();
+        };
+        let fields: Vec<(&str, &Value)> = fields.iter().map(|(name, value)| (name.as_str(), value)).collect();
+        crate::pyrepr::format_named(template, &fields).unwrap_or_else(|_| content.to_string())
+    }
+}
+
+impl MessageKind {
+    /// Returns the kind of a StructuredMessage whose content model is `name`.
+    pub fn structured(name: &str) -> MessageKind {
+        MessageKind::Other(format!("StructuredMessage[{name}]"))
+    }
+
+    /// Returns whether this is a `StructuredMessage[...]`.
+    pub fn is_structured(&self) -> bool {
+        matches!(self, MessageKind::Other(name) if name.starts_with("StructuredMessage"))
+    }
+}
+
+/// Renders a list of pydantic models as Python's `str()` of the list does.
+fn python_list(items: &[Value], class: &str, fields: &[&str]) -> String {
+    let rendered: Vec<String> = items
+        .iter()
+        .map(|item| {
+            let values: Vec<(&str, &Value)> = fields.iter().map(|field| (*field, item.get(*field).unwrap_or(&Value::Null))).collect();
+            crate::pyrepr::repr_model(class, &values)
+        })
+        .collect();
+    format!("[{}]", rendered.join(", "))
 }

@@ -8,8 +8,13 @@
 //! problem it finds as a [`FieldError`] whose path is relative to the component it was given,
 //! and the caller prefixes the path of that component, so nested problems come back as
 //! `config.participants[1].config.model_client.provider`.
+//!
+//! Besides builders, a registry contains the Rust [`Tool`]s that `FunctionTool` components bind
+//! to, the AgentChat providers Aegis rejects on purpose (with the reason), and an optional
+//! [`ModelClientHook`] that wraps every model client a built-in agent or team builds, which is
+//! how tests record the prompts each model receives.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -19,8 +24,9 @@ use crate::agent::Agent;
 use crate::component::ComponentModel;
 use crate::error::{FieldError, join_path};
 use crate::model::{ModelClient, ProviderEnv};
-use crate::team::{SingleAgentTeam, Team};
+use crate::team::{Participant, SingleAgentTeam, Team};
 use crate::termination::TerminationCondition;
+use crate::tool::Tool;
 
 /// The result of a builder: the built value, or every problem found.
 pub type BuildResult<T> = Result<T, Vec<FieldError>>;
@@ -34,6 +40,10 @@ pub type TeamBuilder = Arc<dyn Fn(&ComponentModel, &BuildContext<'_>) -> BuildRe
 /// Builds a termination condition from a component.
 pub type TerminationBuilder =
     Arc<dyn Fn(&ComponentModel, &BuildContext<'_>) -> BuildResult<Box<dyn TerminationCondition>> + Send + Sync>;
+
+/// Wraps a model client that an agent or team just built. The first argument names the
+/// owner: the agent's name, or `<team name>/selector` for a SelectorGroupChat's own client.
+pub type ModelClientHook = Arc<dyn Fn(&str, Arc<dyn ModelClient>) -> Arc<dyn ModelClient> + Send + Sync>;
 
 /// Per-run changes applied while building, taken from a session's `team_metadata`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -73,6 +83,16 @@ impl BuildContext<'_> {
     pub fn http(&self) -> &reqwest::Client {
         &self.registry.http
     }
+
+    /// Builds the model client component of `owner` (an agent's name, or
+    /// `<team name>/selector`) and applies the registry's [`ModelClientHook`], if any.
+    pub fn model_client(&self, owner: &str, component: &ComponentModel) -> BuildResult<Arc<dyn ModelClient>> {
+        let client = self.registry.build_model_client(component, self)?;
+        Ok(match &self.registry.model_client_hook {
+            Some(hook) => hook(owner, client),
+            None => client,
+        })
+    }
 }
 
 /// Provider names to builders, one table per component role.
@@ -83,6 +103,10 @@ pub struct Registry {
     teams: HashMap<String, TeamBuilder>,
     terminations: HashMap<String, TerminationBuilder>,
     aliases: HashMap<String, String>,
+    /// AgentChat providers rejected on purpose, with the reason.
+    unsupported: HashMap<String, String>,
+    tools: BTreeMap<String, Arc<dyn Tool>>,
+    model_client_hook: Option<ModelClientHook>,
     env: ProviderEnv,
     http: reqwest::Client,
 }
@@ -94,6 +118,7 @@ impl std::fmt::Debug for Registry {
             .field("agents", &sorted_keys(&self.agents))
             .field("teams", &sorted_keys(&self.teams))
             .field("terminations", &sorted_keys(&self.terminations))
+            .field("tools", &self.tool_names())
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +138,9 @@ impl Registry {
             teams: HashMap::new(),
             terminations: HashMap::new(),
             aliases: HashMap::new(),
+            unsupported: HashMap::new(),
+            tools: BTreeMap::new(),
+            model_client_hook: None,
             env,
             http,
         }
@@ -135,6 +163,7 @@ impl Registry {
         crate::agent::builders::register(self);
         crate::team::builders::register(self);
         crate::termination::builders::register(self);
+        crate::agent::builders::register_nested_aliases(self);
     }
 
     /// Registers a model client builder under `provider`.
@@ -162,24 +191,70 @@ impl Registry {
         self.aliases.insert(alias.into(), provider.into());
     }
 
-    fn resolve<'a>(&'a self, provider: &'a str) -> &'a str {
+    /// Marks an AgentChat `provider` as rejected on purpose: building it reports `reason`.
+    pub fn register_unsupported(&mut self, provider: impl Into<String>, reason: impl Into<String>) {
+        self.unsupported.insert(provider.into(), reason.into());
+    }
+
+    /// Registers a Rust tool; `FunctionTool` components whose `name` matches bind to it.
+    pub fn register_tool(&mut self, tool: Arc<dyn Tool>) {
+        self.tools.insert(tool.name().to_owned(), tool);
+    }
+
+    /// Returns the registered tool called `name`.
+    pub fn tool(&self, name: &str) -> Option<Arc<dyn Tool>> {
+        self.tools.get(name).cloned()
+    }
+
+    /// Returns the names of the registered tools, sorted.
+    pub fn tool_names(&self) -> Vec<&str> {
+        self.tools.keys().map(String::as_str).collect()
+    }
+
+    /// Wraps every model client that built-in agents and teams build from now on.
+    pub fn set_model_client_hook(&mut self, hook: ModelClientHook) {
+        self.model_client_hook = Some(hook);
+    }
+
+    /// Returns the provider an alias stands for, or `provider` itself.
+    pub fn resolve<'a>(&'a self, provider: &'a str) -> &'a str {
         self.aliases.get(provider).map_or(provider, String::as_str)
+    }
+
+    /// Returns the rejection of an unsupported provider, listing the supported ones of `role`.
+    fn unsupported_error(&self, provider: &str, role: &str, known: &[&str]) -> Option<FieldError> {
+        let reason = self.unsupported.get(self.resolve(provider))?;
+        let class = provider.rsplit('.').next().unwrap_or(provider);
+        Some(
+            FieldError::new("provider", "unsupported", format!("{class} is not supported yet: {reason}"))
+                .with_fix(format!("use one of the supported {role} providers: {}", known.join(", "))),
+        )
     }
 
     /// Builds the team a stored team component describes. A bare agent becomes a
     /// [`SingleAgentTeam`].
     pub fn build_team(&self, component: &ComponentModel, overrides: &Overrides) -> BuildResult<Box<dyn Team>> {
         let context = BuildContext { registry: self, overrides };
+        match self.build_participant(component, &context)? {
+            Participant::Team(team) => Ok(team),
+            Participant::Agent(agent) => Ok(Box::new(SingleAgentTeam::new(agent))),
+        }
+    }
+
+    /// Builds a member of a team: an agent, or a team nested as one participant.
+    pub fn build_participant(&self, component: &ComponentModel, context: &BuildContext<'_>) -> BuildResult<Participant> {
         let provider = self.resolve(&component.provider);
         if let Some(builder) = self.teams.get(provider) {
-            return builder(component, &context);
+            return builder(component, context).map(Participant::Team);
         }
         if let Some(builder) = self.agents.get(provider) {
-            let agent = builder(component, &context)?;
-            return Ok(Box::new(SingleAgentTeam::new(agent)));
+            return builder(component, context).map(Participant::Agent);
         }
         let mut known = sorted_keys(&self.teams);
         known.extend(sorted_keys(&self.agents));
+        if let Some(error) = self.unsupported_error(&component.provider, "team or agent", &known) {
+            return Err(vec![error]);
+        }
         Err(vec![unknown_provider("provider", &component.provider, "team or agent", &known)])
     }
 
@@ -191,12 +266,57 @@ impl Registry {
         }
     }
 
+    /// Checks that a component of any role builds (a team, agent, model client, termination
+    /// condition, tool, workbench, model context or memory), returning every problem found.
+    pub fn validate_component(&self, component: &ComponentModel) -> Vec<FieldError> {
+        let overrides = Overrides::default();
+        let context = BuildContext { registry: self, overrides: &overrides };
+        let provider = self.resolve(&component.provider);
+        let errors = if self.teams.contains_key(provider) || self.agents.contains_key(provider) || self.unsupported.contains_key(provider) {
+            self.build_participant(component, &context).err()
+        } else if self.model_clients.contains_key(provider) {
+            self.build_model_client(component, &context).err()
+        } else if self.terminations.contains_key(provider) {
+            self.build_termination(component, &context).err()
+        } else {
+            self.validate_nested(component, provider, &context)
+        };
+        errors.unwrap_or_default()
+    }
+
+    /// Validates the components agents nest: tools, workbenches, model contexts, memory and
+    /// the structured message factory; anything else is an unknown provider.
+    fn validate_nested(&self, component: &ComponentModel, provider: &str, context: &BuildContext<'_>) -> Option<Vec<FieldError>> {
+        use crate::agent::{ListMemory, ModelContext, StructuredOutput, context::providers as contexts, memory};
+        use crate::tool::builders as tools;
+
+        match provider {
+            tools::FUNCTION_TOOL => tools::build_tool(component, context).err(),
+            tools::STATIC_WORKBENCH | tools::STATIC_STREAM_WORKBENCH => tools::build_workbench(component, context).err(),
+            contexts::UNBOUNDED | contexts::BUFFERED | contexts::HEAD_AND_TAIL => ModelContext::from_component(component, provider).err(),
+            memory::PROVIDER => ListMemory::from_component(component, provider).err(),
+            crate::agent::structured::PROVIDER => StructuredOutput::from_component(component).err(),
+            _ => {
+                let mut known = sorted_keys(&self.teams);
+                known.extend(sorted_keys(&self.agents));
+                known.extend(sorted_keys(&self.model_clients));
+                known.extend(sorted_keys(&self.terminations));
+                known.sort_unstable();
+                Some(vec![unknown_provider("provider", &component.provider, "component", &known)])
+            }
+        }
+    }
+
     /// Builds a nested agent component.
     pub fn build_agent(&self, component: &ComponentModel, context: &BuildContext<'_>) -> BuildResult<Box<dyn Agent>> {
-        match self.agents.get(self.resolve(&component.provider)) {
-            Some(builder) => builder(component, context),
-            None => Err(vec![unknown_provider("provider", &component.provider, "agent", &sorted_keys(&self.agents))]),
+        if let Some(builder) = self.agents.get(self.resolve(&component.provider)) {
+            return builder(component, context);
         }
+        let known = sorted_keys(&self.agents);
+        let error = self
+            .unsupported_error(&component.provider, "agent", &known)
+            .unwrap_or_else(|| unknown_provider("provider", &component.provider, "agent", &known));
+        Err(vec![error])
     }
 
     /// Builds a nested model client component.

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::message::{AgentMessage, RequestUsage};
+use crate::message::{AgentMessage, MessageKind, RequestUsage};
 use crate::model::{ChunkSink, CreateRequest, CreateResult, ModelClient, ModelError};
 use crate::resource::ErrorDetails;
 
@@ -121,12 +121,14 @@ pub struct RunContext<'a> {
     run_id: Uuid,
     sink: &'a mut dyn MessageSink,
     usage: RequestUsage,
+    /// Messages recorded since each open [`RunContext::start_capture`], innermost last.
+    captures: Vec<Vec<AgentMessage>>,
 }
 
 impl<'a> RunContext<'a> {
     /// Creates a context that records messages in `sink`.
     pub fn new(run_id: Uuid, sink: &'a mut dyn MessageSink) -> RunContext<'a> {
-        RunContext { run_id, sink, usage: RequestUsage::default() }
+        RunContext { run_id, sink, usage: RequestUsage::default(), captures: Vec::new() }
     }
 
     /// Returns the id of the run.
@@ -136,7 +138,23 @@ impl<'a> RunContext<'a> {
 
     /// Records a message of the run.
     pub async fn emit(&mut self, message: &AgentMessage) -> Result<(), RunError> {
-        self.sink.emit(message).await
+        self.sink.emit(message).await?;
+        for capture in &mut self.captures {
+            capture.push(message.clone());
+        }
+        Ok(())
+    }
+
+    /// Starts keeping a copy of every message recorded from now on, until the matching
+    /// [`RunContext::finish_capture`]. A team nested in another uses it to learn what its
+    /// run produced; captures nest.
+    pub fn start_capture(&mut self) {
+        self.captures.push(Vec::new());
+    }
+
+    /// Ends the innermost capture and returns the messages recorded during it.
+    pub fn finish_capture(&mut self) -> Vec<AgentMessage> {
+        self.captures.pop().unwrap_or_default()
     }
 
     /// Shows a message to live followers without storing it (see
@@ -157,17 +175,21 @@ impl<'a> RunContext<'a> {
         self.record_call(agent, client, started, result)
     }
 
-    /// Calls a model like [`RunContext::call_model`], streaming the reply: each text piece
-    /// goes to `chunks` as it arrives.
+    /// Calls a model with streaming on behalf of `agent`: every piece of the reply is shown
+    /// to live followers as a `ModelClientStreamingChunkEvent` (see
+    /// [`RunContext::emit_transient`]), never stored. Tokens count as for
+    /// [`RunContext::call_model`].
     pub async fn call_model_stream(
         &mut self,
         agent: &str,
         client: &dyn ModelClient,
         request: &CreateRequest,
-        chunks: &mut dyn ChunkSink,
+        chunks: ChunkEvents<'_>,
     ) -> Result<CreateResult, RunError> {
         let started = std::time::Instant::now();
-        let result = client.create_stream(request, chunks).instrument(model_call_span(self.run_id, agent, client)).await;
+        let span = model_call_span(self.run_id, agent, client);
+        let mut forward = ChunkForwarder { sink: &mut *self.sink, events: chunks };
+        let result = client.create_stream(request, &mut forward).instrument(span).await;
         self.record_call(agent, client, started, result)
     }
 
@@ -226,4 +248,34 @@ fn model_call_span(run_id: Uuid, agent: &str, client: &dyn ModelClient) -> traci
         provider = client.provider(),
         gen_ai.request.model = client.model(),
     )
+}
+
+/// How [`RunContext::call_model_stream`] labels the pieces of a streamed reply.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkEvents<'a> {
+    /// The `source` of each chunk event: the agent, or a team's manager.
+    pub source: &'a str,
+    /// The id of the message the reply becomes, set as each chunk's `full_message_id`.
+    pub full_message_id: Option<&'a str>,
+    /// Whether chunk events are shown at all; `false` streams the call but drops the pieces.
+    pub publish: bool,
+}
+
+/// Turns reply pieces into transient chunk events.
+struct ChunkForwarder<'s, 'e> {
+    sink: &'s mut dyn MessageSink,
+    events: ChunkEvents<'e>,
+}
+
+impl ChunkSink for ChunkForwarder<'_, '_> {
+    fn on_chunk(&mut self, text: &str) {
+        if !self.events.publish {
+            return;
+        }
+        let mut event = AgentMessage::new(MessageKind::ModelClientStreamingChunkEvent, self.events.source, text.into());
+        if let Some(id) = self.events.full_message_id {
+            event.extra.insert("full_message_id".to_owned(), id.into());
+        }
+        self.sink.emit_transient(&event);
+    }
 }

@@ -24,7 +24,7 @@ impl<T: Serialize> Envelope<T> {
         Envelope { status: StatusCode::OK, message: DATA_GOT, meta: Map::new(), data }
     }
 
-    /// A 200 response to an action, with a message such as `Run cancelled.`.
+    /// A 200 response to an action or a computation, with a message such as `Run cancelled.`.
     pub(crate) fn ok(message: &'static str, data: T) -> Envelope<T> {
         Envelope { status: StatusCode::OK, message, meta: Map::new(), data }
     }

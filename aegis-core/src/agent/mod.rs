@@ -7,6 +7,10 @@
 
 pub(crate) mod builders;
 pub mod assistant;
+pub mod context;
+pub mod handoff;
+pub mod memory;
+pub mod structured;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -14,7 +18,11 @@ use serde_json::Value;
 use crate::message::AgentMessage;
 use crate::run::{RunContext, RunError};
 
-pub use assistant::AssistantAgent;
+pub use assistant::{AssistantAgent, AssistantAgentConfig};
+pub use context::{ContextWindow, ModelContext};
+pub use handoff::Handoff;
+pub use memory::ListMemory;
+pub use structured::StructuredOutput;
 
 /// What an agent produced in one turn.
 #[derive(Clone, Debug, PartialEq)]

@@ -6,6 +6,10 @@
 //! whose content is a string and `completion_tokens` the word count of the reply; an object
 //! entry carries its own `usage`. When the list runs out the call fails with AgentChat's
 //! `ValueError: No more mock responses available`.
+//!
+//! Streaming follows AgentChat too: a text entry arrives as its whitespace-split words, each
+//! but the last followed by one space, and an object entry (a function call, say) arrives
+//! whole, with no pieces.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -15,7 +19,7 @@ use serde_json::Value;
 
 use crate::message::RequestUsage;
 use crate::model::{
-    AssistantContent, CreateContent, CreateRequest, CreateResult, FinishReason, LlmMessage, ModelClient,
+    AssistantContent, ChunkSink, CreateContent, CreateRequest, CreateResult, FinishReason, LlmMessage, ModelClient,
     ModelError, ModelErrorKind, ModelInfo,
 };
 
@@ -100,6 +104,27 @@ impl ModelClient for ReplayClient {
     }
 
     async fn create(&self, request: &CreateRequest) -> Result<CreateResult, ModelError> {
+        self.next_result(request)
+    }
+
+    async fn create_stream(&self, request: &CreateRequest, chunks: &mut dyn ChunkSink) -> Result<CreateResult, ModelError> {
+        let result = self.next_result(request)?;
+        if let CreateContent::Text(text) = &result.content {
+            let words: Vec<&str> = text.split_whitespace().collect();
+            for (index, word) in words.iter().enumerate() {
+                if index + 1 < words.len() {
+                    chunks.on_chunk(&format!("{word} "));
+                } else {
+                    chunks.on_chunk(word);
+                }
+            }
+        }
+        Ok(result)
+    }
+}
+
+impl ReplayClient {
+    fn next_result(&self, request: &CreateRequest) -> Result<CreateResult, ModelError> {
         let index = self.next.fetch_add(1, Ordering::Relaxed);
         let Some(entry) = self.entries.get(index) else {
             let kind = ModelErrorKind::Other("ValueError".to_owned());
@@ -149,5 +174,38 @@ mod tests {
         client.create(&request).await.unwrap();
         let error = client.create(&request).await.unwrap_err();
         assert_eq!(error.error_message(), "ValueError: No more mock responses available");
+    }
+
+    struct Pieces(Vec<String>);
+
+    impl ChunkSink for Pieces {
+        fn on_chunk(&mut self, text: &str) {
+            self.0.push(text.to_owned());
+        }
+    }
+
+    #[tokio::test]
+    async fn streams_text_as_words() {
+        let client = ReplayClient::from_texts(["Bob here.  TERMINATE"]);
+        let mut pieces = Pieces(Vec::new());
+        let result = client.create_stream(&CreateRequest::default(), &mut pieces).await.unwrap();
+        assert_eq!(pieces.0, ["Bob ", "here. ", "TERMINATE"]);
+        assert_eq!(result.content, CreateContent::Text("Bob here.  TERMINATE".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn streams_function_calls_whole() {
+        let config = serde_json::json!({"chat_completions": [{
+            "finish_reason": "function_calls",
+            "content": [{"id": "call_1", "arguments": "{}", "name": "transfer_to_bob"}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 5},
+            "cached": false
+        }]});
+        let client = ReplayClient::from_config(&config).unwrap();
+        let mut pieces = Pieces(Vec::new());
+        let result = client.create_stream(&CreateRequest::default(), &mut pieces).await.unwrap();
+        assert!(pieces.0.is_empty());
+        assert_eq!(result.usage, RequestUsage { prompt_tokens: 0, completion_tokens: 5 });
+        assert!(matches!(result.content, CreateContent::FunctionCalls(calls) if calls[0].name == "transfer_to_bob"));
     }
 }

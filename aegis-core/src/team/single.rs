@@ -24,11 +24,23 @@ impl SingleAgentTeam {
 #[async_trait]
 impl Team for SingleAgentTeam {
     async fn run(&mut self, task: AgentMessage, context: &mut RunContext<'_>) -> Result<TeamOutcome, RunError> {
-        let response = self.agent.on_messages(std::slice::from_ref(&task), context).await?;
+        self.run_messages(vec![task], context).await
+    }
+
+    async fn run_messages(&mut self, task: Vec<AgentMessage>, context: &mut RunContext<'_>) -> Result<TeamOutcome, RunError> {
+        let response = self.agent.on_messages(&task, context).await?;
         for message in response.inner_messages.iter().chain(std::iter::once(&response.chat_message)) {
             context.emit(message).await?;
         }
         Ok(TeamOutcome { stop_reason: None })
+    }
+
+    fn name(&self) -> &str {
+        self.agent.name()
+    }
+
+    fn description(&self) -> &str {
+        self.agent.description()
     }
 
     fn save_state(&self) -> Value {

@@ -24,19 +24,18 @@ pub struct MaxMessageTerminationConfig {
 pub struct MaxMessageTermination {
     config: MaxMessageTerminationConfig,
     count: u64,
-    terminated: bool,
 }
 
 impl MaxMessageTermination {
     /// Creates the condition.
     pub fn new(config: MaxMessageTerminationConfig) -> MaxMessageTermination {
-        MaxMessageTermination { config, count: 0, terminated: false }
+        MaxMessageTermination { config, count: 0 }
     }
 }
 
 impl TerminationCondition for MaxMessageTermination {
     fn check(&mut self, delta: &[AgentMessage]) -> Option<String> {
-        if self.terminated {
+        if self.terminated() {
             return None;
         }
         let counted = delta
@@ -44,10 +43,9 @@ impl TerminationCondition for MaxMessageTermination {
             .filter(|message| self.config.include_agent_event || message.kind.is_chat_message())
             .count() as u64;
         self.count += counted;
-        if self.count < self.config.max_messages {
+        if !self.terminated() {
             return None;
         }
-        self.terminated = true;
         Some(format!(
             "Maximum number of messages {} reached, current message count: {}",
             self.config.max_messages, self.count
@@ -55,11 +53,10 @@ impl TerminationCondition for MaxMessageTermination {
     }
 
     fn terminated(&self) -> bool {
-        self.terminated
+        self.count >= self.config.max_messages
     }
 
     fn reset(&mut self) {
         self.count = 0;
-        self.terminated = false;
     }
 }

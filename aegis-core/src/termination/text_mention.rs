@@ -19,7 +19,7 @@ pub struct TextMentionTerminationConfig {
     pub sources: Option<Vec<String>>,
 }
 
-/// Stops the team when a message's text contains `text`.
+/// Stops the team when the text of a message, events included, contains `text`.
 #[derive(Clone, Debug)]
 pub struct TextMentionTermination {
     config: TextMentionTerminationConfig,

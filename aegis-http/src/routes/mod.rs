@@ -20,6 +20,7 @@ pub(crate) fn router(aegis: Aegis) -> Router {
         .route("/task", get(tasks::list).post(tasks::create))
         .route("/task/{id}", get(tasks::get))
         .route("/team", get(teams::list).post(teams::create))
+        .route("/team/validate", post(teams::validate))
         .route("/team/{id}", get(teams::get))
         .route("/session", get(sessions::list).post(sessions::create))
         .route("/session/{id}", get(sessions::get))

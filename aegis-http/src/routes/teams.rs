@@ -1,8 +1,12 @@
 //! `/api/v1/team`: AutoGen team components. Secrets are never returned: every response masks
 //! them (see [`aegis_core::secret::mask_secrets`]).
+//!
+//! `POST /team/validate` takes the body of `POST /team` and returns 200 with
+//! `{"valid", "errors"}`, listing the same problems that make `POST /team` return 422, so a
+//! client can check a component without storing it.
 
 use axum::extract::State;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use aegis_core::secret::mask_secrets;
 use aegis_core::{Aegis, NewTeam, Team};
@@ -19,6 +23,11 @@ pub(super) async fn create(
 ) -> Result<Envelope<Value>, ApiError> {
     let team = reserved.create_or_get(|id| aegis.create_team_with_id(id, new), |id| aegis.get_team(id)).await?;
     Ok(Envelope::created("Team created.", masked(&team)))
+}
+
+pub(super) async fn validate(State(aegis): State<Aegis>, ApiJson(new): ApiJson<NewTeam>) -> Envelope<Value> {
+    let errors = aegis.validate_team(&new.component);
+    Envelope::ok("Team validated.", json!({"valid": errors.is_empty(), "errors": errors}))
 }
 
 pub(super) async fn get(State(aegis): State<Aegis>, PathId(id): PathId) -> Result<Envelope<Value>, ApiError> {
