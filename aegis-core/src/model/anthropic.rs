@@ -21,10 +21,10 @@ use crate::message::RequestUsage;
 use crate::model::env::{ANTHROPIC_DEFAULT_BASE_URL, ProviderEnv};
 use crate::model::retry::RetryPolicy;
 use crate::model::stream::{self, SseReader};
-use crate::model::transport::{Transport, env_key_may_go_to, normalise_url};
+use crate::model::transport::{Exchange, Transport, env_key_may_go_to, normalise_url};
 use crate::model::{
     AssistantContent, ChunkSink, CreateContent, CreateRequest, CreateResult, FinishReason, FunctionCall, LlmMessage,
-    ModelClient, ModelError, ModelInfo, schema,
+    ModelClient, ModelError, ModelInfo,
 };
 use crate::secret::Secret;
 
@@ -190,6 +190,59 @@ impl AnthropicClient {
         builder
     }
 
+    /// Classifies an `error` event by the HTTP status Anthropic documents for its type.
+    fn stream_error(&self, data: &Value) -> ModelError {
+        let error = data.get("error").cloned().unwrap_or(Value::Null);
+        let status = match error["type"].as_str().unwrap_or_default() {
+            "invalid_request_error" => 400,
+            "authentication_error" => 401,
+            "permission_error" => 403,
+            "not_found_error" => 404,
+            "request_too_large" => 413,
+            "rate_limit_error" => 429,
+            "overloaded_error" => 529,
+            _ => 500,
+        };
+        ModelError::from_error_object(Some(status), &error, self.transport.provider, &self.model)
+            .unwrap_or_else(|| ModelError::from_response(status, &data.to_string(), self.transport.provider, &self.model))
+    }
+}
+
+#[async_trait]
+impl ModelClient for AnthropicClient {
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn provider(&self) -> &str {
+        self.transport.provider
+    }
+
+    fn model_info(&self) -> ModelInfo {
+        self.model_info.clone()
+    }
+
+    async fn create(&self, request: &CreateRequest) -> Result<CreateResult, ModelError> {
+        let body = self.request_body(request, false);
+        self.create_checked(&body, request.json_output.as_ref()).await
+    }
+
+    async fn create_stream(&self, request: &CreateRequest, chunks: &mut dyn ChunkSink) -> Result<CreateResult, ModelError> {
+        let body = self.request_body(request, true);
+        self.stream_checked(&body, request.json_output.as_ref(), chunks).await
+    }
+}
+
+#[async_trait]
+impl Exchange for AnthropicClient {
+    fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    fn model_name(&self) -> &str {
+        &self.model
+    }
+
     async fn send_once(&self, body: &Value) -> Result<CreateResult, ModelError> {
         let reply = self.transport.send(self.post(body), &self.model).await?;
         parse_message(&reply.body).map_err(|message| self.transport.invalid_response(&self.model, reply.status, message))
@@ -231,68 +284,6 @@ impl AnthropicClient {
             started = true;
         }
         Ok(assembler.finish())
-    }
-
-    /// Classifies an `error` event by the HTTP status Anthropic documents for its type.
-    fn stream_error(&self, data: &Value) -> ModelError {
-        let error = data.get("error").cloned().unwrap_or(Value::Null);
-        let status = match error["type"].as_str().unwrap_or_default() {
-            "invalid_request_error" => 400,
-            "authentication_error" => 401,
-            "permission_error" => 403,
-            "not_found_error" => 404,
-            "request_too_large" => 413,
-            "rate_limit_error" => 429,
-            "overloaded_error" => 529,
-            _ => 500,
-        };
-        ModelError::from_error_object(Some(status), &error, self.transport.provider, &self.model)
-            .unwrap_or_else(|| ModelError::from_response(status, &data.to_string(), self.transport.provider, &self.model))
-    }
-}
-
-#[async_trait]
-impl ModelClient for AnthropicClient {
-    fn model(&self) -> &str {
-        &self.model
-    }
-
-    fn provider(&self) -> &str {
-        self.transport.provider
-    }
-
-    fn model_info(&self) -> ModelInfo {
-        self.model_info.clone()
-    }
-
-    async fn create(&self, request: &CreateRequest) -> Result<CreateResult, ModelError> {
-        let body = self.request_body(request, false);
-        let result = self.transport.retry.run(self.transport.provider, &self.model, || self.send_once(&body)).await?;
-        match schema::output_error(&result, request.json_output.as_ref(), self.transport.provider, &self.model) {
-            Some(error) => Err(error),
-            None => Ok(result),
-        }
-    }
-
-    async fn create_stream(&self, request: &CreateRequest, chunks: &mut dyn ChunkSink) -> Result<CreateResult, ModelError> {
-        let body = self.request_body(request, true);
-        let mut attempts = 0;
-        let result = loop {
-            attempts += 1;
-            let mut error = match self.stream_once(&body, chunks).await {
-                Ok(result) => break result,
-                Err(error) => error,
-            };
-            error.attempts = attempts;
-            let Some(delay) = self.transport.retry.retry_delay(self.transport.provider, &self.model, &error) else {
-                return Err(error);
-            };
-            tokio::time::sleep(delay).await;
-        };
-        match schema::output_error(&result, request.json_output.as_ref(), self.transport.provider, &self.model) {
-            Some(error) => Err(error),
-            None => Ok(result),
-        }
     }
 }
 

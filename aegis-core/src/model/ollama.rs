@@ -18,7 +18,7 @@ use crate::message::RequestUsage;
 use crate::model::env::{OLLAMA_DEFAULT_HOST, ProviderEnv};
 use crate::model::retry::RetryPolicy;
 use crate::model::stream::{self, NdjsonReader};
-use crate::model::transport::{Transport, normalise_url};
+use crate::model::transport::{Exchange, Transport, normalise_url};
 use crate::model::{
     AssistantContent, ChunkSink, CreateContent, CreateRequest, CreateResult, FinishReason, FunctionCall, JsonOutput,
     LlmMessage, ModelClient, ModelError, ModelInfo, schema,
@@ -170,6 +170,43 @@ impl OllamaClient {
         builder
     }
 
+}
+
+#[async_trait]
+impl ModelClient for OllamaClient {
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn provider(&self) -> &str {
+        self.transport.provider
+    }
+
+    fn model_info(&self) -> ModelInfo {
+        self.model_info.clone()
+    }
+
+    async fn create(&self, request: &CreateRequest) -> Result<CreateResult, ModelError> {
+        let body = self.request_body(request, false);
+        self.create_checked(&body, self.json_output(request)).await
+    }
+
+    async fn create_stream(&self, request: &CreateRequest, chunks: &mut dyn ChunkSink) -> Result<CreateResult, ModelError> {
+        let body = self.request_body(request, true);
+        self.stream_checked(&body, self.json_output(request), chunks).await
+    }
+}
+
+#[async_trait]
+impl Exchange for OllamaClient {
+    fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    fn model_name(&self) -> &str {
+        &self.model
+    }
+
     async fn send_once(&self, body: &Value) -> Result<CreateResult, ModelError> {
         let reply = self.transport.send(self.post(body), &self.model).await?;
         let mut assembler = LineAssembler::default();
@@ -216,51 +253,6 @@ impl OllamaClient {
             }
         }
         Ok(assembler.finish())
-    }
-}
-
-#[async_trait]
-impl ModelClient for OllamaClient {
-    fn model(&self) -> &str {
-        &self.model
-    }
-
-    fn provider(&self) -> &str {
-        self.transport.provider
-    }
-
-    fn model_info(&self) -> ModelInfo {
-        self.model_info.clone()
-    }
-
-    async fn create(&self, request: &CreateRequest) -> Result<CreateResult, ModelError> {
-        let body = self.request_body(request, false);
-        let result = self.transport.retry.run(self.transport.provider, &self.model, || self.send_once(&body)).await?;
-        match schema::output_error(&result, self.json_output(request), self.transport.provider, &self.model) {
-            Some(error) => Err(error),
-            None => Ok(result),
-        }
-    }
-
-    async fn create_stream(&self, request: &CreateRequest, chunks: &mut dyn ChunkSink) -> Result<CreateResult, ModelError> {
-        let body = self.request_body(request, true);
-        let mut attempts = 0;
-        let result = loop {
-            attempts += 1;
-            let mut error = match self.stream_once(&body, chunks).await {
-                Ok(result) => break result,
-                Err(error) => error,
-            };
-            error.attempts = attempts;
-            let Some(delay) = self.transport.retry.retry_delay(self.transport.provider, &self.model, &error) else {
-                return Err(error);
-            };
-            tokio::time::sleep(delay).await;
-        };
-        match schema::output_error(&result, self.json_output(request), self.transport.provider, &self.model) {
-            Some(error) => Err(error),
-            None => Ok(result),
-        }
     }
 }
 

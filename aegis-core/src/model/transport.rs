@@ -14,10 +14,13 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use reqwest::header::HeaderMap;
+use serde_json::Value;
 
 use crate::model::retry::RetryPolicy;
-use crate::model::{ModelError, ModelErrorKind};
+use crate::model::schema;
+use crate::model::{ChunkSink, CreateResult, JsonOutput, ModelError, ModelErrorKind};
 
 /// Default per-request timeout in seconds when a component sets none. openai-python uses 600;
 /// Aegis uses less because a run's workers should not sit on a dead connection for ten
@@ -163,6 +166,69 @@ fn retry_after_seconds(headers: &HeaderMap) -> Option<f64> {
         return Some(millis / 1000.0);
     }
     read("retry-after")
+}
+
+/// One provider's wire exchange: send a prepared body once, plain or streamed.
+///
+/// The provided methods wrap that single exchange in what every client does around it (the
+/// retry policy, and the check of the reply against a requested JSON output), so the clients
+/// differ only in their wire formats and cannot drift apart in how they retry or validate.
+#[async_trait]
+pub(crate) trait Exchange: Sync {
+    /// Returns the client's transport.
+    fn transport(&self) -> &Transport;
+
+    /// Returns the model name sent to the provider.
+    fn model_name(&self) -> &str;
+
+    /// Sends `body` once and reads the whole completion.
+    async fn send_once(&self, body: &Value) -> Result<CreateResult, ModelError>;
+
+    /// Sends `body` once as a streamed request, passing each text piece to `chunks`.
+    async fn stream_once(&self, body: &Value, chunks: &mut dyn ChunkSink) -> Result<CreateResult, ModelError>;
+
+    /// Sends `body` with retries and checks the reply against `json_output`.
+    async fn create_checked(&self, body: &Value, json_output: Option<&JsonOutput>) -> Result<CreateResult, ModelError> {
+        let transport = self.transport();
+        let model = self.model_name();
+        let result = transport.retry.run(transport.provider, model, || self.send_once(body)).await?;
+        checked(result, json_output, transport.provider, model)
+    }
+
+    /// Streams `body` with retries and checks the assembled reply against `json_output`. A
+    /// stream that broke after its first piece is a `MidStreamFallbackError`, which is not
+    /// retried, so no piece reaches `chunks` twice.
+    async fn stream_checked(
+        &self,
+        body: &Value,
+        json_output: Option<&JsonOutput>,
+        chunks: &mut dyn ChunkSink,
+    ) -> Result<CreateResult, ModelError> {
+        let transport = self.transport();
+        let model = self.model_name();
+        let mut attempts = 0;
+        let result = loop {
+            attempts += 1;
+            let mut error = match self.stream_once(body, chunks).await {
+                Ok(result) => break result,
+                Err(error) => error,
+            };
+            error.attempts = attempts;
+            let Some(delay) = transport.retry.retry_delay(transport.provider, model, &error) else {
+                return Err(error);
+            };
+            tokio::time::sleep(delay).await;
+        };
+        checked(result, json_output, transport.provider, model)
+    }
+}
+
+/// Fails a reply that does not match the requested JSON output.
+fn checked(result: CreateResult, json_output: Option<&JsonOutput>, provider: &str, model: &str) -> Result<CreateResult, ModelError> {
+    match schema::output_error(&result, json_output, provider, model) {
+        Some(error) => Err(error),
+        None => Ok(result),
+    }
 }
 
 #[cfg(test)]

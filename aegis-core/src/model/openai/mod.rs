@@ -19,7 +19,7 @@ use crate::model::env::{OPENAI_DEFAULT_BASE_URL, ProviderEnv};
 use crate::model::retry::RetryPolicy;
 use crate::model::schema;
 use crate::model::stream::{self, SseReader};
-use crate::model::transport::{Transport, env_key_may_go_to, normalise_url};
+use crate::model::transport::{Exchange, Transport, env_key_may_go_to, normalise_url};
 use crate::model::{ChunkSink, CreateRequest, CreateResult, JsonOutput, ModelClient, ModelError, ModelInfo};
 use crate::secret::Secret;
 
@@ -292,6 +292,43 @@ impl OpenAiClient {
         builder
     }
 
+}
+
+#[async_trait]
+impl ModelClient for OpenAiClient {
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn provider(&self) -> &str {
+        self.transport.provider
+    }
+
+    fn model_info(&self) -> ModelInfo {
+        self.model_info.clone()
+    }
+
+    async fn create(&self, request: &CreateRequest) -> Result<CreateResult, ModelError> {
+        let body = self.request_body(request, false);
+        self.create_checked(&body, self.json_output(request)).await
+    }
+
+    async fn create_stream(&self, request: &CreateRequest, chunks: &mut dyn ChunkSink) -> Result<CreateResult, ModelError> {
+        let body = self.request_body(request, true);
+        self.stream_checked(&body, self.json_output(request), chunks).await
+    }
+}
+
+#[async_trait]
+impl Exchange for OpenAiClient {
+    fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    fn model_name(&self) -> &str {
+        &self.model
+    }
+
     async fn send_once(&self, body: &Value) -> Result<CreateResult, ModelError> {
         let reply = self.transport.send(self.post(body), &self.model).await?;
         wire::parse_completion(&reply.body).map_err(|message| self.transport.invalid_response(&self.model, reply.status, message))
@@ -328,51 +365,6 @@ impl OpenAiClient {
             }
         }
         Ok(assembler.finish())
-    }
-}
-
-#[async_trait]
-impl ModelClient for OpenAiClient {
-    fn model(&self) -> &str {
-        &self.model
-    }
-
-    fn provider(&self) -> &str {
-        self.transport.provider
-    }
-
-    fn model_info(&self) -> ModelInfo {
-        self.model_info.clone()
-    }
-
-    async fn create(&self, request: &CreateRequest) -> Result<CreateResult, ModelError> {
-        let body = self.request_body(request, false);
-        let result = self.transport.retry.run(self.transport.provider, &self.model, || self.send_once(&body)).await?;
-        match schema::output_error(&result, self.json_output(request), self.transport.provider, &self.model) {
-            Some(error) => Err(error),
-            None => Ok(result),
-        }
-    }
-
-    async fn create_stream(&self, request: &CreateRequest, chunks: &mut dyn ChunkSink) -> Result<CreateResult, ModelError> {
-        let body = self.request_body(request, true);
-        let mut attempts = 0;
-        let result = loop {
-            attempts += 1;
-            let mut error = match self.stream_once(&body, chunks).await {
-                Ok(result) => break result,
-                Err(error) => error,
-            };
-            error.attempts = attempts;
-            let Some(delay) = self.transport.retry.retry_delay(self.transport.provider, &self.model, &error) else {
-                return Err(error);
-            };
-            tokio::time::sleep(delay).await;
-        };
-        match schema::output_error(&result, self.json_output(request), self.transport.provider, &self.model) {
-            Some(error) => Err(error),
-            None => Ok(result),
-        }
     }
 }
 
