@@ -99,6 +99,13 @@ async fn follow(aegis: Aegis, id: Uuid, mut after: u64, sender: mpsc::Sender<Eve
                 return;
             }
         };
+
+        // A chunk is published before the message it becomes is stored, and both before the
+        // run ends. Forwarding the chunks waiting now, after the run was read and before its
+        // events are, keeps every chunk ahead of its message and leaves none behind at the end.
+        if !forward_waiting_chunks(&mut chunks, &sender).await {
+            return;
+        }
         loop {
             let events = match aegis.run_events(id, after, PAGE).await {
                 Ok(events) => events,
@@ -125,20 +132,46 @@ async fn follow(aegis: Aegis, id: Uuid, mut after: u64, sender: mpsc::Sender<Eve
             chunks = aegis.subscribe_chunks(id);
         }
         tokio::select! {
-            _ = changes.changed() => {}
-            () = tokio::time::sleep(POLL) => {}
+            biased;
             chunk = next_chunk(&mut chunks) => {
-                if let Some(chunk) = chunk {
-                    let event = Event::default().event("chunk").data(serde_json::to_string(&chunk).unwrap_or_default());
-                    if sender.send(event).await.is_err() {
-                        return;
-                    }
+                if let Some(chunk) = chunk
+                    && sender.send(chunk_event(&chunk)).await.is_err()
+                {
+                    return;
                 }
             }
+            _ = changes.changed() => {}
+            () = tokio::time::sleep(POLL) => {}
             () = sender.closed() => return,
             () = closed.cancelled() => return,
         }
     }
+}
+
+/// Sends the chunks already received without waiting; returns `false` when the client is gone.
+async fn forward_waiting_chunks(chunks: &mut Option<broadcast::Receiver<AgentMessage>>, sender: &mpsc::Sender<Event>) -> bool {
+    let Some(receiver) = chunks else {
+        return true;
+    };
+    loop {
+        match receiver.try_recv() {
+            Ok(chunk) => {
+                if sender.send(chunk_event(&chunk)).await.is_err() {
+                    return false;
+                }
+            }
+            Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+            Err(broadcast::error::TryRecvError::Empty) => return true,
+            Err(broadcast::error::TryRecvError::Closed) => {
+                *chunks = None;
+                return true;
+            }
+        }
+    }
+}
+
+fn chunk_event(chunk: &AgentMessage) -> Event {
+    Event::default().event("chunk").data(serde_json::to_string(chunk).unwrap_or_default())
 }
 
 /// Waits for the next chunk; `None` when a chunk was skipped or the run stopped executing
