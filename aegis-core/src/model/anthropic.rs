@@ -21,7 +21,7 @@ use crate::message::RequestUsage;
 use crate::model::env::{ANTHROPIC_DEFAULT_BASE_URL, ProviderEnv};
 use crate::model::retry::RetryPolicy;
 use crate::model::stream::{self, SseReader};
-use crate::model::transport::{Exchange, Transport, env_key_may_go_to, normalise_url};
+use crate::model::transport::{Exchange, Transport, endpoint_url, env_key_may_go_to, normalise_url};
 use crate::model::{
     AssistantContent, ChunkSink, CreateContent, CreateRequest, CreateResult, FinishReason, FunctionCall, LlmMessage,
     ModelClient, ModelError, ModelInfo,
@@ -115,9 +115,10 @@ impl AnthropicClient {
             .filter_map(|(name, value)| value.as_str().map(|text| (name, text.to_owned())))
             .collect();
 
+        let endpoint = endpoint_url("base_url", &base_url, "v1/messages")?;
         Ok(AnthropicClient {
             transport: Transport::new("anthropic", http, parsed.timeout, parsed.max_retries),
-            endpoint: format!("{base_url}/v1/messages"),
+            endpoint,
             api_key,
             model: parsed.model,
             max_tokens: parsed.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),

@@ -104,8 +104,11 @@ impl Transport {
         if error.is_timeout() {
             return self.deadline_error(model);
         }
-        // reqwest's message names the URL, which is fine to show: keys never travel in it.
-        let message = format!("connection to the model provider failed: {}", error_chain(error));
+        // reqwest's own message repeats the URL with its query string, which may carry a
+        // key, so the message names the redacted URL and only the underlying causes.
+        let url = error.url().map_or_else(|| "the model provider".to_owned(), |url| redact_url(url.as_str()));
+        let causes = std::error::Error::source(error).map_or_else(|| "the request failed".to_owned(), error_chain);
+        let message = format!("connection to {url} failed: {causes}");
         ModelError::new(ModelErrorKind::APIConnectionError, message, self.provider, model)
     }
 
@@ -140,6 +143,32 @@ fn origin_of(url: &str) -> Option<String> {
 /// Returns a URL without trailing slashes, after trimming whitespace.
 pub(crate) fn normalise_url(url: &str) -> String {
     url.trim().trim_end_matches('/').to_owned()
+}
+
+/// Appends `path` to the path of `base`, keeping any query string after it, and checks that
+/// the result is an `http` or `https` URL. The error names `field` and never repeats a query
+/// string or password, which may hold a key.
+pub(crate) fn endpoint_url(field: &str, base: &str, path: &str) -> Result<String, String> {
+    let mut url = reqwest::Url::parse(base)
+        .map_err(|error| format!("{field} `{}` is not a valid URL ({error}); use a URL such as https://host/v1", redact_url(base)))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{field} `{}` must use http or https", redact_url(base)));
+    }
+    let joined = format!("{}/{}", url.path().trim_end_matches('/'), path.trim_start_matches('/'));
+    url.set_path(&joined);
+    Ok(url.to_string())
+}
+
+/// Returns a URL for messages and logs: without its query string, fragment and password.
+pub(crate) fn redact_url(text: &str) -> String {
+    let Ok(mut url) = reqwest::Url::parse(text) else {
+        // Not a URL: cut at the first `?` or `#`, where a key would start.
+        return text.split(['?', '#']).next().unwrap_or_default().to_owned();
+    };
+    url.set_query(None);
+    url.set_fragment(None);
+    let _ = url.set_password(None);
+    url.to_string()
 }
 
 /// Joins an error and its sources into one line.
@@ -233,6 +262,25 @@ fn checked(result: CreateResult, json_output: Option<&JsonOutput>, provider: &st
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn endpoint_keeps_query_after_path() {
+        let url = super::endpoint_url("base_url", "http://127.0.0.1:9/v1/?api-version=1", "chat/completions").unwrap();
+        assert_eq!(url, "http://127.0.0.1:9/v1/chat/completions?api-version=1");
+    }
+
+    #[test]
+    fn endpoint_rejects_non_http_without_echoing_query() {
+        let error = super::endpoint_url("base_url", "file:///etc/passwd?key=sk-1", "x").unwrap_err();
+        assert!(error.contains("http or https") && !error.contains("sk-1"), "{error}");
+        let error = super::endpoint_url("base_url", "not a url?key=sk-2", "x").unwrap_err();
+        assert!(!error.contains("sk-2"), "{error}");
+    }
+
+    #[test]
+    fn redacted_url_drops_query_and_password() {
+        assert_eq!(super::redact_url("http://user:pw@127.0.0.1:9/v1?api-key=sk"), "http://user@127.0.0.1:9/v1");
+    }
+
     use super::*;
 
     #[test]

@@ -19,7 +19,7 @@ use crate::model::env::{OPENAI_DEFAULT_BASE_URL, ProviderEnv};
 use crate::model::retry::RetryPolicy;
 use crate::model::schema;
 use crate::model::stream::{self, SseReader};
-use crate::model::transport::{Exchange, Transport, env_key_may_go_to, normalise_url};
+use crate::model::transport::{Exchange, Transport, endpoint_url, env_key_may_go_to, normalise_url};
 use crate::model::{ChunkSink, CreateRequest, CreateResult, JsonOutput, ModelClient, ModelError, ModelInfo};
 use crate::secret::Secret;
 
@@ -146,7 +146,7 @@ impl OpenAiClient {
             response_format: parsed.response_format,
             stream_options: parsed.stream_options,
         };
-        let endpoint = format!("{base_url}/chat/completions");
+        let endpoint = endpoint_url("base_url", &base_url, "chat/completions")?;
         OpenAiClient::assemble("openai", config, common, endpoint, api_key, KeyHeader::Bearer, http)
     }
 
