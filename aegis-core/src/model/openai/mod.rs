@@ -45,6 +45,24 @@ pub(crate) const PASSTHROUGH_KEYS: &[&str] = &[
     "n",
 ];
 
+/// Rejects a request parameter of the wrong JSON type, as AutoGen's config model does when it
+/// loads the component, instead of letting the provider reject every call later.
+fn check_parameter_type(key: &str, value: &Value) -> Result<(), String> {
+    let (valid, expected) = match key {
+        "temperature" | "top_p" | "frequency_penalty" | "presence_penalty" => (value.is_number(), "a number"),
+        "max_tokens" | "max_completion_tokens" | "seed" | "n" => (value.is_i64() || value.is_u64(), "an integer"),
+        "stop" => (value.is_string() || value.as_array().is_some_and(|items| items.iter().all(Value::is_string)), "a string or a list of strings"),
+        "parallel_tool_calls" => (value.is_boolean(), "true or false"),
+        "user" | "reasoning_effort" => (value.is_string(), "a string"),
+        "logit_bias" => (value.is_object(), "an object"),
+        _ => (true, ""),
+    };
+    if valid {
+        return Ok(());
+    }
+    Err(format!("invalid type for `{key}`: expected {expected}, got {value}"))
+}
+
 /// The config keys of `OpenAIChatCompletionClient` that this client interprets; the request
 /// parameters in [`PASSTHROUGH_KEYS`] are copied as they are, and every other key AutoGen
 /// dumps is ignored.
@@ -164,6 +182,7 @@ impl OpenAiClient {
         if let Value::Object(map) = config {
             for key in PASSTHROUGH_KEYS {
                 if let Some(value) = map.get(*key).filter(|value| !value.is_null()) {
+                    check_parameter_type(key, value)?;
                     parameters.insert((*key).to_owned(), value.clone());
                 }
             }
@@ -414,5 +433,21 @@ mod tests {
         let config = json!({"model": "m", "response_format": {"type": "yaml"}});
         let error = OpenAiClient::from_config(&config, &ProviderEnv::default(), reqwest::Client::new()).unwrap_err();
         assert!(error.contains("response_format"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod parameter_tests {
+    use serde_json::json;
+
+    #[test]
+    fn wrong_parameter_types_are_rejected() {
+        for (key, value) in [("temperature", json!("hot")), ("max_tokens", json!(1.5)), ("stop", json!([1])), ("parallel_tool_calls", json!("yes"))] {
+            let error = super::check_parameter_type(key, &value).unwrap_err();
+            assert!(error.contains(key), "{error}");
+        }
+        for (key, value) in [("temperature", json!(0)), ("temperature", json!(0.7)), ("max_tokens", json!(100)), ("stop", json!("END"))] {
+            assert!(super::check_parameter_type(key, &value).is_ok(), "{key}: {value}");
+        }
     }
 }
