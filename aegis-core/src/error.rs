@@ -54,6 +54,44 @@ pub fn join_path(parent: &str, child: &str) -> String {
     }
 }
 
+/// Splits serde's "missing field `x`" message into the field name, so the problem can name the
+/// field itself rather than the object that lacks it.
+pub fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split('`').next()
+}
+
+/// Rewords a serde message for API users: JSON's type names instead of Rust's (`expected
+/// u64` becomes `expected a non-negative integer`, `expected struct ComponentModel` becomes
+/// `expected an object`).
+pub fn plain_serde_message(message: &str) -> String {
+    let mut text = message.to_owned();
+    for (rust, json) in [
+        ("expected u8", "expected a non-negative integer"),
+        ("expected u16", "expected a non-negative integer"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected usize", "expected a non-negative integer"),
+        ("expected i8", "expected an integer"),
+        ("expected i16", "expected an integer"),
+        ("expected i32", "expected an integer"),
+        ("expected i64", "expected an integer"),
+        ("expected isize", "expected an integer"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+        ("expected a map", "expected an object"),
+        ("expected a sequence", "expected a list"),
+        ("expected a borrowed string", "expected a string"),
+    ] {
+        text = text.replace(rust, json);
+    }
+    if let Some(start) = text.find("expected struct ") {
+        let name_end = text[start + 16..].find(|c: char| !c.is_alphanumeric() && c != '_').map_or(text.len(), |end| start + 16 + end);
+        text.replace_range(start..name_end, "expected an object");
+    }
+    text
+}
+
 /// The kind of resource an error is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -122,5 +160,22 @@ impl Error {
     /// Creates an error for one invalid field.
     pub fn invalid(field: impl Into<String>, code: impl Into<String>, message: impl Into<String>) -> Error {
         Error::Invalid(vec![FieldError::new(field, code, message)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_types_become_json_types() {
+        assert_eq!(plain_serde_message("invalid type: string \"x\", expected u64"), "invalid type: string \"x\", expected a non-negative integer");
+        assert_eq!(plain_serde_message("invalid type: integer `5`, expected struct ComponentModel"), "invalid type: integer `5`, expected an object");
+    }
+
+    #[test]
+    fn missing_field_is_extracted() {
+        assert_eq!(missing_field("missing field `name`"), Some("name"));
+        assert_eq!(missing_field("unknown variant"), None);
     }
 }

@@ -363,9 +363,16 @@ pub fn parse_config<T: DeserializeOwned>(component: &ComponentModel) -> BuildRes
     let deserializer = component.config.clone();
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
-        let field = if path == "." { "config".to_owned() } else { join_path("config", &path) };
-        let inner = error.into_inner();
-        vec![FieldError::new(field, "invalid_config", inner.to_string())]
+        let parent = if path == "." { "config".to_owned() } else { join_path("config", &path) };
+        let message = error.into_inner().to_string();
+        let problem = match crate::error::missing_field(&message) {
+            Some(name) => {
+                let field = join_path(&parent, name);
+                FieldError::new(&field, "missing", format!("missing required field {field}")).with_fix(format!("add `{name}` to the component's config"))
+            }
+            None => FieldError::new(parent, "invalid_config", crate::error::plain_serde_message(&message)),
+        };
+        vec![problem]
     })
 }
 

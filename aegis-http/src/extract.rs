@@ -78,19 +78,13 @@ pub(crate) fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
 
 /// Turns serde's message into a field, a code and a fix.
 fn describe_shape_error(path: &str, message: &str) -> ApiError {
-    if let Some(field) = missing_field(message) {
+    if let Some(field) = aegis_core::error::missing_field(message) {
         let field = join_path(path, field);
         return ApiError::invalid(&field, "missing", format!("missing required field {field}"), Some("add the field to the request body"));
     }
     let field = if path.is_empty() { "body" } else { path };
     let code = if message.starts_with("invalid type") { "invalid_type" } else { "invalid_value" };
-    ApiError::invalid(field, code, message.to_owned(), None)
-}
-
-/// Extracts `x` from serde's "missing field `x`" message.
-fn missing_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("missing field `")?;
-    rest.split('`').next()
+    ApiError::invalid(field, code, aegis_core::error::plain_serde_message(message), None)
 }
 
 /// A resource id from the URL path.

@@ -156,6 +156,8 @@ async fn invalid_requests_get_clear_errors() {
     missing_source["run_task"].as_object_mut().unwrap().remove("source");
     let mut bad_provider = team_body(None);
     bad_provider["component"]["config"]["model_client"]["provider"] = json!("acme.Model");
+    let mut no_name = team_body(None);
+    no_name["component"]["config"].as_object_mut().unwrap().remove("name");
     let mut no_model = team_body(None);
     no_model["component"]["config"]["model_client"]["config"].as_object_mut().unwrap().remove("model");
 
@@ -182,6 +184,7 @@ async fn invalid_requests_get_clear_errors() {
             Some("component.config.model_client.provider"),
         ),
         Case::post("model missing", "/api/v1/team", no_model.to_string(), 422, Some("component.config.model_client.config")),
+        Case::post("agent name missing", "/api/v1/team", no_name.to_string(), 422, Some("component.config.name")),
         Case { content_type: Some("text/plain"), ..Case::post("wrong content type", "/api/v1/task", "{}", 415, None) },
         Case { method: "GET", body: None, ..Case::post("unknown route", "/api/v1/nothing", "", 404, None) },
         Case { method: "DELETE", body: None, ..Case::post("wrong method", "/api/v1/task", "", 405, None) },
