@@ -1,6 +1,9 @@
 //! Running the server: open the store, start the workers, serve the router until a shutdown
 //! signal, then drain.
 //!
+//! The store is an SQLite file (the default, one process per file) or a PostgreSQL database
+//! that several replicas share, each serving the API and executing runs ([`StoreChoice`]).
+//!
 //! Shutdown happens in this order, so no accepted run is lost and no client hangs. New runs
 //! get 503 with `Retry-After` at once, while every other request is still served. The
 //! executing runs get [`ServeConfig::shutdown_grace`] to finish, with their leases renewed.
@@ -16,8 +19,46 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use aegis_core::{Aegis, EngineConfig, ProviderEnv, Registry};
+use aegis_core::{Aegis, EngineConfig, ProviderEnv, Registry, Storage};
+use aegis_store_postgres::{PostgresConfig, PostgresStore, redact_database_url};
 use aegis_store_sqlite::{SqliteConfig, SqliteStore};
+
+/// The store a server keeps its data in.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum StoreChoice {
+    /// An SQLite database file, created when missing. One server process owns the file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database that any number of server replicas share.
+    Postgres {
+        /// `postgres://user:password@host:port/dbname`, or a `key=value` connection string.
+        url: String,
+        /// Connections this process opens at most.
+        pool_size: usize,
+    },
+}
+
+impl StoreChoice {
+    /// Returns a description for logs: the file path, or the URL with its password masked.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreChoice::Sqlite(path) => path.display().to_string(),
+            StoreChoice::Postgres { url, .. } => redact_database_url(url),
+        }
+    }
+}
+
+/// Prints the URL with its password masked, so a logged config leaks no secret.
+impl std::fmt::Debug for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreChoice::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            StoreChoice::Postgres { pool_size, .. } => {
+                f.debug_struct("Postgres").field("url", &self.describe()).field("pool_size", pool_size).finish()
+            }
+        }
+    }
+}
 
 /// Settings of one server process.
 #[derive(Clone, Debug)]
@@ -25,8 +66,8 @@ use aegis_store_sqlite::{SqliteConfig, SqliteStore};
 pub struct ServeConfig {
     /// Address to listen on; port 0 picks a free port.
     pub bind: SocketAddr,
-    /// SQLite database file; created when missing.
-    pub db: PathBuf,
+    /// The store of runs and resources.
+    pub store: StoreChoice,
     /// Run engine settings.
     pub engine: EngineConfig,
     /// Provider keys and hosts the model clients fall back to.
@@ -36,11 +77,16 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// Settings with the defaults of `aegis serve` for a database file and address.
+    /// Settings with the defaults of `aegis serve` for an SQLite database file and address.
     pub fn new(db: impl Into<PathBuf>, bind: SocketAddr) -> ServeConfig {
+        ServeConfig::with_store(StoreChoice::Sqlite(db.into()), bind)
+    }
+
+    /// Settings with the defaults of `aegis serve` for a store and address.
+    pub fn with_store(store: StoreChoice, bind: SocketAddr) -> ServeConfig {
         ServeConfig {
             bind,
-            db: db.into(),
+            store,
             engine: EngineConfig::default(),
             provider_env: ProviderEnv::from_process_env(),
             shutdown_grace: Duration::from_secs(30),
@@ -105,11 +151,38 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()> + Sen
     served
 }
 
+/// A store opened by [`prepare`], kept by its concrete type so that it can be closed.
+enum OpenedStore {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(PostgresStore),
+}
+
+impl OpenedStore {
+    fn shared(&self) -> Arc<dyn Storage> {
+        match self {
+            OpenedStore::Sqlite(store) => Arc::clone(store) as Arc<dyn Storage>,
+            OpenedStore::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+}
+
+/// Closes the store once the server stopped. Every PostgreSQL write is committed when it
+/// returns, so closing its pool only ends the connections.
+async fn close_store(store: OpenedStore) {
+    match store {
+        OpenedStore::Sqlite(store) => close_sqlite(store).await,
+        OpenedStore::Postgres(store) => {
+            store.close();
+            tracing::info!(url = %store.redacted_url(), "database connections closed");
+        }
+    }
+}
+
 /// Closes the store once every other reference is gone, so the writer commits what is queued
 /// and SQLite folds its write-ahead log back into the database file. Without this, a clean
 /// stop could leave the data in `<db>-wal` only, and a copy of the database file alone would
 /// miss it.
-async fn close_store(store: Arc<SqliteStore>) {
+async fn close_sqlite(store: Arc<SqliteStore>) {
     let mut store = store;
     for _ in 0..100 {
         match Arc::try_unwrap(store) {
@@ -128,22 +201,35 @@ async fn close_store(store: Arc<SqliteStore>) {
     tracing::warn!("the database is still in use at exit; the next start replays its write-ahead log");
 }
 
-async fn prepare(config: &ServeConfig) -> anyhow::Result<(Aegis, Arc<SqliteStore>, TcpListener)> {
+async fn prepare(config: &ServeConfig) -> anyhow::Result<(Aegis, OpenedStore, TcpListener)> {
     // Settings are checked before the database is touched, so a typo never creates a file.
     config.engine.validate().map_err(anyhow::Error::msg)?;
 
-    let sqlite = SqliteConfig::default().with_max_attempts(config.engine.max_attempts);
-    let store = SqliteStore::open(&config.db, sqlite)
-        .await
-        .with_context(|| format!("opening the database {} failed", config.db.display()))?;
-    let store = Arc::new(store);
+    let store = open_store(config).await?;
     let registry = Registry::with_builtins(config.provider_env.clone());
-    let aegis = Aegis::new(Arc::clone(&store) as Arc<dyn aegis_core::Storage>, registry, config.engine.clone())
-        .map_err(anyhow::Error::msg)?;
+    let aegis = Aegis::new(store.shared(), registry, config.engine.clone()).map_err(anyhow::Error::msg)?;
     let listener = TcpListener::bind(config.bind).await.with_context(|| format!("binding {} failed", config.bind))?;
     let addr = listener.local_addr().context("reading the bound address failed")?;
-    tracing::info!(db = %config.db.display(), %addr, "server ready");
+    tracing::info!(db = %config.store.describe(), %addr, "server ready");
     Ok((aegis, store, listener))
+}
+
+async fn open_store(config: &ServeConfig) -> anyhow::Result<OpenedStore> {
+    match &config.store {
+        StoreChoice::Sqlite(path) => {
+            let sqlite = SqliteConfig::default().with_max_attempts(config.engine.max_attempts);
+            let store = SqliteStore::open(path, sqlite)
+                .await
+                .with_context(|| format!("opening the database {} failed", path.display()))?;
+            Ok(OpenedStore::Sqlite(Arc::new(store)))
+        }
+        StoreChoice::Postgres { url, pool_size } => {
+            // The error names the database by its masked URL already.
+            let postgres = PostgresConfig::default().with_pool_size(*pool_size);
+            let store = PostgresStore::connect(url, postgres).await?;
+            Ok(OpenedStore::Postgres(store))
+        }
+    }
 }
 
 async fn serve_on(

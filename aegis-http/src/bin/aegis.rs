@@ -1,7 +1,8 @@
 //! The `aegis` server binary.
 //!
 //! `aegis serve --db PATH --bind ADDR` opens (or creates) the SQLite database, starts the run
-//! workers and serves the REST API until SIGINT or SIGTERM. It prints `listening on <addr>` on
+//! workers and serves the REST API until SIGINT or SIGTERM. With `--database-url
+//! postgres://...` it uses a PostgreSQL database instead, which several replicas can share. It prints `listening on <addr>` on
 //! stdout once the socket accepts connections, so scripts and tests can bind port 0 and read the
 //! port back; logs go to stderr.
 
@@ -13,7 +14,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use aegis_http::server::{ServeConfig, serve};
+use aegis_http::server::{ServeConfig, StoreChoice, serve};
+
+/// The SQLite file used when neither `--db` nor `--database-url` is given.
+const DEFAULT_DB: &str = "./aegis.db";
 
 #[derive(Parser)]
 #[command(name = "aegis", version, about = "Run AutoGen-compatible multi-agent LLM teams behind a REST API")]
@@ -30,9 +34,18 @@ enum Command {
 
 #[derive(Parser)]
 struct ServeArgs {
-    /// SQLite database file; created when missing.
-    #[arg(long, env = "AEGIS_DB", default_value = "./aegis.db")]
-    db: PathBuf,
+    /// SQLite database file; created when missing. The default store, at ./aegis.db.
+    #[arg(long, env = "AEGIS_DB", conflicts_with = "database_url")]
+    db: Option<PathBuf>,
+
+    /// PostgreSQL database to use instead of SQLite, as postgres://user:password@host:port/dbname.
+    /// Several replicas may share it; each serves the API and executes runs.
+    #[arg(long, env = "AEGIS_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+
+    /// Connections to PostgreSQL this process opens at most.
+    #[arg(long, env = "AEGIS_DATABASE_POOL_SIZE", default_value_t = 16)]
+    database_pool_size: usize,
 
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, env = "AEGIS_BIND", default_value = "127.0.0.1:8080")]
@@ -97,7 +110,11 @@ fn main() -> anyhow::Result<()> {
 fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
 
-    let mut config = ServeConfig::new(args.db, args.bind);
+    let store = match args.database_url {
+        Some(url) => StoreChoice::Postgres { url, pool_size: args.database_pool_size },
+        None => StoreChoice::Sqlite(args.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB))),
+    };
+    let mut config = ServeConfig::with_store(store, args.bind);
     config.engine.workers = args.workers;
     config.engine.run_timeout = Duration::from_secs(args.run_timeout);
     config.engine.lease = Duration::from_millis(args.lease_ms);
