@@ -20,7 +20,10 @@ use crate::registry::Registry;
 use crate::resource::{
     NewRun, NewSession, NewTask, NewTeam, Run, RunSpec, RunStatus, Session, Task, TaskMessageType, Team,
 };
-use crate::storage::{DEFAULT_CANCEL_REASON, IdempotencyRecord, ListFilter, RunEvent, RunFilter, Storage};
+use crate::storage::page::paginate_positions;
+use crate::storage::{
+    DEFAULT_CANCEL_REASON, IdempotencyRecord, ListFilter, Page, PageRequest, RunEvent, RunFilter, Storage,
+};
 use crate::timestamp::Timestamp;
 
 /// The longest a `wait` for a run may last.
@@ -121,9 +124,10 @@ impl Aegis {
         task.ok_or(Error::NotFound { kind: ResourceKind::Task, id, field: "id".to_owned() })
     }
 
-    /// Lists tasks, newest first.
-    pub async fn list_tasks(&self) -> Result<Vec<Task>, Error> {
-        Ok(self.shared.storage.list_tasks(&ListFilter::default()).await?)
+    /// Lists the page of tasks that `filter` selects.
+    pub async fn list_tasks(&self, filter: &ListFilter) -> Result<Page<Task>, Error> {
+        check_keyset_cursor(&filter.page)?;
+        Ok(self.shared.storage.list_tasks(filter).await?)
     }
 
     /// Validates a team component, returning every problem with its path under `component`.
@@ -163,9 +167,10 @@ impl Aegis {
         team.ok_or(Error::NotFound { kind: ResourceKind::Team, id, field: "id".to_owned() })
     }
 
-    /// Lists teams, newest first.
-    pub async fn list_teams(&self) -> Result<Vec<Team>, Error> {
-        Ok(self.shared.storage.list_teams(&ListFilter::default()).await?)
+    /// Lists the page of teams that `filter` selects.
+    pub async fn list_teams(&self, filter: &ListFilter) -> Result<Page<Team>, Error> {
+        check_keyset_cursor(&filter.page)?;
+        Ok(self.shared.storage.list_teams(filter).await?)
     }
 
     /// Creates a session after checking that its task and team exist.
@@ -207,9 +212,10 @@ impl Aegis {
         session.ok_or(Error::NotFound { kind: ResourceKind::Session, id, field: "id".to_owned() })
     }
 
-    /// Lists sessions, newest first.
-    pub async fn list_sessions(&self) -> Result<Vec<Session>, Error> {
-        Ok(self.shared.storage.list_sessions(&ListFilter::default()).await?)
+    /// Lists the page of sessions that `filter` selects.
+    pub async fn list_sessions(&self, filter: &ListFilter) -> Result<Page<Session>, Error> {
+        check_keyset_cursor(&filter.page)?;
+        Ok(self.shared.storage.list_sessions(filter).await?)
     }
 
     /// Accepts a run: validates it, stores it durably with snapshots of the team component and
@@ -386,11 +392,31 @@ impl Aegis {
         run.ok_or(Error::NotFound { kind: ResourceKind::Run, id, field: "id".to_owned() })
     }
 
-    /// Lists runs, newest first, optionally of one session.
-    pub async fn list_runs(&self, session_id: Option<Uuid>) -> Result<Vec<Run>, Error> {
-        let filter = RunFilter { session_id, ..RunFilter::default() };
-        Ok(self.shared.storage.list_runs(&filter).await?)
+    /// Lists the page of runs that `filter` selects, with their messages.
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Page<Run>, Error> {
+        check_keyset_cursor(&filter.page)?;
+        if let (Some(after), Some(before)) = (filter.created_after, filter.created_before)
+            && after >= before
+        {
+            return Err(Error::Invalid(vec![
+                FieldError::new("created_before", "invalid_value", format!("created_before ({before}) is not later than created_after ({after})"))
+                    .with_fix("give a range whose end is later than its start, or leave one end out"),
+            ]));
+        }
+        Ok(self.shared.storage.list_runs(filter).await?)
     }
+
+    /// Lists a page of the messages of a run's current attempt. Positions count from 1 in
+    /// the order the run produced them.
+    pub async fn list_run_messages(&self, id: Uuid, page: &PageRequest) -> Result<Page<AgentMessage>, Error> {
+        let run = self.get_run(id).await?;
+        paginate_positions(run.messages, page).map_err(|problem| Error::Invalid(vec![problem]))
+    }
+}
+
+/// Rejects a message-position cursor passed to a listing of stored rows.
+fn check_keyset_cursor(page: &PageRequest) -> Result<(), Error> {
+    page.after_keyset().map(|_| ()).map_err(|problem| Error::Invalid(vec![problem]))
 }
 
 /// Checks `run_task` against its `message_type`.

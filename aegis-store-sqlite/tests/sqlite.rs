@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aegis_core::storage::testkit::{messages, run_spec, session, task, team};
-use aegis_core::storage::{ListFilter, RunFilter, RunOutcome, StorageErrorKind};
+use aegis_core::storage::{ListFilter, MAX_LIMIT, PageRequest, RunFilter, RunOutcome, SortOrder, StorageErrorKind};
 use aegis_core::{AgentMessage, RunStatus, Session, Storage, TeamResult};
 use aegis_store_sqlite::{SCHEMA_VERSION, SqliteConfig, SqliteStore, StoreOpenError};
 use rusqlite::Connection;
@@ -49,7 +49,7 @@ async fn reopen_returns_identical_rows() {
     let tasks = store.list_tasks(&ListFilter::default()).await.unwrap();
     let teams = store.list_teams(&ListFilter::default()).await.unwrap();
     let sessions = store.list_sessions(&ListFilter::default()).await.unwrap();
-    let runs = store.list_runs(&RunFilter::default()).await.unwrap();
+    let runs = store.list_runs(&RunFilter::default()).await.unwrap().items;
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[1].id, finished.run.id);
     assert_eq!(runs[1].messages.len(), messages().len(), "the finished run has its messages");
@@ -60,7 +60,7 @@ async fn reopen_returns_identical_rows() {
     assert_eq!(reopened.list_tasks(&ListFilter::default()).await.unwrap(), tasks);
     assert_eq!(reopened.list_teams(&ListFilter::default()).await.unwrap(), teams);
     assert_eq!(reopened.list_sessions(&ListFilter::default()).await.unwrap(), sessions);
-    assert_eq!(reopened.list_runs(&RunFilter::default()).await.unwrap(), runs);
+    assert_eq!(reopened.list_runs(&RunFilter::default()).await.unwrap().items, runs);
     assert_eq!(reopened.get_run(finished.run.id).await.unwrap().as_ref(), Some(&runs[1]));
     assert_eq!(reopened.get_run(queued.run.id).await.unwrap().as_ref(), Some(&queued.run));
 
@@ -236,8 +236,16 @@ async fn concurrent_writers_all_land() {
         assert_eq!(store.get_task(task.id).await.unwrap().as_ref(), Some(task));
         assert_eq!(store.get_run(spec.run.id).await.unwrap().as_ref(), Some(&spec.run));
     }
-    let runs = store.list_runs(&RunFilter::session(session.id)).await.unwrap();
-    assert_eq!(runs.len(), WRITERS * TASKS_EACH);
+    let mut filter = RunFilter::session(session.id);
+    filter.page = PageRequest::first(MAX_LIMIT, SortOrder::Desc);
+    let mut listed = 0;
+    loop {
+        let page = store.list_runs(&filter).await.unwrap();
+        listed += page.items.len();
+        let Some(cursor) = page.next_cursor else { break };
+        filter.page = PageRequest::after(MAX_LIMIT, cursor);
+    }
+    assert_eq!(listed, WRITERS * TASKS_EACH);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

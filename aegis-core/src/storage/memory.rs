@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::message::AgentMessage;
 use crate::resource::{BatchItem, Run, RunSpec, RunStatus, Session, Task, Team};
 use crate::storage::{
-    IdempotencyRecord, Lease, ListFilter, RequeueReport, RunEvent, RunEventKind, RunFilter, RunOutcome, Storage,
+    IdempotencyRecord, Keyset, Lease, ListFilter, Page, RequeueReport, RunEvent, RunEventKind, RunFilter, RunOutcome, Storage,
     StorageError, StorageErrorKind, interrupted_outcome, session_limit,
 };
 use crate::timestamp::Timestamp;
@@ -90,8 +90,19 @@ impl MemoryStorage {
     }
 }
 
-fn newest<T: Clone>(rows: &BTreeMap<Uuid, T>, limit: Option<usize>) -> Vec<T> {
-    rows.values().rev().take(limit.unwrap_or(usize::MAX)).cloned().collect()
+/// Cuts the page of `rows` that `filter` selects, where `matches` applies the conditions.
+fn list_page<T: Clone>(
+    rows: &BTreeMap<Uuid, T>,
+    filter: &ListFilter,
+    matches: impl Fn(&T) -> bool,
+    key: impl Fn(&T) -> Keyset,
+) -> Page<T> {
+    let selected = rows.values().filter(|row| matches(row)).cloned().collect();
+    filter.page.paginate(selected, key)
+}
+
+fn run_key(run: &Run) -> Keyset {
+    Keyset::new(run.created_at, run.id)
 }
 
 fn insert_new<T>(rows: &mut BTreeMap<Uuid, T>, id: Uuid, row: T) -> Result<(), StorageError> {
@@ -148,8 +159,9 @@ impl Storage for MemoryStorage {
         Ok(self.state().tasks.get(&id).cloned())
     }
 
-    async fn list_tasks(&self, filter: &ListFilter) -> Result<Vec<Task>, StorageError> {
-        Ok(newest(&self.state().tasks, filter.limit))
+    async fn list_tasks(&self, filter: &ListFilter) -> Result<Page<Task>, StorageError> {
+        let matches = |task: &Task| filter.matches_common(task.archived, task.created_by_user_id.as_ref());
+        Ok(list_page(&self.state().tasks, filter, matches, |task| Keyset::new(task.created_at, task.id)))
     }
 
     async fn insert_team(&self, team: &Team) -> Result<(), StorageError> {
@@ -160,8 +172,9 @@ impl Storage for MemoryStorage {
         Ok(self.state().teams.get(&id).cloned())
     }
 
-    async fn list_teams(&self, filter: &ListFilter) -> Result<Vec<Team>, StorageError> {
-        Ok(newest(&self.state().teams, filter.limit))
+    async fn list_teams(&self, filter: &ListFilter) -> Result<Page<Team>, StorageError> {
+        let matches = |team: &Team| filter.matches_common(team.archived, team.created_by_user_id.as_ref());
+        Ok(list_page(&self.state().teams, filter, matches, |team| Keyset::new(team.created_at, team.id)))
     }
 
     async fn insert_session(&self, session: &Session) -> Result<(), StorageError> {
@@ -172,8 +185,9 @@ impl Storage for MemoryStorage {
         Ok(self.state().sessions.get(&id).cloned())
     }
 
-    async fn list_sessions(&self, filter: &ListFilter) -> Result<Vec<Session>, StorageError> {
-        Ok(newest(&self.state().sessions, filter.limit))
+    async fn list_sessions(&self, filter: &ListFilter) -> Result<Page<Session>, StorageError> {
+        let matches = |session: &Session| filter.matches_session(session);
+        Ok(list_page(&self.state().sessions, filter, matches, |session| Keyset::new(session.created_at, session.id)))
     }
 
     async fn insert_run(&self, spec: &RunSpec) -> Result<(), StorageError> {
@@ -193,17 +207,15 @@ impl Storage for MemoryStorage {
         Ok(self.state().runs.get(&id).map(|stored| stored.spec.run.clone()))
     }
 
-    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StorageError> {
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Page<Run>, StorageError> {
         let state = self.state();
-        let runs = state
+        let selected = state
             .runs
             .values()
-            .rev()
-            .filter(|stored| filter.session_id.is_none_or(|id| stored.spec.run.session_id == id))
-            .take(filter.limit.unwrap_or(usize::MAX))
+            .filter(|stored| filter.matches(&stored.spec.run) && filter.page.admits(&run_key(&stored.spec.run)))
             .map(|stored| stored.spec.run.clone())
             .collect();
-        Ok(runs)
+        Ok(filter.page.paginate(selected, run_key))
     }
 
     async fn claim_run(&self, owner: &str, lease: Duration) -> Result<Option<(RunSpec, Lease)>, StorageError> {

@@ -1,5 +1,6 @@
 //! The `/api/v1` routes: one module per resource, all over one [`Aegis`] instance.
 
+mod list_query;
 mod runs;
 mod sessions;
 mod stream;

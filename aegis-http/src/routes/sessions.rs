@@ -11,6 +11,7 @@ use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
 use crate::idempotency::ReservedId;
+use crate::routes::list_query::ListQuery;
 
 pub(super) async fn create(
     State(aegis): State<Aegis>,
@@ -25,9 +26,9 @@ pub(super) async fn get(State(aegis): State<Aegis>, PathId(id): PathId) -> Resul
     Ok(Envelope::got(masked(&aegis.get_session(id).await?)))
 }
 
-pub(super) async fn list(State(aegis): State<Aegis>) -> Result<Envelope<Vec<Value>>, ApiError> {
-    let sessions = aegis.list_sessions().await?;
-    Ok(Envelope::got(sessions.iter().map(masked).collect()))
+pub(super) async fn list(State(aegis): State<Aegis>, query: ListQuery) -> Result<Envelope<Vec<Value>>, ApiError> {
+    let page = aegis.list_sessions(&query.session_filter()?).await?;
+    Ok(Envelope::page(page, |row| masked(&row)))
 }
 
 fn masked(session: &Session) -> Value {

@@ -8,6 +8,7 @@ use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
 use crate::idempotency::ReservedId;
+use crate::routes::list_query::ListQuery;
 
 pub(super) async fn create(
     State(aegis): State<Aegis>,
@@ -22,6 +23,7 @@ pub(super) async fn get(State(aegis): State<Aegis>, PathId(id): PathId) -> Resul
     Ok(Envelope::got(aegis.get_task(id).await?))
 }
 
-pub(super) async fn list(State(aegis): State<Aegis>) -> Result<Envelope<Vec<Task>>, ApiError> {
-    Ok(Envelope::got(aegis.list_tasks().await?))
+pub(super) async fn list(State(aegis): State<Aegis>, query: ListQuery) -> Result<Envelope<Vec<Task>>, ApiError> {
+    let page = aegis.list_tasks(&query.list_filter()?).await?;
+    Ok(Envelope::page(page, |task| task))
 }

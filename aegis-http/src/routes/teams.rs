@@ -15,6 +15,7 @@ use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
 use crate::idempotency::ReservedId;
+use crate::routes::list_query::ListQuery;
 
 pub(super) async fn create(
     State(aegis): State<Aegis>,
@@ -34,9 +35,9 @@ pub(super) async fn get(State(aegis): State<Aegis>, PathId(id): PathId) -> Resul
     Ok(Envelope::got(masked(&aegis.get_team(id).await?)))
 }
 
-pub(super) async fn list(State(aegis): State<Aegis>) -> Result<Envelope<Vec<Value>>, ApiError> {
-    let teams = aegis.list_teams().await?;
-    Ok(Envelope::got(teams.iter().map(masked).collect()))
+pub(super) async fn list(State(aegis): State<Aegis>, query: ListQuery) -> Result<Envelope<Vec<Value>>, ApiError> {
+    let page = aegis.list_teams(&query.list_filter()?).await?;
+    Ok(Envelope::page(page, |row| masked(&row)))
 }
 
 fn masked(team: &Team) -> Value {
