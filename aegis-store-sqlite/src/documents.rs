@@ -87,6 +87,27 @@ pub(crate) fn insert(conn: &Connection, table: Table, document: &Document) -> Re
     Ok(())
 }
 
+/// Replaces a document and its copied columns; returns whether a row had its id.
+pub(crate) fn update(conn: &Connection, table: Table, document: &Document) -> Result<bool, StorageError> {
+    let update_failed = |error| backend(&format!("updating {} {}", table.kind(), document.id), error);
+    let (task_id, team_id) = match document.parents {
+        Some((task_id, team_id)) => (Some(task_id.to_string()), Some(team_id.to_string())),
+        None => (None, None),
+    };
+    let sql = format!(
+        "UPDATE {} SET json = ?2, archived = ?3, created_by_user_id = ?4{} WHERE id = ?1",
+        table.name(),
+        if document.parents.is_some() { ", task_id = ?5, team_id = ?6" } else { "" },
+    );
+    let mut statement = conn.prepare_cached(&sql).map_err(update_failed)?;
+    let id = document.id.to_string();
+    let changed = match document.parents {
+        Some(_) => statement.execute(params![id, document.json, document.archived, document.created_by_user_id, task_id, team_id]),
+        None => statement.execute(params![id, document.json, document.archived, document.created_by_user_id]),
+    };
+    Ok(changed.map_err(update_failed)? > 0)
+}
+
 /// Reads one document.
 pub(crate) fn get<T: DeserializeOwned>(conn: &Connection, table: Table, id: Uuid) -> Result<Option<T>, StorageError> {
     let sql = format!("SELECT json FROM {} WHERE id = ?1", table.name());

@@ -61,6 +61,7 @@
 //! ```
 
 mod config;
+mod deletion;
 mod documents;
 mod error;
 mod events;
@@ -76,9 +77,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aegis_core::storage::{
-    IdempotencyRecord, Lease, ListFilter, Page, RequeueReport, RunEvent, RunEventKind, RunFilter, RunOutcome, StorageError,
+    DeleteOutcome, DeleteTarget, IdempotencyRecord, Lease, ListFilter, Page, RequeueReport, RunEvent, RunEventKind, RunFilter, RunOutcome, StorageError,
 };
-use aegis_core::{AgentMessage, BatchItem, Run, RunSpec, Session, Storage, Task, Team};
+use aegis_core::{AgentMessage, BatchItem, Run, RunSpec, Session, Storage, Task, Team, Timestamp};
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
@@ -150,6 +151,11 @@ impl SqliteStore {
 
     /// Encodes `value` here, on the caller's thread, so the writer thread spends its time on
     /// SQLite only.
+    async fn update_document<T: Serialize>(&self, table: Table, mut document: Document, value: &T) -> Result<bool, StorageError> {
+        document.json = serde_json::to_string(value).map_err(|error| error::encode_failed(table.kind(), document.id, error))?;
+        self.writer.write(move |conn| documents::update(conn, table, &document)).await
+    }
+
     async fn insert_document<T: Serialize>(&self, table: Table, mut document: Document, value: &T) -> Result<(), StorageError> {
         document.json = serde_json::to_string(value).map_err(|error| error::encode_failed(table.kind(), document.id, error))?;
         self.writer.write(move |conn| documents::insert(conn, table, &document)).await
@@ -200,6 +206,35 @@ impl Storage for SqliteStore {
     async fn list_sessions(&self, filter: &ListFilter) -> Result<Page<Session>, StorageError> {
         let filter = filter.clone();
         self.readers.read(move |conn| documents::list(conn, Table::Sessions, &filter)).await
+    }
+
+    async fn update_task(&self, task: &Task) -> Result<bool, StorageError> {
+        let document = Document::new(task.id, task.created_at, task.archived, task.created_by_user_id.clone(), None);
+        self.update_document(Table::Tasks, document, task).await
+    }
+
+    async fn update_team(&self, team: &Team) -> Result<bool, StorageError> {
+        let document = Document::new(team.id, team.created_at, team.archived, team.created_by_user_id.clone(), None);
+        self.update_document(Table::Teams, document, team).await
+    }
+
+    async fn update_session(&self, session: &Session) -> Result<bool, StorageError> {
+        let parents = Some((session.task_id, session.team_id));
+        let document =
+            Document::new(session.id, session.created_at, session.archived, session.created_by_user_id.clone(), parents);
+        self.update_document(Table::Sessions, document, session).await
+    }
+
+    async fn set_run_archived(&self, id: Uuid, archived: bool) -> Result<Option<Run>, StorageError> {
+        self.writer.write(move |conn| runs::set_run_archived(conn, id, archived)).await
+    }
+
+    async fn delete(&self, target: DeleteTarget, cascade: bool) -> Result<DeleteOutcome, StorageError> {
+        self.writer.write(move |conn| deletion::delete(conn, target, cascade)).await
+    }
+
+    async fn delete_finished_runs(&self, finished_before: Timestamp, limit: usize) -> Result<Vec<Uuid>, StorageError> {
+        self.writer.write(move |conn| deletion::delete_finished_runs(conn, finished_before, limit)).await
     }
 
     async fn insert_run(&self, spec: &RunSpec) -> Result<(), StorageError> {

@@ -146,6 +146,19 @@ pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Page<Ru
     listing::list_page(conn, "runs", conditions, &filter.page, |id, json| decode_run(conn, id, &json))
 }
 
+/// Sets a run's `archived` flag in its document and its column.
+pub(crate) fn set_run_archived(conn: &Connection, id: Uuid, archived: bool) -> Result<Option<Run>, StorageError> {
+    let Some(mut run) = get_run(conn, id)? else {
+        return Ok(None);
+    };
+    run.archived = archived;
+    let json = encode_run(&run)?;
+    let update_failed = |error| backend(&format!("archiving run {id}"), error);
+    conn.execute("UPDATE runs SET archived = ?2, json = ?3 WHERE id = ?1", params![id.to_string(), archived, json])
+        .map_err(update_failed)?;
+    Ok(Some(run))
+}
+
 /// Claims the oldest `created` run for `owner` and marks it `active`.
 pub(crate) fn claim_run(
     conn: &Connection,

@@ -157,6 +157,9 @@ UPDATE runs SET task_id = json_extract(json, '$.task_id'),
 CREATE INDEX runs_by_task ON runs (task_id, created_at, id);
 CREATE INDEX runs_by_user ON runs (created_by_user_id, created_at, id);
 CREATE INDEX runs_by_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
+
+-- Deleting a row deletes the idempotency keys that created it.
+CREATE INDEX idempotency_keys_by_resource ON idempotency_keys (resource_id);
 ";
 
 /// The migrations in order, as the module docs describe.
@@ -169,7 +172,7 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 const STATEMENT_CACHE: usize = 64;
 
 /// Opens (creating it if missing) the writer's connection: WAL journal, the configured
-/// `synchronous` mode, foreign keys on.
+/// `synchronous` mode, foreign keys and `secure_delete` on.
 pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> Result<Connection, StoreOpenError> {
     let open_failed = |error| StoreOpenError::open(path.to_owned(), error);
 
@@ -187,6 +190,9 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> Result<Connecti
 
     conn.pragma_update(None, "synchronous", config.synchronous.pragma_value()).map_err(open_failed)?;
     conn.pragma_update(None, "foreign_keys", true).map_err(open_failed)?;
+    // Deleted rows are overwritten with zeros, so deleted personal data does not stay in
+    // free pages of the file (see the deletion module for the WAL).
+    conn.pragma_update(None, "secure_delete", true).map_err(open_failed)?;
     Ok(conn)
 }
 

@@ -373,6 +373,56 @@ impl ListFilter {
     }
 }
 
+/// A row [`Storage::delete`] removes, with the rows that hang off it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeleteTarget {
+    /// A task; its sessions and runs are its dependants.
+    Task(Uuid),
+    /// A team; its sessions and their runs are its dependants.
+    Team(Uuid),
+    /// A session; its runs are its dependants.
+    Session(Uuid),
+    /// A run, with its messages, events and batch items. Runs have no dependants.
+    Run(Uuid),
+}
+
+/// The rows that depend on a delete target.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Dependants {
+    /// Sessions that would go with the target.
+    pub sessions: Vec<Uuid>,
+    /// Runs that would go with the target.
+    pub runs: Vec<Uuid>,
+}
+
+impl Dependants {
+    /// Creates the list of dependants.
+    pub fn new(sessions: Vec<Uuid>, runs: Vec<Uuid>) -> Dependants {
+        Dependants { sessions, runs }
+    }
+
+    /// Returns whether nothing depends on the target.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty() && self.runs.is_empty()
+    }
+}
+
+/// What [`Storage::delete`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeleteOutcome {
+    /// No row has the target's id.
+    NotFound,
+    /// The target and the dependants listed are gone.
+    Deleted(Dependants),
+    /// Nothing was deleted because rows depend on the target and `cascade` was false.
+    HasDependants(Dependants),
+    /// Nothing was deleted because these runs would go and are not terminal.
+    RunsNotTerminal(Vec<Uuid>),
+}
+
 /// Runs that a sweep of expired leases re-queued or ended.
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
@@ -414,6 +464,28 @@ pub trait Storage: Send + Sync {
     /// Lists the page of sessions that `filter` selects, ordered by `(created_at, id)` as
     /// [`page`] describes.
     async fn list_sessions(&self, filter: &ListFilter) -> Result<Page<Session>, StorageError>;
+
+    /// Replaces a stored task with `task` (same id). Returns `false` when no task has its id.
+    async fn update_task(&self, task: &Task) -> Result<bool, StorageError>;
+    /// Replaces a stored team with `team` (same id). Returns `false` when no team has its id.
+    async fn update_team(&self, team: &Team) -> Result<bool, StorageError>;
+    /// Replaces a stored session with `session` (same id, task and team). Returns `false`
+    /// when no session has its id.
+    async fn update_session(&self, session: &Session) -> Result<bool, StorageError>;
+    /// Sets a run's `archived` flag, the only field of a run a client may change. Returns the
+    /// run after the change, `None` for an unknown id.
+    async fn set_run_archived(&self, id: Uuid, archived: bool) -> Result<Option<Run>, StorageError>;
+
+    /// Deletes `target` atomically, with its dependants when `cascade` is true. Deletes
+    /// nothing when rows depend on it and `cascade` is false, or when a run that would go is
+    /// not terminal. Deleting a run also deletes its messages, events, batch items and the
+    /// idempotency keys that created it (their stored request holds the run's task), and a
+    /// session's counters and team state go with it. Deleted data must not stay readable in
+    /// the store's files (see the backend's docs for how far it guarantees this).
+    async fn delete(&self, target: DeleteTarget, cascade: bool) -> Result<DeleteOutcome, StorageError>;
+    /// Deletes up to `limit` terminal runs that finished before `finished_before`, as
+    /// [`Storage::delete`] deletes a run, and returns their ids. For retention.
+    async fn delete_finished_runs(&self, finished_before: Timestamp, limit: usize) -> Result<Vec<Uuid>, StorageError>;
 
     /// Stores a new `created` run with its snapshots; durable when this returns.
     async fn insert_run(&self, spec: &RunSpec) -> Result<(), StorageError>;

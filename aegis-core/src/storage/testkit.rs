@@ -43,7 +43,7 @@ use crate::resource::{
     TeamResult,
 };
 use crate::storage::{
-    IdempotencyRecord, Lease, ListFilter, PageRequest, RunEventKind, RunFilter, RunOutcome, SortOrder, Storage,
+    DeleteOutcome, DeleteTarget, Dependants, IdempotencyRecord, Lease, ListFilter, PageRequest, RunEventKind, RunFilter, RunOutcome, SortOrder, Storage,
     StorageError, StorageErrorKind,
 };
 use crate::timestamp::Timestamp;
@@ -84,6 +84,9 @@ pub async fn check_all(store: &Arc<dyn Storage>) {
     check_list_filters(shared).await;
     check_run_filters(shared).await;
     check_pages_under_inserts(store).await;
+    check_updates(shared).await;
+    check_deletes(shared).await;
+    check_retention(shared).await;
 }
 
 /// Builds a task with every field set.
@@ -1156,6 +1159,118 @@ pub async fn check_pages_under_inserts(store: &Arc<dyn Storage>) {
         }
     }
     drain(store.as_ref()).await;
+}
+
+/// Checks that updates replace rows and their filtered columns, and report unknown ids.
+pub async fn check_updates(store: &dyn Storage) {
+    let session = new_session(store).await;
+    let mut task = store.get_task(session.task_id).await.expect("get_task").expect("the task");
+    task.name = "renamed".to_owned();
+    task.archived = true;
+    assert!(store.update_task(&task).await.expect("update_task"), "update_task of a stored task");
+    assert_eq!(store.get_task(task.id).await.expect("get_task"), Some(task.clone()), "the task after its update");
+    let mut only_archived = ListFilter::first(100, SortOrder::Desc);
+    only_archived.archived = Some(true);
+    let archived = store.list_tasks(&only_archived).await.expect("list_tasks").items;
+    assert!(archived.iter().any(|row| row.id == task.id), "an archived task is listed as archived");
+
+    let mut team = store.get_team(session.team_id).await.expect("get_team").expect("the team");
+    team.name = Some("renamed".to_owned());
+    assert!(store.update_team(&team).await.expect("update_team"), "update_team of a stored team");
+    assert_eq!(store.get_team(team.id).await.expect("get_team"), Some(team), "the team after its update");
+
+    let mut changed = session.clone();
+    changed.team_metadata.insert("model".to_owned(), json!("gpt-4.1"));
+    assert!(store.update_session(&changed).await.expect("update_session"), "update_session of a stored session");
+    assert_eq!(store.get_session(session.id).await.expect("get_session"), Some(changed), "the session after its update");
+
+    let spec = run_spec(&session);
+    store.insert_run(&spec).await.expect("insert_run");
+    let run = store.set_run_archived(spec.run.id, true).await.expect("set_run_archived").expect("the run");
+    assert!(run.archived, "set_run_archived returns the archived run");
+    assert_eq!(store.get_run(spec.run.id).await.expect("get_run").map(|run| run.archived), Some(true), "the run reads archived");
+    let mut archived_runs = RunFilter::session(session.id);
+    archived_runs.archived = Some(true);
+    assert_eq!(store.list_runs(&archived_runs).await.expect("list_runs").items.len(), 1, "the run lists as archived");
+
+    let unknown = Task { id: Uuid::now_v7(), ..task };
+    assert!(!store.update_task(&unknown).await.expect("update_task of an unknown id"), "update_task of an unknown id");
+    assert_eq!(store.set_run_archived(Uuid::now_v7(), true).await.expect("set_run_archived"), None, "unknown run");
+    drain(store).await;
+}
+
+/// Checks deletes: dependants block them unless cascading, runs that are not terminal block
+/// them always, and a deleted run takes its messages, events and idempotency keys along.
+pub async fn check_deletes(store: &dyn Storage) {
+    drain(store).await;
+    let session = new_session(store).await;
+    let spec = run_spec(&session);
+    store.insert_run(&spec).await.expect("insert_run");
+    let key = IdempotencyRecord::new("POST /api/v1/run", format!("key-{}", spec.run.id), "{}", spec.run.id);
+    store.put_idempotency_key(&key).await.expect("put_idempotency_key");
+
+    let blocked = store.delete(DeleteTarget::Task(session.task_id), false).await.expect("delete task");
+    assert_eq!(blocked, DeleteOutcome::HasDependants(Dependants::new(vec![session.id], vec![spec.run.id])), "a used task");
+    let blocked = store.delete(DeleteTarget::Team(session.team_id), false).await.expect("delete team");
+    assert_eq!(blocked, DeleteOutcome::HasDependants(Dependants::new(vec![session.id], vec![spec.run.id])), "a used team");
+    let blocked = store.delete(DeleteTarget::Session(session.id), true).await.expect("delete session");
+    assert_eq!(blocked, DeleteOutcome::RunsNotTerminal(vec![spec.run.id]), "a cascade over a queued run");
+    let blocked = store.delete(DeleteTarget::Run(spec.run.id), false).await.expect("delete run");
+    assert_eq!(blocked, DeleteOutcome::RunsNotTerminal(vec![spec.run.id]), "a queued run");
+
+    let (_, lease) = store.claim_run("deletes", LONG_LEASE).await.expect("claim_run").expect("the run");
+    for message in messages() {
+        store.append_message(&lease, &message).await.expect("append_message");
+    }
+    store.finish_run(&lease, &stopped_outcome()).await.expect("finish_run");
+    let deleted = store.delete(DeleteTarget::Run(spec.run.id), false).await.expect("delete run");
+    assert_eq!(deleted, DeleteOutcome::Deleted(Dependants::default()), "a terminal run");
+    assert_eq!(store.get_run(spec.run.id).await.expect("get_run"), None, "the deleted run is gone");
+    assert_eq!(store.list_run_events(spec.run.id, 0, 100).await.expect("list_run_events"), Vec::new(), "its events are gone");
+    let reused = IdempotencyRecord::new("POST /api/v1/run", key.key.clone(), "{}", Uuid::now_v7());
+    let stored = store.put_idempotency_key(&reused).await.expect("put_idempotency_key");
+    assert_eq!(stored.resource_id, reused.resource_id, "the run's idempotency key is gone");
+
+    let second = run_spec(&session);
+    store.insert_run(&second).await.expect("insert_run");
+    drain(store).await;
+    let deleted = store.delete(DeleteTarget::Task(session.task_id), true).await.expect("cascade delete task");
+    assert_eq!(deleted, DeleteOutcome::Deleted(Dependants::new(vec![session.id], vec![second.run.id])), "a cascade");
+    assert_eq!(store.get_session(session.id).await.expect("get_session"), None, "the session went with its task");
+    assert_eq!(store.get_run(second.run.id).await.expect("get_run"), None, "the run went with its task");
+    assert_eq!(store.get_task(session.task_id).await.expect("get_task"), None, "the task is gone");
+    assert!(store.get_team(session.team_id).await.expect("get_team").is_some(), "the team stays");
+    let deleted = store.delete(DeleteTarget::Team(session.team_id), false).await.expect("delete unused team");
+    assert_eq!(deleted, DeleteOutcome::Deleted(Dependants::default()), "an unused team");
+    let gone = store.delete(DeleteTarget::Team(session.team_id), false).await.expect("delete deleted team");
+    assert_eq!(gone, DeleteOutcome::NotFound, "a deleted team");
+}
+
+/// Checks that retention deletes terminal runs finished before the cutoff and nothing else.
+pub async fn check_retention(store: &dyn Storage) {
+    drain(store).await;
+    let session = new_session(store).await;
+    let old = run_spec(&session);
+    store.insert_run(&old).await.expect("insert_run");
+    drain(store).await;
+    let cutoff = Timestamp::now().saturating_add(Duration::from_millis(1));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let recent = run_spec(&session);
+    store.insert_run(&recent).await.expect("insert_run");
+    drain(store).await;
+    let queued = run_spec(&session);
+    store.insert_run(&queued).await.expect("insert_run");
+
+    let first = store.delete_finished_runs(cutoff, 1).await.expect("delete_finished_runs with limit 1");
+    assert_eq!(first.len(), 1, "delete_finished_runs deletes at most `limit` runs");
+    let mut deleted = first;
+    deleted.extend(store.delete_finished_runs(cutoff, usize::MAX).await.expect("delete_finished_runs"));
+    assert!(deleted.contains(&old.run.id), "the run finished before the cutoff is deleted");
+    assert!(!deleted.contains(&recent.run.id), "a run finished after the cutoff stays");
+    assert_eq!(store.get_run(old.run.id).await.expect("get_run"), None, "the old run is gone");
+    assert!(store.get_run(recent.run.id).await.expect("get_run").is_some(), "the recent run stays");
+    assert!(store.get_run(queued.run.id).await.expect("get_run").is_some(), "a queued run stays");
+    drain(store).await;
 }
 
 async fn new_session(store: &dyn Storage) -> Session {

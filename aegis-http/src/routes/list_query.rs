@@ -1,4 +1,5 @@
-//! The query of a list route: its page (`limit`, `order`, `cursor`) and its filters.
+//! The query of a list route: its page (`limit`, `order`, `cursor`) and its filters; and
+//! `cascade` of a DELETE.
 //!
 //! Every list route reads the same page parameters, so a client pages tasks, teams,
 //! sessions, runs and a run's messages alike. Values are parsed one by one into the names the
@@ -70,6 +71,21 @@ impl ListQuery {
         filter.created_after = self.timestamp("created_after")?;
         filter.created_before = self.timestamp("created_before")?;
         Ok(filter)
+    }
+
+    /// Reads `cascade` of a DELETE: `true` deletes the dependants too, `false` (the default)
+    /// rejects a delete that has dependants.
+    pub(crate) fn cascade(&self) -> Result<bool, ApiError> {
+        match self.0.get("cascade").map(String::as_str) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(ApiError::invalid(
+                "cascade",
+                "invalid_value",
+                format!("'{other}' is not true or false"),
+                Some("use cascade=true to delete the dependants too, or leave it out"),
+            )),
+        }
     }
 
     fn text(&self, name: &str) -> Option<String> {

@@ -14,7 +14,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 
-use aegis_core::{Aegis, AgentMessage, MAX_WAIT, NewRun, Run};
+use aegis_core::storage::DeleteTarget;
+use aegis_core::{Aegis, AgentMessage, MAX_WAIT, NewRun, Run, RunPatch};
 
 use crate::envelope::Envelope;
 use crate::error::ApiError;
@@ -71,6 +72,20 @@ pub(super) async fn messages(
 ) -> Result<Envelope<Vec<AgentMessage>>, ApiError> {
     let page = aegis.list_run_messages(id, &query.page()?).await?;
     Ok(Envelope::page(page, |message| message))
+}
+
+pub(super) async fn update(
+    State(aegis): State<Aegis>,
+    PathId(id): PathId,
+    ApiJson(patch): ApiJson<RunPatch>,
+) -> Result<Envelope<Run>, ApiError> {
+    Ok(Envelope::ok("Run updated.", aegis.update_run(id, patch).await?))
+}
+
+/// Deletes a terminal run with its messages; 409 for a run that is not terminal.
+pub(super) async fn delete(State(aegis): State<Aegis>, PathId(id): PathId) -> Result<Envelope<Value>, ApiError> {
+    let dependants = aegis.delete(DeleteTarget::Run(id), false).await?;
+    Ok(super::deleted("Run deleted.", id, &dependants))
 }
 
 /// The optional body of a cancel.
