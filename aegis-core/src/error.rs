@@ -134,6 +134,15 @@ pub enum Error {
     /// The request is well-formed JSON but its content is invalid.
     #[error("{}", summarise(.0))]
     Invalid(Vec<FieldError>),
+    /// The request conflicts with the state of the resource, such as a delete of a task
+    /// that sessions still use.
+    #[error("{message}")]
+    Conflict {
+        /// What conflicts and how to resolve it.
+        message: String,
+        /// The problem, with the ids involved and the fix.
+        errors: Vec<FieldError>,
+    },
     /// The store failed.
     #[error("storage failed: {0}")]
     Storage(#[from] StorageError),

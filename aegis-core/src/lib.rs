@@ -54,7 +54,7 @@ pub use model::{ModelClient, ModelError, ModelErrorKind, ProviderEnv};
 pub use registry::Registry;
 pub use resource::{
     BatchCounts, BatchItem, ErrorDetails, NewRun, NewSession, NewTask, NewTeam, Run, RunSpec, RunStatus, RunTask, Session, Task,
-    TaskMessageType, TaskResult, Team, TeamResult,
+    TaskMessageType, TaskResult, Team, TeamResult, RunPatch, SessionPatch, TaskPatch, TeamPatch,
 };
 pub use run::{RunContext, RunError};
 pub use service::{Aegis, IdempotentRequest, MAX_WAIT};

@@ -394,3 +394,66 @@ pub struct RunSpec {
     /// stub's error sequence this run took when it was accepted.
     pub stub_error_step: Option<u64>,
 }
+
+/// The fields of a task a `PATCH` may change; each absent (or `null`) field keeps its value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TaskPatch {
+    /// New display name; must not be empty.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// New version string.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Archive or restore the task.
+    #[serde(default)]
+    pub archived: Option<bool>,
+}
+
+/// The fields of a team a `PATCH` may change; each absent (or `null`) field keeps its value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TeamPatch {
+    /// New display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// New component, validated like a new team's. Secrets sent back masked keep their
+    /// stored values.
+    #[serde(default)]
+    pub component: Option<Value>,
+    /// Archive or restore the team.
+    #[serde(default)]
+    pub archived: Option<bool>,
+}
+
+/// The fields of a session a `PATCH` may change; each absent (or `null`) field keeps its
+/// value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SessionPatch {
+    /// New display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Archive or restore the session.
+    #[serde(default)]
+    pub archived: Option<bool>,
+    /// New `team_metadata`, replacing the old one whole. Secrets sent back masked keep their
+    /// stored values. Runs already accepted keep their snapshot.
+    #[serde(default)]
+    pub team_metadata: Option<Map<String, Value>>,
+}
+
+/// The field of a run a `PATCH` may change.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RunPatch {
+    /// Archive or restore the run.
+    #[serde(default)]
+    pub archived: Option<bool>,
+}

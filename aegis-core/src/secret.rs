@@ -94,6 +94,35 @@ pub fn mask_secrets(value: &mut serde_json::Value) {
     }
 }
 
+/// Puts stored secrets back where an update sent the mask: every string equal to
+/// [`SECRET_MASK`] in `update` takes the value at the same path in `stored`, so a client can
+/// send back a component it read (secrets masked) without erasing them. A mask with no
+/// stored value at its path stays as it is, which model clients read as "not set".
+pub fn restore_masked(update: &mut serde_json::Value, stored: &serde_json::Value) {
+    match (update, stored) {
+        (serde_json::Value::Object(map), serde_json::Value::Object(stored_map)) => {
+            for (key, child) in map.iter_mut() {
+                let Some(stored_child) = stored_map.get(key) else { continue };
+                if child.as_str() == Some(SECRET_MASK) {
+                    *child = stored_child.clone();
+                } else {
+                    restore_masked(child, stored_child);
+                }
+            }
+        }
+        (serde_json::Value::Array(items), serde_json::Value::Array(stored_items)) => {
+            for (child, stored_child) in items.iter_mut().zip(stored_items) {
+                if child.as_str() == Some(SECRET_MASK) {
+                    *child = stored_child.clone();
+                } else {
+                    restore_masked(child, stored_child);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 fn mask_headers(headers: &mut serde_json::Value) {
     let serde_json::Value::Object(map) = headers else { return };
     for (name, value) in map.iter_mut() {
@@ -107,6 +136,22 @@ fn mask_headers(headers: &mut serde_json::Value) {
 mod mask_tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn restore_keeps_stored_secrets() {
+        let stored = json!({"config": {"api_key": "sk-live", "model": "a", "list": [{"password": "p"}]}});
+        let mut update = json!({"config": {"api_key": SECRET_MASK, "model": "b", "list": [{"password": SECRET_MASK}]}});
+        restore_masked(&mut update, &stored);
+        assert_eq!(update, json!({"config": {"api_key": "sk-live", "model": "b", "list": [{"password": "p"}]}}));
+    }
+
+    #[test]
+    fn restore_takes_new_secrets() {
+        let stored = json!({"api_key": "sk-old"});
+        let mut update = json!({"api_key": "sk-new", "base_url": SECRET_MASK});
+        restore_masked(&mut update, &stored);
+        assert_eq!(update, json!({"api_key": "sk-new", "base_url": SECRET_MASK}));
+    }
 
     #[test]
     fn masks_nested_secrets_only() {

@@ -17,10 +17,17 @@ use crate::error::{Error, FieldError, ResourceKind};
 use crate::message::AgentMessage;
 use crate::model::stub;
 use crate::registry::Registry;
+use crate::component::ComponentModel;
+use crate::error::join_path;
 use crate::resource::{
-    NewRun, NewSession, NewTask, NewTeam, Run, RunSpec, RunStatus, Session, Task, TaskMessageType, Team,
+    NewRun, NewSession, NewTask, NewTeam, Run, RunPatch, RunSpec, RunStatus, Session, SessionPatch, Task, TaskMessageType,
+    TaskPatch, Team, TeamPatch,
 };
-use crate::storage::{DEFAULT_CANCEL_REASON, IdempotencyRecord, ListFilter, RunEvent, RunFilter, Storage};
+use crate::secret::restore_masked;
+use crate::storage::page::paginate_positions;
+use crate::storage::{
+    DEFAULT_CANCEL_REASON, DeleteOutcome, DeleteTarget, Dependants, IdempotencyRecord, ListFilter, Page, PageRequest, RunEvent, RunFilter, Storage,
+};
 use crate::timestamp::Timestamp;
 
 /// The longest a `wait` for a run may last.
@@ -121,9 +128,10 @@ impl Aegis {
         task.ok_or(Error::NotFound { kind: ResourceKind::Task, id, field: "id".to_owned() })
     }
 
-    /// Lists tasks, newest first.
-    pub async fn list_tasks(&self) -> Result<Vec<Task>, Error> {
-        Ok(self.shared.storage.list_tasks(&ListFilter::default()).await?)
+    /// Lists the page of tasks that `filter` selects.
+    pub async fn list_tasks(&self, filter: &ListFilter) -> Result<Page<Task>, Error> {
+        check_keyset_cursor(&filter.page)?;
+        Ok(self.shared.storage.list_tasks(filter).await?)
     }
 
     /// Validates a team component, returning every problem with its path under `component`.
@@ -163,9 +171,10 @@ impl Aegis {
         team.ok_or(Error::NotFound { kind: ResourceKind::Team, id, field: "id".to_owned() })
     }
 
-    /// Lists teams, newest first.
-    pub async fn list_teams(&self) -> Result<Vec<Team>, Error> {
-        Ok(self.shared.storage.list_teams(&ListFilter::default()).await?)
+    /// Lists the page of teams that `filter` selects.
+    pub async fn list_teams(&self, filter: &ListFilter) -> Result<Page<Team>, Error> {
+        check_keyset_cursor(&filter.page)?;
+        Ok(self.shared.storage.list_teams(filter).await?)
     }
 
     /// Creates a session after checking that its task and team exist.
@@ -207,9 +216,10 @@ impl Aegis {
         session.ok_or(Error::NotFound { kind: ResourceKind::Session, id, field: "id".to_owned() })
     }
 
-    /// Lists sessions, newest first.
-    pub async fn list_sessions(&self) -> Result<Vec<Session>, Error> {
-        Ok(self.shared.storage.list_sessions(&ListFilter::default()).await?)
+    /// Lists the page of sessions that `filter` selects.
+    pub async fn list_sessions(&self, filter: &ListFilter) -> Result<Page<Session>, Error> {
+        check_keyset_cursor(&filter.page)?;
+        Ok(self.shared.storage.list_sessions(filter).await?)
     }
 
     /// Accepts a run: validates it, stores it durably with snapshots of the team component and
@@ -380,17 +390,185 @@ impl Aegis {
         Ok(IdempotentRequest::Repeat(stored.resource_id))
     }
 
+    /// Changes the fields of a task that `patch` sets.
+    pub async fn update_task(&self, id: Uuid, patch: TaskPatch) -> Result<Task, Error> {
+        let mut task = self.get_task(id).await?;
+        if let Some(name) = patch.name {
+            if name.trim().is_empty() {
+                return Err(Error::Invalid(vec![
+                    FieldError::new("name", "empty", "name must not be empty").with_fix("give the task a name, or leave name out to keep it"),
+                ]));
+            }
+            task.name = name;
+        }
+        task.description = patch.description.or(task.description);
+        task.version = patch.version.or(task.version);
+        task.archived = patch.archived.unwrap_or(task.archived);
+        task.updated_at = Timestamp::now();
+
+        if !self.shared.storage.update_task(&task).await? {
+            return Err(Error::NotFound { kind: ResourceKind::Task, id, field: "id".to_owned() });
+        }
+        Ok(task)
+    }
+
+    /// Changes the fields of a team that `patch` sets. A new component must build, and the
+    /// secrets it sends back masked keep their stored values.
+    pub async fn update_team(&self, id: Uuid, patch: TeamPatch) -> Result<Team, Error> {
+        let mut team = self.get_team(id).await?;
+        if let Some(mut component) = patch.component {
+            let stored = serde_json::to_value(&team.component).unwrap_or(Value::Null);
+            restore_masked(&mut component, &stored);
+            let component: ComponentModel = serde_path_to_error::deserialize(component).map_err(|error| {
+                let path = error.path().to_string();
+                let path = join_path("component", if path == "." { "" } else { &path });
+                Error::Invalid(vec![FieldError::new(path, "invalid_type", error.into_inner().to_string())
+                    .with_fix("send an AutoGen component object with provider and config")])
+            })?;
+            let problems = self.validate_team(&component);
+            if !problems.is_empty() {
+                return Err(Error::Invalid(problems));
+            }
+            team.component = component;
+        }
+        team.name = patch.name.or(team.name);
+        team.description = patch.description.or(team.description);
+        team.archived = patch.archived.unwrap_or(team.archived);
+        team.updated_at = Timestamp::now();
+
+        if !self.shared.storage.update_team(&team).await? {
+            return Err(Error::NotFound { kind: ResourceKind::Team, id, field: "id".to_owned() });
+        }
+        Ok(team)
+    }
+
+    /// Changes the fields of a session that `patch` sets. Secrets in `team_metadata` sent back
+    /// masked keep their stored values.
+    pub async fn update_session(&self, id: Uuid, patch: SessionPatch) -> Result<Session, Error> {
+        let mut session = self.get_session(id).await?;
+        if let Some(metadata) = patch.team_metadata {
+            let mut metadata = Value::Object(metadata);
+            restore_masked(&mut metadata, &Value::Object(session.team_metadata.clone()));
+            let Value::Object(metadata) = metadata else {
+                return Err(Error::Invalid(vec![FieldError::new("team_metadata", "invalid_type", "expected an object")]));
+            };
+            let problems = validate_team_metadata(&metadata);
+            if !problems.is_empty() {
+                return Err(Error::Invalid(problems));
+            }
+            session.team_metadata = metadata;
+        }
+        session.name = patch.name.or(session.name);
+        session.archived = patch.archived.unwrap_or(session.archived);
+        session.updated_at = Timestamp::now();
+
+        if !self.shared.storage.update_session(&session).await? {
+            return Err(Error::NotFound { kind: ResourceKind::Session, id, field: "id".to_owned() });
+        }
+        Ok(session)
+    }
+
+    /// Archives or restores a run; the only change a client may make to a run.
+    pub async fn update_run(&self, id: Uuid, patch: RunPatch) -> Result<Run, Error> {
+        let Some(archived) = patch.archived else {
+            return self.get_run(id).await;
+        };
+        let run = self.shared.storage.set_run_archived(id, archived).await?;
+        run.ok_or(Error::NotFound { kind: ResourceKind::Run, id, field: "id".to_owned() })
+    }
+
+    /// Deletes a task, team, session or run. Rows that depend on it (sessions, runs) make it
+    /// a [`Error::Conflict`] unless `cascade` is true, and so does a run that would go and is
+    /// not terminal (cancel it first). Returns what went with the target.
+    pub async fn delete(&self, target: DeleteTarget, cascade: bool) -> Result<Dependants, Error> {
+        let (kind, id) = match target {
+            DeleteTarget::Task(id) => (ResourceKind::Task, id),
+            DeleteTarget::Team(id) => (ResourceKind::Team, id),
+            DeleteTarget::Session(id) => (ResourceKind::Session, id),
+            DeleteTarget::Run(id) => (ResourceKind::Run, id),
+        };
+
+        match self.shared.storage.delete(target, cascade).await? {
+            DeleteOutcome::Deleted(dependants) => {
+                tracing::info!(%kind, %id, sessions = dependants.sessions.len(), runs = dependants.runs.len(), "deleted");
+                Ok(dependants)
+            }
+            DeleteOutcome::NotFound => Err(Error::NotFound { kind, id, field: "id".to_owned() }),
+            DeleteOutcome::HasDependants(dependants) => {
+                let message = format!("{kind} {id} is used by {}", describe_dependants(&dependants));
+                let problem = FieldError::new("id", "has_dependants", &message)
+                    .with_fix("delete the dependants first, or repeat the request with ?cascade=true to delete them with it");
+                Err(Error::Conflict { message, errors: vec![problem] })
+            }
+            DeleteOutcome::RunsNotTerminal(runs) => {
+                let message = format!("{kind} {id} cannot be deleted while runs are not finished: {}", list_ids(&runs));
+                let problem = FieldError::new("id", "run_not_terminal", &message)
+                    .with_fix("cancel the runs (POST /run/{id}/cancel) or wait until they end, then delete again");
+                Err(Error::Conflict { message, errors: vec![problem] })
+            }
+        }
+    }
+
+    /// Deletes up to `limit` terminal runs that finished more than `age` ago, with their
+    /// messages, and returns their ids.
+    pub async fn delete_runs_older_than(&self, age: Duration, limit: usize) -> Result<Vec<Uuid>, Error> {
+        let now = Timestamp::now().as_datetime();
+        let cutoff = Timestamp::from_datetime(now - time::Duration::try_from(age).unwrap_or(time::Duration::MAX));
+        Ok(self.shared.storage.delete_finished_runs(cutoff, limit).await?)
+    }
+
     /// Reads a run with the messages produced so far.
     pub async fn get_run(&self, id: Uuid) -> Result<Run, Error> {
         let run = self.shared.storage.get_run(id).await?;
         run.ok_or(Error::NotFound { kind: ResourceKind::Run, id, field: "id".to_owned() })
     }
 
-    /// Lists runs, newest first, optionally of one session.
-    pub async fn list_runs(&self, session_id: Option<Uuid>) -> Result<Vec<Run>, Error> {
-        let filter = RunFilter { session_id, ..RunFilter::default() };
-        Ok(self.shared.storage.list_runs(&filter).await?)
+    /// Lists the page of runs that `filter` selects, with their messages.
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Page<Run>, Error> {
+        check_keyset_cursor(&filter.page)?;
+        if let (Some(after), Some(before)) = (filter.created_after, filter.created_before)
+            && after >= before
+        {
+            return Err(Error::Invalid(vec![
+                FieldError::new("created_before", "invalid_value", format!("created_before ({before}) is not later than created_after ({after})"))
+                    .with_fix("give a range whose end is later than its start, or leave one end out"),
+            ]));
+        }
+        Ok(self.shared.storage.list_runs(filter).await?)
     }
+
+    /// Lists a page of the messages of a run's current attempt. Positions count from 1 in
+    /// the order the run produced them.
+    pub async fn list_run_messages(&self, id: Uuid, page: &PageRequest) -> Result<Page<AgentMessage>, Error> {
+        let run = self.get_run(id).await?;
+        paginate_positions(run.messages, page).map_err(|problem| Error::Invalid(vec![problem]))
+    }
+}
+
+/// Names the dependants: counts and the first few ids.
+fn describe_dependants(dependants: &Dependants) -> String {
+    let mut parts = Vec::new();
+    if !dependants.sessions.is_empty() {
+        parts.push(format!("{} session(s) ({})", dependants.sessions.len(), list_ids(&dependants.sessions)));
+    }
+    if !dependants.runs.is_empty() {
+        parts.push(format!("{} run(s) ({})", dependants.runs.len(), list_ids(&dependants.runs)));
+    }
+    parts.join(" and ")
+}
+
+/// Lists up to five ids, then how many more there are.
+fn list_ids(ids: &[Uuid]) -> String {
+    let shown: Vec<String> = ids.iter().take(5).map(Uuid::to_string).collect();
+    match ids.len() > 5 {
+        true => format!("{}, and {} more", shown.join(", "), ids.len() - 5),
+        false => shown.join(", "),
+    }
+}
+
+/// Rejects a message-position cursor passed to a listing of stored rows.
+fn check_keyset_cursor(page: &PageRequest) -> Result<(), Error> {
+    page.after_keyset().map(|_| ()).map_err(|problem| Error::Invalid(vec![problem]))
 }
 
 /// Checks `run_task` against its `message_type`.

@@ -65,6 +65,9 @@ impl From<Error> for ApiError {
                 let message = Error::Invalid(errors.clone()).to_string();
                 ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, message: capitalise(&message), errors, retry_after_s: None }
             }
+            Error::Conflict { message, errors } => {
+                ApiError { status: StatusCode::CONFLICT, message: capitalise(&message), errors, retry_after_s: None }
+            }
             Error::Storage(error) => {
                 let status = match error.kind() {
                     StorageErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

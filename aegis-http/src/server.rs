@@ -74,7 +74,17 @@ pub struct ServeConfig {
     pub provider_env: ProviderEnv,
     /// How long shutdown lets executing runs finish before it hands them back to the queue.
     pub shutdown_grace: Duration,
+    /// Terminal runs that finished longer ago than this are deleted with their messages,
+    /// checked at start-up and then every [`RETENTION_INTERVAL`]; `None` keeps runs forever.
+    pub retention: Option<Duration>,
 }
+
+/// How often the server deletes runs past the retention period.
+pub const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The most runs one retention statement deletes, so a large backlog does not hold the
+/// writer for long; a sweep repeats until fewer are left.
+const RETENTION_BATCH: usize = 500;
 
 impl ServeConfig {
     /// Settings with the defaults of `aegis serve` for an SQLite database file and address.
@@ -90,6 +100,7 @@ impl ServeConfig {
             engine: EngineConfig::default(),
             provider_env: ProviderEnv::from_process_env(),
             shutdown_grace: Duration::from_secs(30),
+            retention: None,
         }
     }
 }
@@ -129,7 +140,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
     let (aegis, store, listener) = prepare(&config).await?;
     let addr = listener.local_addr().context("reading the bound address failed")?;
-    let serving = serve_on(aegis.clone(), listener, config.shutdown_grace, async {
+    let serving = serve_on(aegis.clone(), listener, config.shutdown_grace, config.retention, async {
         let _ = signal.await;
     });
     let task = tokio::spawn(async move {
@@ -146,7 +157,7 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()> + Sen
     let (aegis, store, listener) = prepare(&config).await?;
     let addr = listener.local_addr().context("reading the bound address failed")?;
     println!("listening on {addr}");
-    let served = serve_on(aegis, listener, config.shutdown_grace, shutdown).await;
+    let served = serve_on(aegis, listener, config.shutdown_grace, config.retention, shutdown).await;
     close_store(store).await;
     served
 }
@@ -232,13 +243,39 @@ async fn open_store(config: &ServeConfig) -> anyhow::Result<OpenedStore> {
     }
 }
 
+/// Deletes terminal runs older than `age` now and then every [`RETENTION_INTERVAL`], until
+/// the task is aborted.
+async fn delete_expired_runs(aegis: Aegis, age: Duration) {
+    let mut interval = tokio::time::interval(RETENTION_INTERVAL);
+    loop {
+        interval.tick().await;
+        loop {
+            match aegis.delete_runs_older_than(age, RETENTION_BATCH).await {
+                Ok(deleted) if deleted.len() < RETENTION_BATCH => {
+                    if !deleted.is_empty() {
+                        tracing::info!(deleted = deleted.len(), retention_s = age.as_secs(), "deleted runs past retention");
+                    }
+                    break;
+                }
+                Ok(deleted) => tracing::info!(deleted = deleted.len(), retention_s = age.as_secs(), "deleted runs past retention"),
+                Err(error) => {
+                    tracing::warn!(%error, "deleting runs past retention failed; retrying at the next interval");
+                    break;
+                }
+            }
+        }
+    }
+}
+
 async fn serve_on(
     aegis: Aegis,
     listener: TcpListener,
     grace: Duration,
+    retention: Option<Duration>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let workers = aegis.start();
+    let retention = retention.map(|age| tokio::spawn(delete_expired_runs(aegis.clone(), age)));
     let app = crate::app(aegis);
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -253,6 +290,9 @@ async fn serve_on(
         ended = &mut server => Some(ended),
     };
     tracing::info!(active_runs = workers.active_runs(), "shutting down");
+    if let Some(retention) = retention {
+        retention.abort();
+    }
     workers.shutdown(grace).await;
     let served = match early_end {
         Some(ended) => ended,

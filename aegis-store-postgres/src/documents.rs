@@ -1,7 +1,7 @@
 //! Tasks, teams and sessions: rows of an id, a creation time and a JSON document.
 
 use aegis_core::Timestamp;
-use aegis_core::storage::StorageError;
+use aegis_core::storage::{ListFilter, Page, StorageError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_postgres::types::Json;
@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::conn::Conn;
 use crate::error::{backend, corrupt, insert_failed};
+use crate::listing::{self, Conditions};
 
 /// A table of JSON documents.
 #[derive(Clone, Copy, Debug)]
@@ -44,12 +45,20 @@ impl Table {
         }
     }
 
-    /// `LIMIT NULL` means no limit in PostgreSQL.
-    fn list_sql(self) -> &'static str {
+    /// Returns the table's name in SQL.
+    fn name(self) -> &'static str {
         match self {
-            Table::Tasks => "SELECT id, document FROM tasks ORDER BY created_at DESC, id DESC LIMIT $1",
-            Table::Teams => "SELECT id, document FROM teams ORDER BY created_at DESC, id DESC LIMIT $1",
-            Table::Sessions => "SELECT id, document FROM sessions ORDER BY created_at DESC, id DESC LIMIT $1",
+            Table::Tasks => "tasks",
+            Table::Teams => "teams",
+            Table::Sessions => "sessions",
+        }
+    }
+
+    fn update_sql(self) -> &'static str {
+        match self {
+            Table::Tasks => "UPDATE tasks SET document = $2 WHERE id = $1",
+            Table::Teams => "UPDATE teams SET document = $2 WHERE id = $1",
+            Table::Sessions => "UPDATE sessions SET document = $2 WHERE id = $1",
         }
     }
 }
@@ -82,27 +91,34 @@ pub(crate) async fn get<T: DeserializeOwned>(conn: &impl Conn, table: Table, id:
     Ok(Some(document))
 }
 
-/// Lists documents newest first, at most `limit` of them.
-pub(crate) async fn list<T: DeserializeOwned>(
+/// Replaces a document; returns whether a row had its id. The columns that listings filter
+/// on are generated from the document, so they change with it.
+pub(crate) async fn update<T: Serialize + Sync + std::fmt::Debug>(
     conn: &impl Conn,
     table: Table,
-    limit: Option<usize>,
-) -> Result<Vec<T>, StorageError> {
-    let rows = conn
-        .query(table.list_sql(), &[&sql_limit(limit)])
+    id: Uuid,
+    document: &T,
+) -> Result<bool, StorageError> {
+    let changed = conn
+        .execute(table.update_sql(), &[&id, &Json(document)])
         .await
-        .map_err(|error| backend(&format!("listing {}s", table.kind()), error))?;
-
-    let mut documents = Vec::with_capacity(rows.len());
-    for row in rows {
-        let id: Uuid = row.get(0);
-        let Json(document) = row.try_get::<_, Json<T>>(1).map_err(|error| corrupt(table.kind(), id, error))?;
-        documents.push(document);
-    }
-    Ok(documents)
+        .map_err(|error| backend(&format!("updating {} {id}", table.kind()), error))?;
+    Ok(changed > 0)
 }
 
-/// Converts a listing limit to a `LIMIT` parameter, where `NULL` means none.
-pub(crate) fn sql_limit(limit: Option<usize>) -> Option<i64> {
-    limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX))
+/// Lists the page of documents that `filter` selects.
+pub(crate) async fn list<T: DeserializeOwned>(conn: &impl Conn, table: Table, filter: &ListFilter) -> Result<Page<T>, StorageError> {
+    let mut conditions = Conditions::default();
+    conditions.equal("archived", filter.archived);
+    conditions.equal("created_by_user_id", filter.created_by_user_id.clone());
+    if let Table::Sessions = table {
+        conditions.equal("task_id", filter.task_id);
+        conditions.equal("team_id", filter.team_id);
+    }
+    listing::list_page(conn, table.name(), "document", conditions, &filter.page, |row| {
+        let id: Uuid = row.get(0);
+        let Json(document) = row.try_get::<_, Json<T>>(2).map_err(|error| corrupt(table.kind(), id, error))?;
+        Ok(document)
+    })
+    .await
 }

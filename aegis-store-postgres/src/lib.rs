@@ -42,9 +42,11 @@
 
 mod config;
 mod conn;
+mod deletion;
 mod documents;
 mod error;
 mod events;
+mod listing;
 mod runs;
 mod schema;
 mod sessions;
@@ -54,9 +56,10 @@ pub mod testing;
 use std::time::Duration;
 
 use aegis_core::storage::{
-    IdempotencyRecord, Lease, ListFilter, RequeueReport, RunEvent, RunFilter, RunOutcome, StorageError,
+    DeleteOutcome, DeleteTarget, IdempotencyRecord, Lease, ListFilter, Page, RequeueReport, RunEvent, RunFilter, RunOutcome,
+    StorageError,
 };
-use aegis_core::{AgentMessage, BatchItem, Run, RunSpec, Session, Storage, Task, Team};
+use aegis_core::{AgentMessage, BatchItem, Run, RunSpec, Session, Storage, Task, Team, Timestamp};
 use async_trait::async_trait;
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde_json::Value;
@@ -172,8 +175,8 @@ impl Storage for PostgresStore {
         documents::get(&*self.client().await?, Table::Tasks, id).await
     }
 
-    async fn list_tasks(&self, filter: &ListFilter) -> Result<Vec<Task>, StorageError> {
-        documents::list(&*self.client().await?, Table::Tasks, filter.limit).await
+    async fn list_tasks(&self, filter: &ListFilter) -> Result<Page<Task>, StorageError> {
+        documents::list(&*self.client().await?, Table::Tasks, filter).await
     }
 
     async fn insert_team(&self, team: &Team) -> Result<(), StorageError> {
@@ -184,8 +187,8 @@ impl Storage for PostgresStore {
         documents::get(&*self.client().await?, Table::Teams, id).await
     }
 
-    async fn list_teams(&self, filter: &ListFilter) -> Result<Vec<Team>, StorageError> {
-        documents::list(&*self.client().await?, Table::Teams, filter.limit).await
+    async fn list_teams(&self, filter: &ListFilter) -> Result<Page<Team>, StorageError> {
+        documents::list(&*self.client().await?, Table::Teams, filter).await
     }
 
     async fn insert_session(&self, session: &Session) -> Result<(), StorageError> {
@@ -196,8 +199,32 @@ impl Storage for PostgresStore {
         documents::get(&*self.client().await?, Table::Sessions, id).await
     }
 
-    async fn list_sessions(&self, filter: &ListFilter) -> Result<Vec<Session>, StorageError> {
-        documents::list(&*self.client().await?, Table::Sessions, filter.limit).await
+    async fn list_sessions(&self, filter: &ListFilter) -> Result<Page<Session>, StorageError> {
+        documents::list(&*self.client().await?, Table::Sessions, filter).await
+    }
+
+    async fn update_task(&self, task: &Task) -> Result<bool, StorageError> {
+        documents::update(&*self.client().await?, Table::Tasks, task.id, task).await
+    }
+
+    async fn update_team(&self, team: &Team) -> Result<bool, StorageError> {
+        documents::update(&*self.client().await?, Table::Teams, team.id, team).await
+    }
+
+    async fn update_session(&self, session: &Session) -> Result<bool, StorageError> {
+        documents::update(&*self.client().await?, Table::Sessions, session.id, session).await
+    }
+
+    async fn set_run_archived(&self, id: Uuid, archived: bool) -> Result<Option<Run>, StorageError> {
+        in_transaction!(self, "archiving a run", |tx| runs::set_run_archived(&tx, id, archived).await)
+    }
+
+    async fn delete(&self, target: DeleteTarget, cascade: bool) -> Result<DeleteOutcome, StorageError> {
+        in_transaction!(self, "deleting", |tx| deletion::delete(&tx, target, cascade).await)
+    }
+
+    async fn delete_finished_runs(&self, finished_before: Timestamp, limit: usize) -> Result<Vec<Uuid>, StorageError> {
+        in_transaction!(self, "deleting runs past retention", |tx| deletion::delete_finished_runs(&tx, finished_before, limit).await)
     }
 
     async fn insert_run(&self, spec: &RunSpec) -> Result<(), StorageError> {
@@ -208,7 +235,7 @@ impl Storage for PostgresStore {
         runs::get_run(&*self.client().await?, id).await
     }
 
-    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StorageError> {
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Page<Run>, StorageError> {
         runs::list_runs(&*self.client().await?, filter).await
     }
 

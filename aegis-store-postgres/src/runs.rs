@@ -25,7 +25,7 @@
 use std::time::Duration;
 
 use aegis_core::storage::{
-    Lease, RequeueReport, RunEventKind, RunFilter, RunOutcome, StorageError, interrupted_outcome, session_limit,
+    Lease, Page, RequeueReport, RunEventKind, RunFilter, RunOutcome, StorageError, interrupted_outcome, session_limit,
 };
 use aegis_core::{AgentMessage, BatchItem, ComponentModel, Run, RunSpec, RunStatus, Timestamp};
 use serde_json::{Map, Value};
@@ -35,8 +35,8 @@ use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use crate::conn::Conn;
-use crate::documents::sql_limit;
 use crate::error::{backend, corrupt, insert_failed};
+use crate::listing::{self, Conditions};
 use crate::sessions::save_session_state;
 
 /// The first half of the advisory lock key of a session's claims; the second half is a hash
@@ -69,8 +69,8 @@ pub(crate) async fn insert_run(conn: &impl Conn, spec: &RunSpec) -> Result<(), S
     conn.execute(
         "WITH run AS (
              INSERT INTO runs (id, session_id, status, attempt, created_at, session_limit, stub_error_step,
-                               last_event_seq, document, team_component, team_metadata)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10)
+                               last_event_seq, document, team_component, team_metadata, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $13)
              RETURNING id, attempt
          ), messages AS (
              INSERT INTO run_messages (run_id, attempt, document)
@@ -92,6 +92,7 @@ pub(crate) async fn insert_run(conn: &impl Conn, spec: &RunSpec) -> Result<(), S
             &Json(&spec.team_metadata),
             &Json(&run.messages),
             &Json(&event),
+            &run.finished_at.map(Timestamp::as_datetime),
         ],
     )
     .await
@@ -106,30 +107,39 @@ pub(crate) async fn get_run(conn: &impl Conn, id: Uuid) -> Result<Option<Run>, S
     row.map(|row| decode_run(&row)).transpose()
 }
 
-/// Lists runs newest first, with the messages of each one's current attempt.
-pub(crate) async fn list_runs(conn: &impl Conn, filter: &RunFilter) -> Result<Vec<Run>, StorageError> {
-    let limit = sql_limit(filter.limit);
+/// Lists the page of runs that `filter` selects, with the messages of each one's current
+/// attempt.
+pub(crate) async fn list_runs(conn: &impl Conn, filter: &RunFilter) -> Result<Page<Run>, StorageError> {
+    let mut conditions = Conditions::default();
+    conditions.equal("session_id", filter.session_id);
+    conditions.equal("task_id", filter.task_id);
+    conditions.equal("status", filter.status.as_ref().map(|status| status.as_str().to_owned()));
+    conditions.equal("created_by_user_id", filter.created_by_user_id.clone());
+    conditions.equal("archived", filter.archived);
+    conditions.compare("created_at", ">=", filter.created_after.map(Timestamp::as_datetime));
+    conditions.compare("created_at", "<", filter.created_before.map(Timestamp::as_datetime));
+    let columns = format!("r.document, {MESSAGES_OF_R}");
+    listing::list_page(conn, "runs AS r", &columns, conditions, &filter.page, |row| decode_run_at(row, 2)).await
+}
 
-    // Two statements, because `$1 IS NULL OR session_id = $1` would keep a generic plan from
-    // using the session index.
-    let rows = match filter.session_id {
-        Some(session_id) => {
-            let sql = format!(
-                "SELECT r.id, r.document, {MESSAGES_OF_R} FROM runs AS r WHERE r.session_id = $1
-                 ORDER BY r.created_at DESC, r.id DESC LIMIT $2"
-            );
-            conn.query(&sql, &[&session_id, &limit]).await
-        }
-        None => {
-            let sql = format!(
-                "SELECT r.id, r.document, {MESSAGES_OF_R} FROM runs AS r ORDER BY r.created_at DESC, r.id DESC LIMIT $1"
-            );
-            conn.query(&sql, &[&limit]).await
-        }
-    }
-    .map_err(|error| backend("listing runs", error))?;
-
-    rows.iter().map(decode_run).collect()
+/// Sets a run's `archived` flag in its document, under the run's row lock, and returns the
+/// changed run. Runs inside the caller's transaction, which must commit afterwards.
+pub(crate) async fn set_run_archived(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: Uuid,
+    archived: bool,
+) -> Result<Option<Run>, StorageError> {
+    let sql = format!("SELECT r.id, r.document, {MESSAGES_OF_R} FROM runs AS r WHERE r.id = $1 FOR UPDATE OF r");
+    let row = tx.query_opt(&sql, &[&id]).await.map_err(|error| backend(&format!("reading run {id}"), error))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mut run = decode_run(&row)?;
+    run.archived = archived;
+    tx.execute("UPDATE runs SET document = $2 WHERE id = $1", &[&id, &Json(&without_messages(&run))])
+        .await
+        .map_err(|error| backend(&format!("archiving run {id}"), error))?;
+    Ok(Some(run))
 }
 
 /// Claims the oldest claimable `created` run for `owner`, as the module docs describe, and
@@ -446,12 +456,21 @@ async fn update_run(conn: &impl Conn, run: &Run, lease: Option<(&str, OffsetDate
         "WITH updated AS (
              UPDATE runs SET status = $2::text, attempt = $3, lease_owner = $4, lease_expires_at = $5, document = $6,
                              cancel_reason = CASE WHEN $2::text = 'active' THEN cancel_reason END,
-                             last_event_seq = last_event_seq + 1
+                             finished_at = $8, last_event_seq = last_event_seq + 1
              WHERE id = $1
              RETURNING id, last_event_seq
          )
          INSERT INTO run_events (run_id, seq, document) SELECT id, last_event_seq, $7 FROM updated",
-        &[&run.id, &run.status.as_str(), &attempt_param(run.attempt), &owner, &expires_at, &Json(&document), &Json(&event)],
+        &[
+            &run.id,
+            &run.status.as_str(),
+            &attempt_param(run.attempt),
+            &owner,
+            &expires_at,
+            &Json(&document),
+            &Json(&event),
+            &run.finished_at.map(Timestamp::as_datetime),
+        ],
     )
     .await
     .map_err(|error| backend(&format!("updating run {}", run.id), error))?;
@@ -467,9 +486,16 @@ async fn delete_messages(conn: &impl Conn, run_id: Uuid) -> Result<(), StorageEr
 
 /// Decodes a row whose first three columns are the run id, its document and its messages.
 fn decode_run(row: &Row) -> Result<Run, StorageError> {
+    decode_run_at(row, 1)
+}
+
+/// Decodes a row whose first column is the run id and whose columns `document` and
+/// `document + 1` are its document and its messages.
+fn decode_run_at(row: &Row, document: usize) -> Result<Run, StorageError> {
     let id: Uuid = row.get(0);
-    let Json(mut run) = row.try_get::<_, Json<Run>>(1).map_err(|error| corrupt("run", id, error))?;
-    let Json(messages) = row.try_get::<_, Json<Vec<AgentMessage>>>(2).map_err(|error| corrupt("messages of run", id, error))?;
+    let Json(mut run) = row.try_get::<_, Json<Run>>(document).map_err(|error| corrupt("run", id, error))?;
+    let Json(messages) =
+        row.try_get::<_, Json<Vec<AgentMessage>>>(document + 1).map_err(|error| corrupt("messages of run", id, error))?;
     run.messages = messages;
     Ok(run)
 }

@@ -125,8 +125,51 @@ CREATE TABLE run_batch_items (
 );
 ";
 
+/// Filtered, paginated listings and retention: the fields listings filter on, copied out of
+/// the JSON documents, and the indexes that serve each filter in `(created_at, id)` order.
+///
+/// `archived`, `created_by_user_id`, `task_id` and `team_id` are stored generated columns,
+/// so PostgreSQL fills them for existing rows when the column is added and keeps them equal
+/// to the document on every write. `finished_at` cannot be one, because casting text to
+/// `timestamptz` depends on the session's settings and is not immutable: the run writes set
+/// it, and this migration fills it from the documents.
+const V2_LISTINGS: &str = "
+ALTER TABLE tasks
+    ADD COLUMN archived boolean GENERATED ALWAYS AS (COALESCE((document ->> 'archived')::boolean, false)) STORED,
+    ADD COLUMN created_by_user_id text GENERATED ALWAYS AS (document ->> 'created_by_user_id') STORED;
+CREATE INDEX tasks_by_user ON tasks (created_by_user_id, created_at, id);
+
+ALTER TABLE teams
+    ADD COLUMN archived boolean GENERATED ALWAYS AS (COALESCE((document ->> 'archived')::boolean, false)) STORED,
+    ADD COLUMN created_by_user_id text GENERATED ALWAYS AS (document ->> 'created_by_user_id') STORED;
+CREATE INDEX teams_by_user ON teams (created_by_user_id, created_at, id);
+
+ALTER TABLE sessions
+    ADD COLUMN archived boolean GENERATED ALWAYS AS (COALESCE((document ->> 'archived')::boolean, false)) STORED,
+    ADD COLUMN created_by_user_id text GENERATED ALWAYS AS (document ->> 'created_by_user_id') STORED,
+    ADD COLUMN task_id uuid GENERATED ALWAYS AS ((document ->> 'task_id')::uuid) STORED,
+    ADD COLUMN team_id uuid GENERATED ALWAYS AS ((document ->> 'team_id')::uuid) STORED;
+CREATE INDEX sessions_by_user ON sessions (created_by_user_id, created_at, id);
+CREATE INDEX sessions_by_task ON sessions (task_id, created_at, id);
+CREATE INDEX sessions_by_team ON sessions (team_id, created_at, id);
+
+-- finished_at is set once the run is terminal; retention deletes by it.
+ALTER TABLE runs
+    ADD COLUMN archived boolean GENERATED ALWAYS AS (COALESCE((document ->> 'archived')::boolean, false)) STORED,
+    ADD COLUMN created_by_user_id text GENERATED ALWAYS AS (document ->> 'created_by_user_id') STORED,
+    ADD COLUMN task_id uuid GENERATED ALWAYS AS ((document ->> 'task_id')::uuid) STORED,
+    ADD COLUMN finished_at timestamptz;
+UPDATE runs SET finished_at = (document ->> 'finished_at')::timestamptz WHERE document ->> 'finished_at' IS NOT NULL;
+CREATE INDEX runs_by_task ON runs (task_id, created_at, id);
+CREATE INDEX runs_by_user ON runs (created_by_user_id, created_at, id);
+CREATE INDEX runs_by_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
+
+-- Deleting a row deletes the idempotency keys that created it.
+CREATE INDEX idempotency_keys_by_resource ON idempotency_keys (resource_id);
+";
+
 /// The migrations in order: entry `i` moves a database from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_LISTINGS];
 
 /// The schema version this version of the crate migrates databases to.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

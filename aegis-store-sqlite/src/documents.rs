@@ -1,12 +1,13 @@
 //! Tasks, teams and sessions: rows of an id, a creation time and a JSON document.
 
 use aegis_core::Timestamp;
-use aegis_core::storage::StorageError;
+use aegis_core::storage::{ListFilter, Page, StorageError};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::error::{backend, corrupt, insert_failed};
+use crate::listing::{self, Conditions, flag_value, text_value, uuid_value};
 
 /// A table of JSON documents.
 #[derive(Clone, Copy, Debug)]
@@ -35,22 +36,76 @@ impl Table {
     }
 }
 
-/// A row to insert, its JSON already encoded.
+/// A row to write, its JSON already encoded, with the fields that listings filter on.
 #[derive(Debug)]
 pub(crate) struct Document {
     pub(crate) id: Uuid,
     pub(crate) created_at: Timestamp,
     pub(crate) json: String,
+    pub(crate) archived: bool,
+    pub(crate) created_by_user_id: Option<String>,
+    /// A session's task and team; `None` for tasks and teams.
+    pub(crate) parents: Option<(Uuid, Uuid)>,
+}
+
+impl Document {
+    /// Creates a row whose `json` the caller fills in.
+    pub(crate) fn new(
+        id: Uuid,
+        created_at: Timestamp,
+        archived: bool,
+        created_by_user_id: Option<String>,
+        parents: Option<(Uuid, Uuid)>,
+    ) -> Document {
+        Document { id, created_at, json: String::new(), archived, created_by_user_id, parents }
+    }
 }
 
 /// Inserts a document. An existing id is a `Conflict`.
 pub(crate) fn insert(conn: &Connection, table: Table, document: &Document) -> Result<(), StorageError> {
-    let sql = format!("INSERT INTO {} (id, created_at, json) VALUES (?1, ?2, ?3)", table.name());
+    let sql = format!(
+        "INSERT INTO {} (id, created_at, json, archived, created_by_user_id{}) VALUES (?1, ?2, ?3, ?4, ?5{})",
+        table.name(),
+        if document.parents.is_some() { ", task_id, team_id" } else { "" },
+        if document.parents.is_some() { ", ?6, ?7" } else { "" },
+    );
     let mut statement = conn.prepare_cached(&sql).map_err(|error| backend("preparing an insert", error))?;
-    statement
-        .execute(params![document.id.to_string(), document.created_at.unix_micros(), document.json])
-        .map_err(|error| insert_failed(table.kind(), document.id, error))?;
+    let (id, created_at) = (document.id.to_string(), document.created_at.unix_micros());
+    let inserted = match document.parents {
+        Some((task_id, team_id)) => statement.execute(params![
+            id,
+            created_at,
+            document.json,
+            document.archived,
+            document.created_by_user_id,
+            task_id.to_string(),
+            team_id.to_string()
+        ]),
+        None => statement.execute(params![id, created_at, document.json, document.archived, document.created_by_user_id]),
+    };
+    inserted.map_err(|error| insert_failed(table.kind(), document.id, error))?;
     Ok(())
+}
+
+/// Replaces a document and its copied columns; returns whether a row had its id.
+pub(crate) fn update(conn: &Connection, table: Table, document: &Document) -> Result<bool, StorageError> {
+    let update_failed = |error| backend(&format!("updating {} {}", table.kind(), document.id), error);
+    let (task_id, team_id) = match document.parents {
+        Some((task_id, team_id)) => (Some(task_id.to_string()), Some(team_id.to_string())),
+        None => (None, None),
+    };
+    let sql = format!(
+        "UPDATE {} SET json = ?2, archived = ?3, created_by_user_id = ?4{} WHERE id = ?1",
+        table.name(),
+        if document.parents.is_some() { ", task_id = ?5, team_id = ?6" } else { "" },
+    );
+    let mut statement = conn.prepare_cached(&sql).map_err(update_failed)?;
+    let id = document.id.to_string();
+    let changed = match document.parents {
+        Some(_) => statement.execute(params![id, document.json, document.archived, document.created_by_user_id, task_id, team_id]),
+        None => statement.execute(params![id, document.json, document.archived, document.created_by_user_id]),
+    };
+    Ok(changed.map_err(update_failed)? > 0)
 }
 
 /// Reads one document.
@@ -69,30 +124,16 @@ pub(crate) fn get<T: DeserializeOwned>(conn: &Connection, table: Table, id: Uuid
     Ok(Some(document))
 }
 
-/// Lists documents newest first, at most `limit` of them.
-pub(crate) fn list<T: DeserializeOwned>(
-    conn: &Connection,
-    table: Table,
-    limit: Option<usize>,
-) -> Result<Vec<T>, StorageError> {
-    let sql = format!("SELECT id, json FROM {} ORDER BY created_at DESC, id DESC LIMIT ?1", table.name());
-    let list_failed = |error| backend(&format!("listing {}", table.name()), error);
-    let mut statement = conn.prepare_cached(&sql).map_err(list_failed)?;
-    let mut rows = statement.query(params![sql_limit(limit)]).map_err(list_failed)?;
-
-    let mut documents = Vec::new();
-    while let Some(row) = rows.next().map_err(list_failed)? {
-        let id: String = row.get(0).map_err(list_failed)?;
-        let json: String = row.get(1).map_err(list_failed)?;
-        documents.push(serde_json::from_str(&json).map_err(|error| corrupt(table.kind(), id, error))?);
+/// Lists the page of documents that `filter` selects.
+pub(crate) fn list<T: DeserializeOwned>(conn: &Connection, table: Table, filter: &ListFilter) -> Result<Page<T>, StorageError> {
+    let mut conditions = Conditions::default();
+    conditions.equal("archived", flag_value(filter.archived));
+    conditions.equal("created_by_user_id", text_value(filter.created_by_user_id.as_ref()));
+    if let Table::Sessions = table {
+        conditions.equal("task_id", uuid_value(filter.task_id));
+        conditions.equal("team_id", uuid_value(filter.team_id));
     }
-    Ok(documents)
-}
-
-/// Converts a listing limit to SQLite's, where a negative `LIMIT` means none.
-pub(crate) fn sql_limit(limit: Option<usize>) -> i64 {
-    match limit {
-        Some(limit) => i64::try_from(limit).unwrap_or(i64::MAX),
-        None => -1,
-    }
+    listing::list_page(conn, table.name(), conditions, &filter.page, |id, json| {
+        serde_json::from_str(&json).map_err(|error| corrupt(table.kind(), id, error))
+    })
 }

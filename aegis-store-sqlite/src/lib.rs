@@ -61,9 +61,11 @@
 //! ```
 
 mod config;
+mod deletion;
 mod documents;
 mod error;
 mod events;
+mod listing;
 mod reader;
 mod runs;
 mod schema;
@@ -75,7 +77,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aegis_core::storage::{
-    IdempotencyRecord, Lease, ListFilter, RequeueReport, RunEvent, RunEventKind, RunFilter, RunOutcome, StorageError,
+    DeleteOutcome, DeleteTarget, IdempotencyRecord, Lease, ListFilter, Page, RequeueReport, RunEvent, RunEventKind, RunFilter, RunOutcome, StorageError,
 };
 use aegis_core::{AgentMessage, BatchItem, Run, RunSpec, Session, Storage, Task, Team, Timestamp};
 use async_trait::async_trait;
@@ -149,15 +151,13 @@ impl SqliteStore {
 
     /// Encodes `value` here, on the caller's thread, so the writer thread spends its time on
     /// SQLite only.
-    async fn insert_document<T: Serialize>(
-        &self,
-        table: Table,
-        id: Uuid,
-        created_at: Timestamp,
-        value: &T,
-    ) -> Result<(), StorageError> {
-        let json = serde_json::to_string(value).map_err(|error| error::encode_failed(table.kind(), id, error))?;
-        let document = Document { id, created_at, json };
+    async fn update_document<T: Serialize>(&self, table: Table, mut document: Document, value: &T) -> Result<bool, StorageError> {
+        document.json = serde_json::to_string(value).map_err(|error| error::encode_failed(table.kind(), document.id, error))?;
+        self.writer.write(move |conn| documents::update(conn, table, &document)).await
+    }
+
+    async fn insert_document<T: Serialize>(&self, table: Table, mut document: Document, value: &T) -> Result<(), StorageError> {
+        document.json = serde_json::to_string(value).map_err(|error| error::encode_failed(table.kind(), document.id, error))?;
         self.writer.write(move |conn| documents::insert(conn, table, &document)).await
     }
 }
@@ -165,42 +165,76 @@ impl SqliteStore {
 #[async_trait]
 impl Storage for SqliteStore {
     async fn insert_task(&self, task: &Task) -> Result<(), StorageError> {
-        self.insert_document(Table::Tasks, task.id, task.created_at, task).await
+        let document = Document::new(task.id, task.created_at, task.archived, task.created_by_user_id.clone(), None);
+        self.insert_document(Table::Tasks, document, task).await
     }
 
     async fn get_task(&self, id: Uuid) -> Result<Option<Task>, StorageError> {
         self.readers.read(move |conn| documents::get(conn, Table::Tasks, id)).await
     }
 
-    async fn list_tasks(&self, filter: &ListFilter) -> Result<Vec<Task>, StorageError> {
-        let limit = filter.limit;
-        self.readers.read(move |conn| documents::list(conn, Table::Tasks, limit)).await
+    async fn list_tasks(&self, filter: &ListFilter) -> Result<Page<Task>, StorageError> {
+        let filter = filter.clone();
+        self.readers.read(move |conn| documents::list(conn, Table::Tasks, &filter)).await
     }
 
     async fn insert_team(&self, team: &Team) -> Result<(), StorageError> {
-        self.insert_document(Table::Teams, team.id, team.created_at, team).await
+        let document = Document::new(team.id, team.created_at, team.archived, team.created_by_user_id.clone(), None);
+        self.insert_document(Table::Teams, document, team).await
     }
 
     async fn get_team(&self, id: Uuid) -> Result<Option<Team>, StorageError> {
         self.readers.read(move |conn| documents::get(conn, Table::Teams, id)).await
     }
 
-    async fn list_teams(&self, filter: &ListFilter) -> Result<Vec<Team>, StorageError> {
-        let limit = filter.limit;
-        self.readers.read(move |conn| documents::list(conn, Table::Teams, limit)).await
+    async fn list_teams(&self, filter: &ListFilter) -> Result<Page<Team>, StorageError> {
+        let filter = filter.clone();
+        self.readers.read(move |conn| documents::list(conn, Table::Teams, &filter)).await
     }
 
     async fn insert_session(&self, session: &Session) -> Result<(), StorageError> {
-        self.insert_document(Table::Sessions, session.id, session.created_at, session).await
+        let parents = Some((session.task_id, session.team_id));
+        let document =
+            Document::new(session.id, session.created_at, session.archived, session.created_by_user_id.clone(), parents);
+        self.insert_document(Table::Sessions, document, session).await
     }
 
     async fn get_session(&self, id: Uuid) -> Result<Option<Session>, StorageError> {
         self.readers.read(move |conn| documents::get(conn, Table::Sessions, id)).await
     }
 
-    async fn list_sessions(&self, filter: &ListFilter) -> Result<Vec<Session>, StorageError> {
-        let limit = filter.limit;
-        self.readers.read(move |conn| documents::list(conn, Table::Sessions, limit)).await
+    async fn list_sessions(&self, filter: &ListFilter) -> Result<Page<Session>, StorageError> {
+        let filter = filter.clone();
+        self.readers.read(move |conn| documents::list(conn, Table::Sessions, &filter)).await
+    }
+
+    async fn update_task(&self, task: &Task) -> Result<bool, StorageError> {
+        let document = Document::new(task.id, task.created_at, task.archived, task.created_by_user_id.clone(), None);
+        self.update_document(Table::Tasks, document, task).await
+    }
+
+    async fn update_team(&self, team: &Team) -> Result<bool, StorageError> {
+        let document = Document::new(team.id, team.created_at, team.archived, team.created_by_user_id.clone(), None);
+        self.update_document(Table::Teams, document, team).await
+    }
+
+    async fn update_session(&self, session: &Session) -> Result<bool, StorageError> {
+        let parents = Some((session.task_id, session.team_id));
+        let document =
+            Document::new(session.id, session.created_at, session.archived, session.created_by_user_id.clone(), parents);
+        self.update_document(Table::Sessions, document, session).await
+    }
+
+    async fn set_run_archived(&self, id: Uuid, archived: bool) -> Result<Option<Run>, StorageError> {
+        self.writer.write(move |conn| runs::set_run_archived(conn, id, archived)).await
+    }
+
+    async fn delete(&self, target: DeleteTarget, cascade: bool) -> Result<DeleteOutcome, StorageError> {
+        self.writer.write(move |conn| deletion::delete(conn, target, cascade)).await
+    }
+
+    async fn delete_finished_runs(&self, finished_before: Timestamp, limit: usize) -> Result<Vec<Uuid>, StorageError> {
+        self.writer.write(move |conn| deletion::delete_finished_runs(conn, finished_before, limit)).await
     }
 
     async fn insert_run(&self, spec: &RunSpec) -> Result<(), StorageError> {
@@ -212,7 +246,7 @@ impl Storage for SqliteStore {
         self.readers.read(move |conn| runs::get_run(conn, id)).await
     }
 
-    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StorageError> {
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Page<Run>, StorageError> {
         let filter = filter.clone();
         self.readers.read(move |conn| runs::list_runs(conn, &filter)).await
     }

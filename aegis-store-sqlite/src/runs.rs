@@ -8,14 +8,15 @@
 use std::time::Duration;
 
 use aegis_core::storage::{
-    Lease, RequeueReport, RunEventKind, RunFilter, RunOutcome, StorageError, interrupted_outcome, session_limit,
+    Lease, Page, RequeueReport, RunEventKind, RunFilter, RunOutcome, StorageError, interrupted_outcome, session_limit,
 };
 use aegis_core::{AgentMessage, ComponentModel, Run, RunSpec, RunStatus, Timestamp};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::documents::sql_limit;
+use crate::listing::{self, Conditions, flag_value, text_value, uuid_value};
 use crate::error::{backend, corrupt, encode_failed, insert_failed};
 use crate::events::insert_event;
 use crate::sessions::save_session_state;
@@ -26,9 +27,13 @@ use crate::sessions::save_session_state;
 pub(crate) struct EncodedRun {
     pub(crate) id: Uuid,
     pub(crate) session_id: Uuid,
+    pub(crate) task_id: Uuid,
+    pub(crate) archived: bool,
+    pub(crate) created_by_user_id: Option<String>,
     pub(crate) status: String,
     pub(crate) attempt: u32,
     pub(crate) created_at: Timestamp,
+    pub(crate) finished_at: Option<Timestamp>,
     pub(crate) json: String,
     pub(crate) team_component: String,
     pub(crate) team_metadata: String,
@@ -47,9 +52,13 @@ impl EncodedRun {
         Ok(EncodedRun {
             id: run.id,
             session_id: run.session_id,
+            task_id: run.task_id,
+            archived: run.archived,
+            created_by_user_id: run.created_by_user_id.clone(),
             status: run.status.as_str().to_owned(),
             attempt: run.attempt,
             created_at: run.created_at,
+            finished_at: run.finished_at,
             json: encode_run(run)?,
             team_component: serde_json::to_string(&spec.team_component).map_err(encode)?,
             team_metadata: serde_json::to_string(&spec.team_metadata).map_err(encode)?,
@@ -76,8 +85,8 @@ pub(crate) fn insert_run(conn: &Connection, run: &EncodedRun) -> Result<(), Stor
     let mut statement = conn
         .prepare_cached(
             "INSERT INTO runs (id, session_id, status, attempt, created_at, json, team_component, team_metadata,
-                               session_limit, stub_error_step)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                               session_limit, stub_error_step, task_id, archived, created_by_user_id, finished_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )
         .map_err(|error| backend("preparing the run insert", error))?;
     statement
@@ -92,6 +101,10 @@ pub(crate) fn insert_run(conn: &Connection, run: &EncodedRun) -> Result<(), Stor
             run.team_metadata,
             run.session_limit,
             run.stub_error_step,
+            run.task_id.to_string(),
+            run.archived,
+            run.created_by_user_id,
+            run.finished_at.map(Timestamp::unix_micros),
         ])
         .map_err(|error| insert_failed("run", run.id, error))?;
 
@@ -119,36 +132,31 @@ pub(crate) fn get_run(conn: &Connection, id: Uuid) -> Result<Option<Run>, Storag
     Ok(Some(run))
 }
 
-/// Lists runs newest first, with the messages of each one's current attempt.
-pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<Run>, StorageError> {
-    let list_failed = |error| backend("listing runs", error);
-    let limit = sql_limit(filter.limit);
+/// Lists the page of runs that `filter` selects, with the messages of each one's current
+/// attempt.
+pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Page<Run>, StorageError> {
+    let mut conditions = Conditions::default();
+    conditions.equal("session_id", uuid_value(filter.session_id));
+    conditions.equal("task_id", uuid_value(filter.task_id));
+    conditions.equal("status", filter.status.as_ref().map(|status| SqlValue::Text(status.as_str().to_owned())));
+    conditions.equal("created_by_user_id", text_value(filter.created_by_user_id.as_ref()));
+    conditions.equal("archived", flag_value(filter.archived));
+    conditions.compare("created_at", ">=", filter.created_after.map(|at| SqlValue::Integer(at.unix_micros())));
+    conditions.compare("created_at", "<", filter.created_before.map(|at| SqlValue::Integer(at.unix_micros())));
+    listing::list_page(conn, "runs", conditions, &filter.page, |id, json| decode_run(conn, id, &json))
+}
 
-    // Two statements, because `?1 IS NULL OR session_id = ?1` would keep SQLite from using
-    // the session index and scan every run.
-    let (mut statement, session_id) = match filter.session_id {
-        Some(session_id) => {
-            let sql = "SELECT id, json FROM runs WHERE session_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2";
-            (conn.prepare_cached(sql).map_err(list_failed)?, Some(session_id.to_string()))
-        }
-        None => {
-            let sql = "SELECT id, json FROM runs ORDER BY created_at DESC, id DESC LIMIT ?1";
-            (conn.prepare_cached(sql).map_err(list_failed)?, None)
-        }
+/// Sets a run's `archived` flag in its document and its column.
+pub(crate) fn set_run_archived(conn: &Connection, id: Uuid, archived: bool) -> Result<Option<Run>, StorageError> {
+    let Some(mut run) = get_run(conn, id)? else {
+        return Ok(None);
     };
-    let mut rows = match &session_id {
-        Some(session_id) => statement.query(params![session_id, limit]),
-        None => statement.query(params![limit]),
-    }
-    .map_err(list_failed)?;
-
-    let mut runs = Vec::new();
-    while let Some(row) = rows.next().map_err(list_failed)? {
-        let id = row_uuid(row, 0)?;
-        let json: String = row.get(1).map_err(list_failed)?;
-        runs.push(decode_run(conn, id, &json)?);
-    }
-    Ok(runs)
+    run.archived = archived;
+    let json = encode_run(&run)?;
+    let update_failed = |error| backend(&format!("archiving run {id}"), error);
+    conn.execute("UPDATE runs SET archived = ?2, json = ?3 WHERE id = ?1", params![id.to_string(), archived, json])
+        .map_err(update_failed)?;
+    Ok(Some(run))
 }
 
 /// Claims the oldest `created` run for `owner` and marks it `active`.
@@ -392,7 +400,8 @@ fn update_run(conn: &Connection, run: &Run, lease: Option<(&str, Timestamp)>) ->
     let mut statement = conn
         .prepare_cached(
             "UPDATE runs SET status = ?2, attempt = ?3, lease_owner = ?4, lease_expires_at = ?5, json = ?6,
-                             cancel_reason = CASE WHEN ?2 = 'active' THEN cancel_reason END
+                             cancel_reason = CASE WHEN ?2 = 'active' THEN cancel_reason END,
+                             finished_at = ?7, archived = ?8
              WHERE id = ?1",
         )
         .map_err(update_failed)?;
@@ -401,7 +410,16 @@ fn update_run(conn: &Connection, run: &Run, lease: Option<(&str, Timestamp)>) ->
         None => (None, None),
     };
     statement
-        .execute(params![run.id.to_string(), run.status.as_str(), run.attempt, owner, expires_at, json])
+        .execute(params![
+            run.id.to_string(),
+            run.status.as_str(),
+            run.attempt,
+            owner,
+            expires_at,
+            json,
+            run.finished_at.map(Timestamp::unix_micros),
+            run.archived
+        ])
         .map_err(update_failed)?;
     Ok(())
 }
@@ -452,11 +470,6 @@ fn read_messages(conn: &Connection, run_id: Uuid, attempt: u32) -> Result<Vec<Ag
         messages.push(message);
     }
     Ok(messages)
-}
-
-fn row_uuid(row: &Row<'_>, column: usize) -> Result<Uuid, StorageError> {
-    let text: String = row.get(column).map_err(|error| backend("reading a run id", error))?;
-    parse_uuid(&text)
 }
 
 pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, StorageError> {

@@ -117,8 +117,53 @@ CREATE TABLE run_batch_items (
 ) STRICT, WITHOUT ROWID;
 ";
 
+/// Filtered, paginated listings and retention: the fields listings filter on, copied out of
+/// the JSON documents (existing rows are filled from their JSON), and the indexes that serve
+/// each filter in `(created_at, id)` order.
+const V3_LISTINGS: &str = "
+ALTER TABLE tasks ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN created_by_user_id TEXT;
+UPDATE tasks SET archived = coalesce(json_extract(json, '$.archived'), 0),
+                 created_by_user_id = json_extract(json, '$.created_by_user_id');
+CREATE INDEX tasks_by_user ON tasks (created_by_user_id, created_at, id);
+
+ALTER TABLE teams ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE teams ADD COLUMN created_by_user_id TEXT;
+UPDATE teams SET archived = coalesce(json_extract(json, '$.archived'), 0),
+                 created_by_user_id = json_extract(json, '$.created_by_user_id');
+CREATE INDEX teams_by_user ON teams (created_by_user_id, created_at, id);
+
+ALTER TABLE sessions ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN created_by_user_id TEXT;
+ALTER TABLE sessions ADD COLUMN task_id TEXT;
+ALTER TABLE sessions ADD COLUMN team_id TEXT;
+UPDATE sessions SET archived = coalesce(json_extract(json, '$.archived'), 0),
+                    created_by_user_id = json_extract(json, '$.created_by_user_id'),
+                    task_id = json_extract(json, '$.task_id'),
+                    team_id = json_extract(json, '$.team_id');
+CREATE INDEX sessions_by_user ON sessions (created_by_user_id, created_at, id);
+CREATE INDEX sessions_by_task ON sessions (task_id, created_at, id);
+CREATE INDEX sessions_by_team ON sessions (team_id, created_at, id);
+
+-- finished_at is set once the run is terminal; retention deletes by it.
+ALTER TABLE runs ADD COLUMN task_id TEXT;
+ALTER TABLE runs ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN created_by_user_id TEXT;
+ALTER TABLE runs ADD COLUMN finished_at INTEGER;
+UPDATE runs SET task_id = json_extract(json, '$.task_id'),
+                archived = coalesce(json_extract(json, '$.archived'), 0),
+                created_by_user_id = json_extract(json, '$.created_by_user_id'),
+                finished_at = CAST(round((julianday(json_extract(json, '$.finished_at')) - 2440587.5) * 86400000000) AS INTEGER);
+CREATE INDEX runs_by_task ON runs (task_id, created_at, id);
+CREATE INDEX runs_by_user ON runs (created_by_user_id, created_at, id);
+CREATE INDEX runs_by_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
+
+-- Deleting a row deletes the idempotency keys that created it.
+CREATE INDEX idempotency_keys_by_resource ON idempotency_keys (resource_id);
+";
+
 /// The migrations in order, as the module docs describe.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_RUN_ENGINE];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_RUN_ENGINE, V3_LISTINGS];
 
 /// The schema version this version of the crate migrates databases to.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -127,7 +172,7 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 const STATEMENT_CACHE: usize = 64;
 
 /// Opens (creating it if missing) the writer's connection: WAL journal, the configured
-/// `synchronous` mode, foreign keys on.
+/// `synchronous` mode, foreign keys and `secure_delete` on.
 pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> Result<Connection, StoreOpenError> {
     let open_failed = |error| StoreOpenError::open(path.to_owned(), error);
 
@@ -145,6 +190,9 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> Result<Connecti
 
     conn.pragma_update(None, "synchronous", config.synchronous.pragma_value()).map_err(open_failed)?;
     conn.pragma_update(None, "foreign_keys", true).map_err(open_failed)?;
+    // Deleted rows are overwritten with zeros, so deleted personal data does not stay in
+    // free pages of the file (see the deletion module for the WAL).
+    conn.pragma_update(None, "secure_delete", true).map_err(open_failed)?;
     Ok(conn)
 }
 

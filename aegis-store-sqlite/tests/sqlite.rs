@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aegis_core::storage::testkit::{messages, run_spec, session, task, team};
-use aegis_core::storage::{ListFilter, RunFilter, RunOutcome, StorageErrorKind};
+use aegis_core::storage::{
+    DeleteOutcome, DeleteTarget, ListFilter, MAX_LIMIT, PageRequest, RunFilter, RunOutcome, SortOrder, StorageErrorKind,
+};
 use aegis_core::{AgentMessage, RunStatus, Session, Storage, TeamResult};
 use aegis_store_sqlite::{SCHEMA_VERSION, SqliteConfig, SqliteStore, StoreOpenError};
 use rusqlite::Connection;
@@ -49,7 +51,7 @@ async fn reopen_returns_identical_rows() {
     let tasks = store.list_tasks(&ListFilter::default()).await.unwrap();
     let teams = store.list_teams(&ListFilter::default()).await.unwrap();
     let sessions = store.list_sessions(&ListFilter::default()).await.unwrap();
-    let runs = store.list_runs(&RunFilter::default()).await.unwrap();
+    let runs = store.list_runs(&RunFilter::default()).await.unwrap().items;
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[1].id, finished.run.id);
     assert_eq!(runs[1].messages.len(), messages().len(), "the finished run has its messages");
@@ -60,7 +62,7 @@ async fn reopen_returns_identical_rows() {
     assert_eq!(reopened.list_tasks(&ListFilter::default()).await.unwrap(), tasks);
     assert_eq!(reopened.list_teams(&ListFilter::default()).await.unwrap(), teams);
     assert_eq!(reopened.list_sessions(&ListFilter::default()).await.unwrap(), sessions);
-    assert_eq!(reopened.list_runs(&RunFilter::default()).await.unwrap(), runs);
+    assert_eq!(reopened.list_runs(&RunFilter::default()).await.unwrap().items, runs);
     assert_eq!(reopened.get_run(finished.run.id).await.unwrap().as_ref(), Some(&runs[1]));
     assert_eq!(reopened.get_run(queued.run.id).await.unwrap().as_ref(), Some(&queued.run));
 
@@ -236,8 +238,16 @@ async fn concurrent_writers_all_land() {
         assert_eq!(store.get_task(task.id).await.unwrap().as_ref(), Some(task));
         assert_eq!(store.get_run(spec.run.id).await.unwrap().as_ref(), Some(&spec.run));
     }
-    let runs = store.list_runs(&RunFilter::session(session.id)).await.unwrap();
-    assert_eq!(runs.len(), WRITERS * TASKS_EACH);
+    let mut filter = RunFilter::session(session.id);
+    filter.page = PageRequest::first(MAX_LIMIT, SortOrder::Desc);
+    let mut listed = 0;
+    loop {
+        let page = store.list_runs(&filter).await.unwrap();
+        listed += page.items.len();
+        let Some(cursor) = page.next_cursor else { break };
+        filter.page = PageRequest::after(MAX_LIMIT, cursor);
+    }
+    assert_eq!(listed, WRITERS * TASKS_EACH);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -319,5 +329,34 @@ async fn concurrent_appends_keep_order() {
             run.messages.iter().filter(|message| message.source == source).map(AgentMessage::to_text).collect();
         let expected: Vec<String> = (0..MESSAGES_EACH).map(|index| index.to_string()).collect();
         assert_eq!(texts, expected, "the messages of {source} are in append order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_run_leaves_no_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aegis.db");
+    let store = SqliteStore::open_default(&path).await.unwrap();
+    let (task, team) = (task("erase"), team("erase"));
+    let session = session(&task, &team);
+    store.insert_task(&task).await.unwrap();
+    store.insert_team(&team).await.unwrap();
+    store.insert_session(&session).await.unwrap();
+
+    let marker = format!("student-answer-{}", uuid::Uuid::now_v7());
+    let mut spec = run_spec(&session);
+    spec.run.run_task.content = serde_json::json!({"student_answer": marker});
+    store.insert_run(&spec).await.unwrap();
+    let (_, lease) = store.claim_run("erase", LEASE).await.unwrap().unwrap();
+    store.finish_run(&lease, &RunOutcome::complete(TeamResult::default())).await.unwrap();
+    let deleted = store.delete(DeleteTarget::Run(spec.run.id), false).await.unwrap();
+    assert_eq!(deleted, DeleteOutcome::Deleted(Default::default()));
+    store.close().await;
+
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        let file = file.unwrap().path();
+        let bytes = std::fs::read(&file).unwrap();
+        let found = bytes.windows(marker.len()).any(|window| window == marker.as_bytes());
+        assert!(!found, "{} still contains the deleted answer", file.display());
     }
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::message::AgentMessage;
 use crate::resource::{BatchItem, Run, RunSpec, RunStatus, Session, Task, Team};
 use crate::storage::{
-    IdempotencyRecord, Lease, ListFilter, RequeueReport, RunEvent, RunEventKind, RunFilter, RunOutcome, Storage,
+    DeleteOutcome, DeleteTarget, Dependants, IdempotencyRecord, Keyset, Lease, ListFilter, Page, RequeueReport, RunEvent, RunEventKind, RunFilter, RunOutcome, Storage,
     StorageError, StorageErrorKind, interrupted_outcome, session_limit,
 };
 use crate::timestamp::Timestamp;
@@ -90,8 +90,28 @@ impl MemoryStorage {
     }
 }
 
-fn newest<T: Clone>(rows: &BTreeMap<Uuid, T>, limit: Option<usize>) -> Vec<T> {
-    rows.values().rev().take(limit.unwrap_or(usize::MAX)).cloned().collect()
+/// Cuts the page of `rows` that `filter` selects, where `matches` applies the conditions.
+fn list_page<T: Clone>(
+    rows: &BTreeMap<Uuid, T>,
+    filter: &ListFilter,
+    matches: impl Fn(&T) -> bool,
+    key: impl Fn(&T) -> Keyset,
+) -> Page<T> {
+    let selected = rows.values().filter(|row| matches(row)).cloned().collect();
+    filter.page.paginate(selected, key)
+}
+
+/// Replaces the row with `id`, returning whether there was one.
+fn replace<T: Clone>(rows: &mut BTreeMap<Uuid, T>, id: Uuid, row: &T) -> bool {
+    let Some(stored) = rows.get_mut(&id) else {
+        return false;
+    };
+    *stored = row.clone();
+    true
+}
+
+fn run_key(run: &Run) -> Keyset {
+    Keyset::new(run.created_at, run.id)
 }
 
 fn insert_new<T>(rows: &mut BTreeMap<Uuid, T>, id: Uuid, row: T) -> Result<(), StorageError> {
@@ -103,6 +123,53 @@ fn insert_new<T>(rows: &mut BTreeMap<Uuid, T>, id: Uuid, row: T) -> Result<(), S
 }
 
 impl State {
+    /// Returns the rows that depend on `target`, `None` when the target does not exist.
+    fn dependants(&self, target: DeleteTarget) -> Option<Dependants> {
+        let sessions: Vec<Uuid> = match target {
+            DeleteTarget::Task(id) => {
+                self.tasks.get(&id)?;
+                self.sessions.values().filter(|session| session.task_id == id).map(|session| session.id).collect()
+            }
+            DeleteTarget::Team(id) => {
+                self.teams.get(&id)?;
+                self.sessions.values().filter(|session| session.team_id == id).map(|session| session.id).collect()
+            }
+            DeleteTarget::Session(id) => {
+                self.sessions.get(&id)?;
+                Vec::new()
+            }
+            DeleteTarget::Run(id) => {
+                self.runs.get(&id)?;
+                return Some(Dependants::default());
+            }
+        };
+        let runs = self
+            .runs
+            .values()
+            .map(|stored| &stored.spec.run)
+            .filter(|run| match target {
+                DeleteTarget::Task(id) => run.task_id == id || sessions.contains(&run.session_id),
+                DeleteTarget::Session(id) => run.session_id == id,
+                _ => sessions.contains(&run.session_id),
+            })
+            .map(|run| run.id)
+            .collect();
+        Some(Dependants { sessions, runs })
+    }
+
+    fn remove_run(&mut self, id: Uuid) {
+        self.runs.remove(&id);
+        self.queue.remove(&id);
+        self.idempotency.retain(|_, record| record.resource_id != id);
+    }
+
+    fn remove_session(&mut self, id: Uuid) {
+        self.sessions.remove(&id);
+        self.session_states.remove(&id);
+        self.counters.retain(|(session_id, _), _| *session_id != id);
+        self.idempotency.retain(|_, record| record.resource_id != id);
+    }
+
     /// Returns the oldest `created` run whose session is below its limit of active runs.
     fn next_claimable(&self) -> Option<Uuid> {
         let mut active: Option<HashMap<Uuid, u32>> = None;
@@ -148,8 +215,9 @@ impl Storage for MemoryStorage {
         Ok(self.state().tasks.get(&id).cloned())
     }
 
-    async fn list_tasks(&self, filter: &ListFilter) -> Result<Vec<Task>, StorageError> {
-        Ok(newest(&self.state().tasks, filter.limit))
+    async fn list_tasks(&self, filter: &ListFilter) -> Result<Page<Task>, StorageError> {
+        let matches = |task: &Task| filter.matches_common(task.archived, task.created_by_user_id.as_ref());
+        Ok(list_page(&self.state().tasks, filter, matches, |task| Keyset::new(task.created_at, task.id)))
     }
 
     async fn insert_team(&self, team: &Team) -> Result<(), StorageError> {
@@ -160,8 +228,9 @@ impl Storage for MemoryStorage {
         Ok(self.state().teams.get(&id).cloned())
     }
 
-    async fn list_teams(&self, filter: &ListFilter) -> Result<Vec<Team>, StorageError> {
-        Ok(newest(&self.state().teams, filter.limit))
+    async fn list_teams(&self, filter: &ListFilter) -> Result<Page<Team>, StorageError> {
+        let matches = |team: &Team| filter.matches_common(team.archived, team.created_by_user_id.as_ref());
+        Ok(list_page(&self.state().teams, filter, matches, |team| Keyset::new(team.created_at, team.id)))
     }
 
     async fn insert_session(&self, session: &Session) -> Result<(), StorageError> {
@@ -172,8 +241,86 @@ impl Storage for MemoryStorage {
         Ok(self.state().sessions.get(&id).cloned())
     }
 
-    async fn list_sessions(&self, filter: &ListFilter) -> Result<Vec<Session>, StorageError> {
-        Ok(newest(&self.state().sessions, filter.limit))
+    async fn list_sessions(&self, filter: &ListFilter) -> Result<Page<Session>, StorageError> {
+        let matches = |session: &Session| filter.matches_session(session);
+        Ok(list_page(&self.state().sessions, filter, matches, |session| Keyset::new(session.created_at, session.id)))
+    }
+
+    async fn update_task(&self, task: &Task) -> Result<bool, StorageError> {
+        Ok(replace(&mut self.state().tasks, task.id, task))
+    }
+
+    async fn update_team(&self, team: &Team) -> Result<bool, StorageError> {
+        Ok(replace(&mut self.state().teams, team.id, team))
+    }
+
+    async fn update_session(&self, session: &Session) -> Result<bool, StorageError> {
+        Ok(replace(&mut self.state().sessions, session.id, session))
+    }
+
+    async fn set_run_archived(&self, id: Uuid, archived: bool) -> Result<Option<Run>, StorageError> {
+        let mut state = self.state();
+        let Some(stored) = state.runs.get_mut(&id) else {
+            return Ok(None);
+        };
+        stored.spec.run.archived = archived;
+        Ok(Some(stored.spec.run.clone()))
+    }
+
+    async fn delete(&self, target: DeleteTarget, cascade: bool) -> Result<DeleteOutcome, StorageError> {
+        let mut state = self.state();
+        let Some(dependants) = state.dependants(target) else {
+            return Ok(DeleteOutcome::NotFound);
+        };
+        if !dependants.is_empty() && !cascade {
+            return Ok(DeleteOutcome::HasDependants(dependants));
+        }
+        let mut doomed_runs = dependants.runs.clone();
+        if let DeleteTarget::Run(id) = target {
+            doomed_runs.push(id);
+        }
+        let not_terminal: Vec<Uuid> = doomed_runs
+            .iter()
+            .filter(|id| state.runs.get(id).is_some_and(|stored| !stored.spec.run.status.is_terminal()))
+            .copied()
+            .collect();
+        if !not_terminal.is_empty() {
+            return Ok(DeleteOutcome::RunsNotTerminal(not_terminal));
+        }
+
+        for id in doomed_runs {
+            state.remove_run(id);
+        }
+        for id in &dependants.sessions {
+            state.remove_session(*id);
+        }
+        match target {
+            DeleteTarget::Task(id) => {
+                state.tasks.remove(&id);
+            }
+            DeleteTarget::Team(id) => {
+                state.teams.remove(&id);
+            }
+            DeleteTarget::Session(id) => state.remove_session(id),
+            DeleteTarget::Run(_) => {}
+        }
+        Ok(DeleteOutcome::Deleted(dependants))
+    }
+
+    async fn delete_finished_runs(&self, finished_before: Timestamp, limit: usize) -> Result<Vec<Uuid>, StorageError> {
+        let mut state = self.state();
+        let expired: Vec<Uuid> = state
+            .runs
+            .values()
+            .map(|stored| &stored.spec.run)
+            .filter(|run| run.status.is_terminal() && run.finished_at.is_some_and(|at| at < finished_before))
+            .map(|run| run.id)
+            .take(limit)
+            .collect();
+        for id in &expired {
+            state.remove_run(*id);
+        }
+        Ok(expired)
     }
 
     async fn insert_run(&self, spec: &RunSpec) -> Result<(), StorageError> {
@@ -193,17 +340,15 @@ impl Storage for MemoryStorage {
         Ok(self.state().runs.get(&id).map(|stored| stored.spec.run.clone()))
     }
 
-    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StorageError> {
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Page<Run>, StorageError> {
         let state = self.state();
-        let runs = state
+        let selected = state
             .runs
             .values()
-            .rev()
-            .filter(|stored| filter.session_id.is_none_or(|id| stored.spec.run.session_id == id))
-            .take(filter.limit.unwrap_or(usize::MAX))
+            .filter(|stored| filter.matches(&stored.spec.run) && filter.page.admits(&run_key(&stored.spec.run)))
             .map(|stored| stored.spec.run.clone())
             .collect();
-        Ok(runs)
+        Ok(filter.page.paginate(selected, run_key))
     }
 
     async fn claim_run(&self, owner: &str, lease: Duration) -> Result<Option<(RunSpec, Lease)>, StorageError> {

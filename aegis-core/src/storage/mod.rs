@@ -42,6 +42,7 @@
 //! active at a time, in creation order; with `max_concurrent_runs: N` at most `N` are.
 
 pub mod memory;
+pub mod page;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -58,6 +59,7 @@ use crate::resource::{BatchItem, ErrorDetails, Run, RunSpec, RunStatus, Session,
 use crate::timestamp::Timestamp;
 
 pub use memory::MemoryStorage;
+pub use page::{Cursor, CursorKey, DEFAULT_LIMIT, Keyset, MAX_LIMIT, Page, PageRequest, SortOrder};
 
 /// What went wrong in a store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -291,29 +293,134 @@ pub fn continues_conversation(team_metadata: &Map<String, Value>) -> bool {
     team_metadata.get("continue_conversation").and_then(Value::as_bool) == Some(true)
 }
 
-/// Which runs a listing returns.
+/// Which runs a listing returns, and which page of them. Every condition that is set must
+/// hold; an unset one admits every run.
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct RunFilter {
+    /// The page: size, order and the cursor it starts after.
+    pub page: PageRequest,
     /// Only runs of this session.
     pub session_id: Option<Uuid>,
-    /// At most this many runs, newest first.
-    pub limit: Option<usize>,
+    /// Only runs of this task.
+    pub task_id: Option<Uuid>,
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+    /// Only runs with this `created_by_user_id`.
+    pub created_by_user_id: Option<String>,
+    /// `Some(false)`: only runs not archived; `Some(true)`: only archived runs; `None`: both.
+    pub archived: Option<bool>,
+    /// Only runs created at or after this instant.
+    pub created_after: Option<Timestamp>,
+    /// Only runs created strictly before this instant.
+    pub created_before: Option<Timestamp>,
 }
 
 impl RunFilter {
-    /// Lists the runs of one session.
+    /// Lists the runs of one session, first page of the default size.
     pub fn session(session_id: Uuid) -> RunFilter {
-        RunFilter { session_id: Some(session_id), limit: None }
+        RunFilter { session_id: Some(session_id), ..RunFilter::default() }
+    }
+
+    /// Returns whether `run` meets every condition except the page. Stores that filter in
+    /// memory use it; SQL stores express the same conditions in their `WHERE` clause.
+    pub fn matches(&self, run: &Run) -> bool {
+        self.session_id.is_none_or(|id| run.session_id == id)
+            && self.task_id.is_none_or(|id| run.task_id == id)
+            && self.status.as_ref().is_none_or(|status| run.status == *status)
+            && self.created_by_user_id.as_ref().is_none_or(|user| run.created_by_user_id.as_ref() == Some(user))
+            && self.archived.is_none_or(|archived| run.archived == archived)
+            && self.created_after.is_none_or(|after| run.created_at >= after)
+            && self.created_before.is_none_or(|before| run.created_at < before)
     }
 }
 
-/// Which rows a listing of tasks, teams or sessions returns.
+/// Which tasks, teams or sessions a listing returns, and which page of them. Every
+/// condition that is set must hold; an unset one admits every row.
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct ListFilter {
-    /// At most this many rows, newest first.
-    pub limit: Option<usize>,
+    /// The page: size, order and the cursor it starts after.
+    pub page: PageRequest,
+    /// `Some(false)`: only rows not archived; `Some(true)`: only archived rows; `None`: both.
+    pub archived: Option<bool>,
+    /// Only rows with this `created_by_user_id`.
+    pub created_by_user_id: Option<String>,
+    /// Sessions only: only sessions of this task. Listings of tasks and teams ignore it.
+    pub task_id: Option<Uuid>,
+    /// Sessions only: only sessions of this team. Listings of tasks and teams ignore it.
+    pub team_id: Option<Uuid>,
+}
+
+impl ListFilter {
+    /// Lists the first page of `limit` rows in `order`, archived or not.
+    pub fn first(limit: usize, order: SortOrder) -> ListFilter {
+        ListFilter { page: PageRequest::first(limit, order), ..ListFilter::default() }
+    }
+
+    /// Returns whether a row with these fields meets the conditions that apply to every
+    /// resource (`archived`, `created_by_user_id`).
+    pub fn matches_common(&self, archived: bool, created_by_user_id: Option<&String>) -> bool {
+        self.archived.is_none_or(|wanted| archived == wanted)
+            && self.created_by_user_id.as_ref().is_none_or(|user| created_by_user_id == Some(user))
+    }
+
+    /// Returns whether `session` meets every condition except the page.
+    pub fn matches_session(&self, session: &Session) -> bool {
+        self.matches_common(session.archived, session.created_by_user_id.as_ref())
+            && self.task_id.is_none_or(|id| session.task_id == id)
+            && self.team_id.is_none_or(|id| session.team_id == id)
+    }
+}
+
+/// A row [`Storage::delete`] removes, with the rows that hang off it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeleteTarget {
+    /// A task; its sessions and runs are its dependants.
+    Task(Uuid),
+    /// A team; its sessions and their runs are its dependants.
+    Team(Uuid),
+    /// A session; its runs are its dependants.
+    Session(Uuid),
+    /// A run, with its messages, events and batch items. Runs have no dependants.
+    Run(Uuid),
+}
+
+/// The rows that depend on a delete target.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Dependants {
+    /// Sessions that would go with the target.
+    pub sessions: Vec<Uuid>,
+    /// Runs that would go with the target.
+    pub runs: Vec<Uuid>,
+}
+
+impl Dependants {
+    /// Creates the list of dependants.
+    pub fn new(sessions: Vec<Uuid>, runs: Vec<Uuid>) -> Dependants {
+        Dependants { sessions, runs }
+    }
+
+    /// Returns whether nothing depends on the target.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty() && self.runs.is_empty()
+    }
+}
+
+/// What [`Storage::delete`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeleteOutcome {
+    /// No row has the target's id.
+    NotFound,
+    /// The target and the dependants listed are gone.
+    Deleted(Dependants),
+    /// Nothing was deleted because rows depend on the target and `cascade` was false.
+    HasDependants(Dependants),
+    /// Nothing was deleted because these runs would go and are not terminal.
+    RunsNotTerminal(Vec<Uuid>),
 }
 
 /// Runs that a sweep of expired leases re-queued or ended.
@@ -338,29 +445,55 @@ pub trait Storage: Send + Sync {
     async fn insert_task(&self, task: &Task) -> Result<(), StorageError>;
     /// Reads a task.
     async fn get_task(&self, id: Uuid) -> Result<Option<Task>, StorageError>;
-    /// Lists tasks, newest first.
-    async fn list_tasks(&self, filter: &ListFilter) -> Result<Vec<Task>, StorageError>;
+    /// Lists the page of tasks that `filter` selects, ordered by `(created_at, id)` as
+    /// [`page`] describes.
+    async fn list_tasks(&self, filter: &ListFilter) -> Result<Page<Task>, StorageError>;
 
     /// Stores a new team.
     async fn insert_team(&self, team: &Team) -> Result<(), StorageError>;
     /// Reads a team.
     async fn get_team(&self, id: Uuid) -> Result<Option<Team>, StorageError>;
-    /// Lists teams, newest first.
-    async fn list_teams(&self, filter: &ListFilter) -> Result<Vec<Team>, StorageError>;
+    /// Lists the page of teams that `filter` selects, ordered by `(created_at, id)` as
+    /// [`page`] describes.
+    async fn list_teams(&self, filter: &ListFilter) -> Result<Page<Team>, StorageError>;
 
     /// Stores a new session.
     async fn insert_session(&self, session: &Session) -> Result<(), StorageError>;
     /// Reads a session.
     async fn get_session(&self, id: Uuid) -> Result<Option<Session>, StorageError>;
-    /// Lists sessions, newest first.
-    async fn list_sessions(&self, filter: &ListFilter) -> Result<Vec<Session>, StorageError>;
+    /// Lists the page of sessions that `filter` selects, ordered by `(created_at, id)` as
+    /// [`page`] describes.
+    async fn list_sessions(&self, filter: &ListFilter) -> Result<Page<Session>, StorageError>;
+
+    /// Replaces a stored task with `task` (same id). Returns `false` when no task has its id.
+    async fn update_task(&self, task: &Task) -> Result<bool, StorageError>;
+    /// Replaces a stored team with `team` (same id). Returns `false` when no team has its id.
+    async fn update_team(&self, team: &Team) -> Result<bool, StorageError>;
+    /// Replaces a stored session with `session` (same id, task and team). Returns `false`
+    /// when no session has its id.
+    async fn update_session(&self, session: &Session) -> Result<bool, StorageError>;
+    /// Sets a run's `archived` flag, the only field of a run a client may change. Returns the
+    /// run after the change, `None` for an unknown id.
+    async fn set_run_archived(&self, id: Uuid, archived: bool) -> Result<Option<Run>, StorageError>;
+
+    /// Deletes `target` atomically, with its dependants when `cascade` is true. Deletes
+    /// nothing when rows depend on it and `cascade` is false, or when a run that would go is
+    /// not terminal. Deleting a run also deletes its messages, events, batch items and the
+    /// idempotency keys that created it (their stored request holds the run's task), and a
+    /// session's counters and team state go with it. Deleted data must not stay readable in
+    /// the store's files (see the backend's docs for how far it guarantees this).
+    async fn delete(&self, target: DeleteTarget, cascade: bool) -> Result<DeleteOutcome, StorageError>;
+    /// Deletes up to `limit` terminal runs that finished before `finished_before`, as
+    /// [`Storage::delete`] deletes a run, and returns their ids. For retention.
+    async fn delete_finished_runs(&self, finished_before: Timestamp, limit: usize) -> Result<Vec<Uuid>, StorageError>;
 
     /// Stores a new `created` run with its snapshots; durable when this returns.
     async fn insert_run(&self, spec: &RunSpec) -> Result<(), StorageError>;
     /// Reads a run with the messages produced so far.
     async fn get_run(&self, id: Uuid) -> Result<Option<Run>, StorageError>;
-    /// Lists runs with their messages, newest first.
-    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StorageError>;
+    /// Lists the page of runs that `filter` selects, with their messages, ordered by
+    /// `(created_at, id)` as [`page`] describes.
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Page<Run>, StorageError>;
 
     /// Claims the oldest `created` run for `owner` for `lease` and marks it `active`.
     async fn claim_run(&self, owner: &str, lease: Duration) -> Result<Option<(RunSpec, Lease)>, StorageError>;

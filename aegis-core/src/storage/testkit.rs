@@ -43,7 +43,8 @@ use crate::resource::{
     TeamResult,
 };
 use crate::storage::{
-    IdempotencyRecord, Lease, ListFilter, RunEventKind, RunFilter, RunOutcome, Storage, StorageError, StorageErrorKind,
+    DeleteOutcome, DeleteTarget, Dependants, IdempotencyRecord, Lease, ListFilter, PageRequest, RunEventKind, RunFilter, RunOutcome, SortOrder, Storage,
+    StorageError, StorageErrorKind,
 };
 use crate::timestamp::Timestamp;
 
@@ -79,6 +80,13 @@ pub async fn check_all(store: &Arc<dyn Storage>) {
     check_idempotency_keys(shared).await;
     check_batch_items(shared).await;
     check_concurrent_counters(store).await;
+    check_pages(shared).await;
+    check_list_filters(shared).await;
+    check_run_filters(shared).await;
+    check_pages_under_inserts(store).await;
+    check_updates(shared).await;
+    check_deletes(shared).await;
+    check_retention(shared).await;
 }
 
 /// Builds a task with every field set.
@@ -222,9 +230,10 @@ pub async fn check_tasks(store: &dyn Storage) {
     assert_eq!(store.get_task(Uuid::now_v7()).await.expect("get_task of an unknown id"), None);
 
     let all = store.list_tasks(&ListFilter::default()).await.expect("list_tasks");
-    assert_eq!(ids(all.iter().take(3).map(|row| row.id)), ids(written.iter().rev().map(|row| row.id)), "newest first");
-    let limited = store.list_tasks(&ListFilter { limit: Some(2) }).await.expect("list_tasks with a limit");
-    assert_eq!(ids(limited.iter().map(|row| row.id)), ids(written.iter().rev().take(2).map(|row| row.id)), "limit 2");
+    assert_eq!(ids(all.items.iter().take(3).map(|row| row.id)), ids(written.iter().rev().map(|row| row.id)), "newest first");
+    let limited = store.list_tasks(&ListFilter::first(2, SortOrder::Desc)).await.expect("list_tasks with a limit");
+    assert_eq!(ids(limited.items.iter().map(|row| row.id)), ids(written.iter().rev().take(2).map(|row| row.id)), "limit 2");
+    assert!(limited.has_more(), "list_tasks with limit 2 of 3 or more rows has more");
 
     let duplicate = Task { name: "duplicate".to_owned(), ..written[0].clone() };
     assert_kind(store.insert_task(&duplicate).await, StorageErrorKind::Conflict, "insert_task of a duplicate id");
@@ -244,9 +253,10 @@ pub async fn check_teams(store: &dyn Storage) {
     assert_eq!(store.get_team(Uuid::now_v7()).await.expect("get_team of an unknown id"), None);
 
     let all = store.list_teams(&ListFilter::default()).await.expect("list_teams");
-    assert_eq!(ids(all.iter().take(3).map(|row| row.id)), ids(written.iter().rev().map(|row| row.id)), "newest first");
-    let limited = store.list_teams(&ListFilter { limit: Some(2) }).await.expect("list_teams with a limit");
-    assert_eq!(ids(limited.iter().map(|row| row.id)), ids(written.iter().rev().take(2).map(|row| row.id)), "limit 2");
+    assert_eq!(ids(all.items.iter().take(3).map(|row| row.id)), ids(written.iter().rev().map(|row| row.id)), "newest first");
+    let limited = store.list_teams(&ListFilter::first(2, SortOrder::Desc)).await.expect("list_teams with a limit");
+    assert_eq!(ids(limited.items.iter().map(|row| row.id)), ids(written.iter().rev().take(2).map(|row| row.id)), "limit 2");
+    assert!(limited.has_more(), "list_teams with limit 2 of 3 or more rows has more");
 
     let duplicate = Team { name: Some("duplicate".to_owned()), ..written[0].clone() };
     assert_kind(store.insert_team(&duplicate).await, StorageErrorKind::Conflict, "insert_team of a duplicate id");
@@ -268,9 +278,10 @@ pub async fn check_sessions(store: &dyn Storage) {
     assert_eq!(store.get_session(Uuid::now_v7()).await.expect("get_session of an unknown id"), None);
 
     let all = store.list_sessions(&ListFilter::default()).await.expect("list_sessions");
-    assert_eq!(ids(all.iter().take(3).map(|row| row.id)), ids(written.iter().rev().map(|row| row.id)), "newest first");
-    let limited = store.list_sessions(&ListFilter { limit: Some(2) }).await.expect("list_sessions with a limit");
-    assert_eq!(ids(limited.iter().map(|row| row.id)), ids(written.iter().rev().take(2).map(|row| row.id)), "limit 2");
+    assert_eq!(ids(all.items.iter().take(3).map(|row| row.id)), ids(written.iter().rev().map(|row| row.id)), "newest first");
+    let limited = store.list_sessions(&ListFilter::first(2, SortOrder::Desc)).await.expect("list_sessions with a limit");
+    assert_eq!(ids(limited.items.iter().map(|row| row.id)), ids(written.iter().rev().take(2).map(|row| row.id)), "limit 2");
+    assert!(limited.has_more(), "list_sessions with limit 2 of 3 or more rows has more");
 
     let duplicate = Session { name: Some("duplicate".to_owned()), ..written[0].clone() };
     assert_kind(store.insert_session(&duplicate).await, StorageErrorKind::Conflict, "insert_session of a duplicate id");
@@ -302,19 +313,21 @@ pub async fn check_runs(store: &dyn Storage) {
     let all = store.list_runs(&RunFilter::default()).await.expect("list_runs");
     let newest: Vec<Run> = written.iter().rev().map(|spec| spec.run.clone()).collect();
     assert_eq!(
-        all.get(..4),
+        all.items.get(..4),
         Some(newest.as_slice()),
         "list_runs returns the newest runs first, equal to those written"
     );
 
     let of_first = store.list_runs(&RunFilter::session(first_session.id)).await.expect("list_runs of a session");
-    assert_eq!(of_first, newest[1..].to_vec(), "list_runs of a session returns its runs only, newest first");
-    let limited = RunFilter { session_id: Some(first_session.id), limit: Some(2) };
+    assert_eq!(of_first.items, newest[1..].to_vec(), "list_runs of a session returns its runs only, newest first");
+    let mut limited = RunFilter::session(first_session.id);
+    limited.page = PageRequest::first(2, SortOrder::Desc);
     let of_first = store.list_runs(&limited).await.expect("list_runs of a session with a limit");
-    assert_eq!(of_first, newest[1..3].to_vec(), "list_runs of a session with limit 2");
+    assert_eq!(of_first.items, newest[1..3].to_vec(), "list_runs of a session with limit 2");
     let of_unknown =
         store.list_runs(&RunFilter::session(Uuid::now_v7())).await.expect("list_runs of an unknown session");
-    assert_eq!(of_unknown, Vec::<Run>::new(), "list_runs of a session without runs");
+    assert_eq!(of_unknown.items, Vec::<Run>::new(), "list_runs of a session without runs");
+    assert!(!of_unknown.has_more(), "an empty listing has no more pages");
 
     let mut duplicate = written[0].clone();
     duplicate.run.created_by_user_id = Some("someone else".to_owned());
@@ -513,8 +526,8 @@ pub async fn check_messages(store: &dyn Storage) {
     let run = store.get_run(written.run.id).await.expect("get_run").expect("the run");
     assert_eq!(run.messages, appended, "get_run returns the messages in append order");
     let listed = store.list_runs(&RunFilter::session(session.id)).await.expect("list_runs");
-    assert_eq!(listed.len(), 1, "the session has one run");
-    assert_eq!(listed[0].messages, appended, "list_runs returns the messages in append order");
+    assert_eq!(listed.items.len(), 1, "the session has one run");
+    assert_eq!(listed.items[0].messages, appended, "list_runs returns the messages in append order");
 
     store.finish_run(&lease, &stopped_outcome()).await.expect("finish_run");
     let run = store.get_run(written.run.id).await.expect("get_run").expect("the run");
@@ -928,6 +941,336 @@ pub async fn check_concurrent_counters(store: &Arc<dyn Storage>) {
         values.insert(task.await.expect("a counting task panicked"));
     }
     assert_eq!(values, (0..CALLERS).collect::<HashSet<u64>>(), "every caller got a different value");
+}
+
+/// Checks keyset pages of tasks in both orders: every row once, in order, `has_more` false
+/// only on the last page, and rows that share a `created_at` ordered by id.
+pub async fn check_pages(store: &dyn Storage) {
+    let user = format!("pages-{}", Uuid::now_v7());
+    let shared_time = Timestamp::now();
+    let mut written = Vec::new();
+    for index in 0..7 {
+        let mut row = task(&format!("page {index}"));
+        row.created_by_user_id = Some(user.clone());
+        if index % 2 == 0 {
+            row.created_at = shared_time;
+        }
+        store.insert_task(&row).await.expect("insert_task");
+        written.push(row);
+    }
+    let mut expected: Vec<Uuid> = written.iter().map(|row| row.id).collect();
+    expected.sort_by_key(|id| written.iter().find(|row| row.id == *id).map(|row| (row.created_at, row.id)));
+
+    for order in [SortOrder::Asc, SortOrder::Desc] {
+        let mut filter = ListFilter::first(3, order);
+        filter.created_by_user_id = Some(user.clone());
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let page = store.list_tasks(&filter).await.expect("list_tasks page");
+            pages += 1;
+            seen.extend(page.items.iter().map(|row| row.id));
+            let Some(cursor) = page.next_cursor else { break };
+            assert_eq!(page.items.len(), 3, "{order:?}: a page before the last is full");
+            assert_eq!(cursor.order, order, "{order:?}: the cursor carries the order");
+            filter.page = PageRequest::after(3, cursor);
+        }
+        let mut want = expected.clone();
+        if order == SortOrder::Desc {
+            want.reverse();
+        }
+        assert_eq!(seen, want, "{order:?}: pages of 3 return every row once, in order");
+        assert_eq!(pages, 3, "{order:?}: 7 rows make 3 pages of 3");
+    }
+}
+
+/// Checks the filters of task, team and session listings: `archived` (hidden, only, both),
+/// `created_by_user_id`, and a session's `task_id` and `team_id`.
+pub async fn check_list_filters(store: &dyn Storage) {
+    let user = format!("filters-{}", Uuid::now_v7());
+    let mut shown = task("shown");
+    shown.created_by_user_id = Some(user.clone());
+    let archived = Task { id: Uuid::now_v7(), archived: true, ..shown.clone() };
+    store.insert_task(&shown).await.expect("insert_task");
+    store.insert_task(&archived).await.expect("insert_task");
+
+    let mut filter = ListFilter::first(10, SortOrder::Desc);
+    filter.created_by_user_id = Some(user.clone());
+    let both = store.list_tasks(&filter).await.expect("list_tasks").items;
+    assert_eq!(ids(both.iter().map(|row| row.id)), vec![archived.id, shown.id], "archived: None lists both");
+    filter.archived = Some(false);
+    let visible = store.list_tasks(&filter).await.expect("list_tasks").items;
+    assert_eq!(ids(visible.iter().map(|row| row.id)), vec![shown.id], "archived: Some(false) hides archived tasks");
+    filter.archived = Some(true);
+    let only = store.list_tasks(&filter).await.expect("list_tasks").items;
+    assert_eq!(ids(only.iter().map(|row| row.id)), vec![archived.id], "archived: Some(true) lists archived tasks only");
+
+    let mut own_team = team("filters");
+    own_team.created_by_user_id = Some(user.clone());
+    own_team.archived = false;
+    store.insert_team(&own_team).await.expect("insert_team");
+    let mut team_filter = ListFilter::first(10, SortOrder::Desc);
+    team_filter.created_by_user_id = Some(user.clone());
+    team_filter.archived = Some(false);
+    let teams = store.list_teams(&team_filter).await.expect("list_teams").items;
+    assert_eq!(ids(teams.iter().map(|row| row.id)), vec![own_team.id], "teams by created_by_user_id");
+
+    let other_team = team("other filters");
+    store.insert_team(&other_team).await.expect("insert_team");
+    let of_team = session(&shown, &own_team);
+    let of_other_team = session(&shown, &other_team);
+    let of_other_task = session(&archived, &own_team);
+    for row in [&of_team, &of_other_team, &of_other_task] {
+        store.insert_session(row).await.expect("insert_session");
+    }
+    let mut by_task = ListFilter::first(10, SortOrder::Asc);
+    by_task.task_id = Some(shown.id);
+    let sessions = store.list_sessions(&by_task).await.expect("list_sessions by task").items;
+    assert_eq!(ids(sessions.iter().map(|row| row.id)), vec![of_team.id, of_other_team.id], "sessions by task_id");
+    let mut by_team = ListFilter::first(10, SortOrder::Asc);
+    by_team.team_id = Some(own_team.id);
+    let sessions = store.list_sessions(&by_team).await.expect("list_sessions by team").items;
+    assert_eq!(ids(sessions.iter().map(|row| row.id)), vec![of_team.id, of_other_task.id], "sessions by team_id");
+    by_team.task_id = Some(archived.id);
+    let sessions = store.list_sessions(&by_team).await.expect("list_sessions by task and team").items;
+    assert_eq!(ids(sessions.iter().map(|row| row.id)), vec![of_other_task.id], "sessions by task_id and team_id");
+}
+
+/// Checks every run filter: session, task, status, user, archived and the created-at range.
+pub async fn check_run_filters(store: &dyn Storage) {
+    drain(store).await;
+    let session = new_session(store).await;
+    let other = new_session(store).await;
+    let user = format!("runs-{}", Uuid::now_v7());
+
+    let mut first = run_spec(&session);
+    first.run.created_by_user_id = Some(user.clone());
+    let mut archived = run_spec(&session);
+    archived.run.archived = true;
+    archived.run.created_at = first.run.created_at.saturating_add(Duration::from_millis(5));
+    let mut of_other = run_spec(&other);
+    of_other.run.created_at = first.run.created_at.saturating_add(Duration::from_millis(10));
+    for spec in [&first, &archived, &of_other] {
+        store.insert_run(spec).await.expect("insert_run");
+    }
+    let (_, lease) = store.claim_run("filters", LONG_LEASE).await.expect("claim_run").expect("a queued run");
+    assert_eq!(lease.run_id, first.run.id, "the oldest run is claimed first");
+
+    let listed = |filter: RunFilter| async move {
+        let page = store.list_runs(&filter).await.expect("list_runs");
+        ids(page.items.iter().map(|run| run.id))
+    };
+    let scoped = |mut filter: RunFilter| {
+        filter.created_after = Some(first.run.created_at);
+        filter.page = PageRequest::first(10, SortOrder::Asc);
+        filter
+    };
+
+    let mut by_task = scoped(RunFilter::default());
+    by_task.task_id = Some(session.task_id);
+    assert_eq!(listed(by_task).await, vec![first.run.id, archived.run.id], "runs by task_id");
+    let mut by_status = scoped(RunFilter::session(session.id));
+    by_status.status = Some(RunStatus::Active);
+    assert_eq!(listed(by_status).await, vec![first.run.id], "runs by status");
+    let mut by_user = scoped(RunFilter::default());
+    by_user.created_by_user_id = Some(user.clone());
+    assert_eq!(listed(by_user).await, vec![first.run.id], "runs by created_by_user_id");
+    let mut by_archived = scoped(RunFilter::session(session.id));
+    by_archived.archived = Some(true);
+    assert_eq!(listed(by_archived).await, vec![archived.run.id], "archived runs only");
+    let mut by_visible = scoped(RunFilter::session(session.id));
+    by_visible.archived = Some(false);
+    assert_eq!(listed(by_visible).await, vec![first.run.id], "runs not archived");
+    let mut by_range = scoped(RunFilter::default());
+    by_range.created_after = Some(archived.run.created_at);
+    by_range.created_before = Some(of_other.run.created_at);
+    assert_eq!(listed(by_range).await, vec![archived.run.id], "created_after is inclusive, created_before exclusive");
+    let mut by_session = scoped(RunFilter::session(other.id));
+    by_session.created_after = None;
+    assert_eq!(listed(by_session).await, vec![of_other.run.id], "runs by session_id");
+
+    store.finish_run(&lease, &stopped_outcome()).await.expect("finish_run");
+    drain(store).await;
+}
+
+/// Checks that walking pages while other tasks insert rows returns every row that existed
+/// at the start exactly once, in both orders, for tasks and for runs.
+pub async fn check_pages_under_inserts(store: &Arc<dyn Storage>) {
+    const EXISTING: usize = 25;
+    const INSERTED: usize = 25;
+    drain(store.as_ref()).await;
+
+    let user = format!("inserts-{}", Uuid::now_v7());
+    let session = new_session(store.as_ref()).await;
+    let mut existing_tasks = HashSet::new();
+    let mut existing_runs = HashSet::new();
+    for index in 0..EXISTING {
+        let mut row = task(&format!("existing {index}"));
+        row.created_by_user_id = Some(user.clone());
+        store.insert_task(&row).await.expect("insert_task");
+        existing_tasks.insert(row.id);
+        let spec = run_spec(&session);
+        store.insert_run(&spec).await.expect("insert_run");
+        existing_runs.insert(spec.run.id);
+    }
+
+    for order in [SortOrder::Desc, SortOrder::Asc] {
+        let writer = {
+            let (store, user, session) = (Arc::clone(store), user.clone(), session.clone());
+            tokio::spawn(async move {
+                for index in 0..INSERTED {
+                    let mut row = task(&format!("inserted {index}"));
+                    row.created_by_user_id = Some(user.clone());
+                    store.insert_task(&row).await.expect("insert_task while paging");
+                    store.insert_run(&run_spec(&session)).await.expect("insert_run while paging");
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+
+        let mut tasks_seen = Vec::new();
+        let mut filter = ListFilter::first(4, order);
+        filter.created_by_user_id = Some(user.clone());
+        loop {
+            let page = store.list_tasks(&filter).await.expect("list_tasks while inserting");
+            tasks_seen.extend(page.items.iter().map(|row| row.id));
+            let Some(cursor) = page.next_cursor else { break };
+            filter.page = PageRequest::after(4, cursor);
+            tokio::task::yield_now().await;
+        }
+
+        let mut runs_seen = Vec::new();
+        let mut run_filter = RunFilter::session(session.id);
+        run_filter.page = PageRequest::first(4, order);
+        loop {
+            let page = store.list_runs(&run_filter).await.expect("list_runs while inserting");
+            runs_seen.extend(page.items.iter().map(|run| run.id));
+            let Some(cursor) = page.next_cursor else { break };
+            run_filter.page = PageRequest::after(4, cursor);
+            tokio::task::yield_now().await;
+        }
+        writer.await.expect("the inserting task panicked");
+
+        for (name, seen, existing) in [("tasks", &tasks_seen, &existing_tasks), ("runs", &runs_seen, &existing_runs)] {
+            let unique: HashSet<Uuid> = seen.iter().copied().collect();
+            assert_eq!(unique.len(), seen.len(), "{order:?}: no {name} row appears on two pages");
+            let missing = existing.difference(&unique).count();
+            assert_eq!(missing, 0, "{order:?}: every {name} row that existed before the walk is listed");
+        }
+    }
+    drain(store.as_ref()).await;
+}
+
+/// Checks that updates replace rows and their filtered columns, and report unknown ids.
+pub async fn check_updates(store: &dyn Storage) {
+    let session = new_session(store).await;
+    let mut task = store.get_task(session.task_id).await.expect("get_task").expect("the task");
+    task.name = "renamed".to_owned();
+    task.archived = true;
+    assert!(store.update_task(&task).await.expect("update_task"), "update_task of a stored task");
+    assert_eq!(store.get_task(task.id).await.expect("get_task"), Some(task.clone()), "the task after its update");
+    let mut only_archived = ListFilter::first(100, SortOrder::Desc);
+    only_archived.archived = Some(true);
+    let archived = store.list_tasks(&only_archived).await.expect("list_tasks").items;
+    assert!(archived.iter().any(|row| row.id == task.id), "an archived task is listed as archived");
+
+    let mut team = store.get_team(session.team_id).await.expect("get_team").expect("the team");
+    team.name = Some("renamed".to_owned());
+    assert!(store.update_team(&team).await.expect("update_team"), "update_team of a stored team");
+    assert_eq!(store.get_team(team.id).await.expect("get_team"), Some(team), "the team after its update");
+
+    let mut changed = session.clone();
+    changed.team_metadata.insert("model".to_owned(), json!("gpt-4.1"));
+    assert!(store.update_session(&changed).await.expect("update_session"), "update_session of a stored session");
+    assert_eq!(store.get_session(session.id).await.expect("get_session"), Some(changed), "the session after its update");
+
+    let spec = run_spec(&session);
+    store.insert_run(&spec).await.expect("insert_run");
+    let run = store.set_run_archived(spec.run.id, true).await.expect("set_run_archived").expect("the run");
+    assert!(run.archived, "set_run_archived returns the archived run");
+    assert_eq!(store.get_run(spec.run.id).await.expect("get_run").map(|run| run.archived), Some(true), "the run reads archived");
+    let mut archived_runs = RunFilter::session(session.id);
+    archived_runs.archived = Some(true);
+    assert_eq!(store.list_runs(&archived_runs).await.expect("list_runs").items.len(), 1, "the run lists as archived");
+
+    let unknown = Task { id: Uuid::now_v7(), ..task };
+    assert!(!store.update_task(&unknown).await.expect("update_task of an unknown id"), "update_task of an unknown id");
+    assert_eq!(store.set_run_archived(Uuid::now_v7(), true).await.expect("set_run_archived"), None, "unknown run");
+    drain(store).await;
+}
+
+/// Checks deletes: dependants block them unless cascading, runs that are not terminal block
+/// them always, and a deleted run takes its messages, events and idempotency keys along.
+pub async fn check_deletes(store: &dyn Storage) {
+    drain(store).await;
+    let session = new_session(store).await;
+    let spec = run_spec(&session);
+    store.insert_run(&spec).await.expect("insert_run");
+    let key = IdempotencyRecord::new("POST /api/v1/run", format!("key-{}", spec.run.id), "{}", spec.run.id);
+    store.put_idempotency_key(&key).await.expect("put_idempotency_key");
+
+    let blocked = store.delete(DeleteTarget::Task(session.task_id), false).await.expect("delete task");
+    assert_eq!(blocked, DeleteOutcome::HasDependants(Dependants::new(vec![session.id], vec![spec.run.id])), "a used task");
+    let blocked = store.delete(DeleteTarget::Team(session.team_id), false).await.expect("delete team");
+    assert_eq!(blocked, DeleteOutcome::HasDependants(Dependants::new(vec![session.id], vec![spec.run.id])), "a used team");
+    let blocked = store.delete(DeleteTarget::Session(session.id), true).await.expect("delete session");
+    assert_eq!(blocked, DeleteOutcome::RunsNotTerminal(vec![spec.run.id]), "a cascade over a queued run");
+    let blocked = store.delete(DeleteTarget::Run(spec.run.id), false).await.expect("delete run");
+    assert_eq!(blocked, DeleteOutcome::RunsNotTerminal(vec![spec.run.id]), "a queued run");
+
+    let (_, lease) = store.claim_run("deletes", LONG_LEASE).await.expect("claim_run").expect("the run");
+    for message in messages() {
+        store.append_message(&lease, &message).await.expect("append_message");
+    }
+    store.finish_run(&lease, &stopped_outcome()).await.expect("finish_run");
+    let deleted = store.delete(DeleteTarget::Run(spec.run.id), false).await.expect("delete run");
+    assert_eq!(deleted, DeleteOutcome::Deleted(Dependants::default()), "a terminal run");
+    assert_eq!(store.get_run(spec.run.id).await.expect("get_run"), None, "the deleted run is gone");
+    assert_eq!(store.list_run_events(spec.run.id, 0, 100).await.expect("list_run_events"), Vec::new(), "its events are gone");
+    let reused = IdempotencyRecord::new("POST /api/v1/run", key.key.clone(), "{}", Uuid::now_v7());
+    let stored = store.put_idempotency_key(&reused).await.expect("put_idempotency_key");
+    assert_eq!(stored.resource_id, reused.resource_id, "the run's idempotency key is gone");
+
+    let second = run_spec(&session);
+    store.insert_run(&second).await.expect("insert_run");
+    drain(store).await;
+    let deleted = store.delete(DeleteTarget::Task(session.task_id), true).await.expect("cascade delete task");
+    assert_eq!(deleted, DeleteOutcome::Deleted(Dependants::new(vec![session.id], vec![second.run.id])), "a cascade");
+    assert_eq!(store.get_session(session.id).await.expect("get_session"), None, "the session went with its task");
+    assert_eq!(store.get_run(second.run.id).await.expect("get_run"), None, "the run went with its task");
+    assert_eq!(store.get_task(session.task_id).await.expect("get_task"), None, "the task is gone");
+    assert!(store.get_team(session.team_id).await.expect("get_team").is_some(), "the team stays");
+    let deleted = store.delete(DeleteTarget::Team(session.team_id), false).await.expect("delete unused team");
+    assert_eq!(deleted, DeleteOutcome::Deleted(Dependants::default()), "an unused team");
+    let gone = store.delete(DeleteTarget::Team(session.team_id), false).await.expect("delete deleted team");
+    assert_eq!(gone, DeleteOutcome::NotFound, "a deleted team");
+}
+
+/// Checks that retention deletes terminal runs finished before the cutoff and nothing else.
+pub async fn check_retention(store: &dyn Storage) {
+    drain(store).await;
+    let session = new_session(store).await;
+    let old = run_spec(&session);
+    store.insert_run(&old).await.expect("insert_run");
+    drain(store).await;
+    let cutoff = Timestamp::now().saturating_add(Duration::from_millis(1));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let recent = run_spec(&session);
+    store.insert_run(&recent).await.expect("insert_run");
+    drain(store).await;
+    let queued = run_spec(&session);
+    store.insert_run(&queued).await.expect("insert_run");
+
+    let first = store.delete_finished_runs(cutoff, 1).await.expect("delete_finished_runs with limit 1");
+    assert_eq!(first.len(), 1, "delete_finished_runs deletes at most `limit` runs");
+    let mut deleted = first;
+    deleted.extend(store.delete_finished_runs(cutoff, usize::MAX).await.expect("delete_finished_runs"));
+    assert!(deleted.contains(&old.run.id), "the run finished before the cutoff is deleted");
+    assert!(!deleted.contains(&recent.run.id), "a run finished after the cutoff stays");
+    assert_eq!(store.get_run(old.run.id).await.expect("get_run"), None, "the old run is gone");
+    assert!(store.get_run(recent.run.id).await.expect("get_run").is_some(), "the recent run stays");
+    assert!(store.get_run(queued.run.id).await.expect("get_run").is_some(), "a queued run stays");
+    drain(store).await;
 }
 
 async fn new_session(store: &dyn Storage) -> Session {

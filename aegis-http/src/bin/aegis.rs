@@ -87,6 +87,11 @@ struct ServeArgs {
     #[arg(long, env = "AEGIS_SHUTDOWN_GRACE", default_value_t = 30)]
     shutdown_grace: u64,
 
+    /// Days after which terminal runs (complete, error, stopped) are deleted with their
+    /// messages, checked hourly; 0 keeps runs forever.
+    #[arg(long, env = "AEGIS_RETENTION_DAYS", default_value_t = 0)]
+    retention_days: u64,
+
     /// Log format on stderr.
     #[arg(long, env = "AEGIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -123,6 +128,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.engine.max_attempts = args.max_attempts;
     config.engine.batch_concurrency = args.batch_concurrency;
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace);
+    config.retention = (args.retention_days > 0).then(|| Duration::from_secs(args.retention_days.saturating_mul(86_400)));
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime failed")?;
     runtime.block_on(serve(config, shutdown_signal()))

@@ -1,5 +1,6 @@
 //! The `/api/v1` routes: one module per resource, all over one [`Aegis`] instance.
 
+mod list_query;
 mod runs;
 mod sessions;
 mod stream;
@@ -10,7 +11,12 @@ use axum::Router;
 use axum::http::{Method, StatusCode, Uri};
 use axum::routing::{get, post};
 
+use aegis_core::storage::Dependants;
 use aegis_core::{Aegis, FieldError};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::envelope::Envelope;
 
 use crate::error::ApiError;
 
@@ -18,14 +24,14 @@ use crate::error::ApiError;
 pub(crate) fn router(aegis: Aegis) -> Router {
     let api = Router::new()
         .route("/task", get(tasks::list).post(tasks::create))
-        .route("/task/{id}", get(tasks::get))
+        .route("/task/{id}", get(tasks::get).patch(tasks::update).delete(tasks::delete))
         .route("/team", get(teams::list).post(teams::create))
         .route("/team/validate", post(teams::validate))
-        .route("/team/{id}", get(teams::get))
+        .route("/team/{id}", get(teams::get).patch(teams::update).delete(teams::delete))
         .route("/session", get(sessions::list).post(sessions::create))
-        .route("/session/{id}", get(sessions::get))
+        .route("/session/{id}", get(sessions::get).patch(sessions::update).delete(sessions::delete))
         .route("/run", get(runs::list).post(runs::create))
-        .route("/run/{id}", get(runs::get))
+        .route("/run/{id}", get(runs::get).patch(runs::update).delete(runs::delete))
         .route("/run/{id}/messages", get(runs::messages))
         .route("/run/{id}/cancel", post(runs::cancel))
         .route("/run/{id}/stream", get(stream::stream))
@@ -37,6 +43,11 @@ pub(crate) fn router(aegis: Aegis) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(aegis)
+}
+
+/// The response to a delete: the id and what went with it.
+pub(crate) fn deleted(message: &'static str, id: Uuid, dependants: &Dependants) -> Envelope<Value> {
+    Envelope::ok(message, json!({"id": id, "deleted_sessions": dependants.sessions, "deleted_runs": dependants.runs}))
 }
 
 async fn healthz() -> &'static str {

@@ -14,12 +14,14 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 
-use aegis_core::{Aegis, AgentMessage, MAX_WAIT, NewRun, Run};
+use aegis_core::storage::DeleteTarget;
+use aegis_core::{Aegis, AgentMessage, MAX_WAIT, NewRun, Run, RunPatch};
 
 use crate::envelope::Envelope;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, PathId, parse_uuid};
+use crate::extract::{ApiJson, PathId};
 use crate::idempotency::ReservedId;
+use crate::routes::list_query::ListQuery;
 
 pub(super) async fn create(
     State(aegis): State<Aegis>,
@@ -58,22 +60,32 @@ fn parse_wait(raw: &str) -> Result<Duration, ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct ListQuery {
-    session_id: Option<String>,
+pub(super) async fn list(State(aegis): State<Aegis>, query: ListQuery) -> Result<Envelope<Vec<Run>>, ApiError> {
+    let page = aegis.list_runs(&query.run_filter()?).await?;
+    Ok(Envelope::page(page, |run| run))
 }
 
-pub(super) async fn list(State(aegis): State<Aegis>, Query(query): Query<ListQuery>) -> Result<Envelope<Vec<Run>>, ApiError> {
-    let session_id = match query.session_id.as_deref() {
-        Some(raw) => Some(parse_uuid("session_id", raw)?),
-        None => None,
-    };
-    Ok(Envelope::got(aegis.list_runs(session_id).await?))
+pub(super) async fn messages(
+    State(aegis): State<Aegis>,
+    PathId(id): PathId,
+    query: ListQuery,
+) -> Result<Envelope<Vec<AgentMessage>>, ApiError> {
+    let page = aegis.list_run_messages(id, &query.page()?).await?;
+    Ok(Envelope::page(page, |message| message))
 }
 
-pub(super) async fn messages(State(aegis): State<Aegis>, PathId(id): PathId) -> Result<Envelope<Vec<AgentMessage>>, ApiError> {
-    let run = aegis.get_run(id).await?;
-    Ok(Envelope::got(run.messages))
+pub(super) async fn update(
+    State(aegis): State<Aegis>,
+    PathId(id): PathId,
+    ApiJson(patch): ApiJson<RunPatch>,
+) -> Result<Envelope<Run>, ApiError> {
+    Ok(Envelope::ok("Run updated.", aegis.update_run(id, patch).await?))
+}
+
+/// Deletes a terminal run with its messages; 409 for a run that is not terminal.
+pub(super) async fn delete(State(aegis): State<Aegis>, PathId(id): PathId) -> Result<Envelope<Value>, ApiError> {
+    let dependants = aegis.delete(DeleteTarget::Run(id), false).await?;
+    Ok(super::deleted("Run deleted.", id, &dependants))
 }
 
 /// The optional body of a cancel.

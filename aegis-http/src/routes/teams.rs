@@ -9,12 +9,14 @@ use axum::extract::State;
 use serde_json::{Value, json};
 
 use aegis_core::secret::mask_secrets;
-use aegis_core::{Aegis, NewTeam, Team};
+use aegis_core::storage::DeleteTarget;
+use aegis_core::{Aegis, NewTeam, Team, TeamPatch};
 
 use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
 use crate::idempotency::ReservedId;
+use crate::routes::list_query::ListQuery;
 
 pub(super) async fn create(
     State(aegis): State<Aegis>,
@@ -34,9 +36,23 @@ pub(super) async fn get(State(aegis): State<Aegis>, PathId(id): PathId) -> Resul
     Ok(Envelope::got(masked(&aegis.get_team(id).await?)))
 }
 
-pub(super) async fn list(State(aegis): State<Aegis>) -> Result<Envelope<Vec<Value>>, ApiError> {
-    let teams = aegis.list_teams().await?;
-    Ok(Envelope::got(teams.iter().map(masked).collect()))
+pub(super) async fn list(State(aegis): State<Aegis>, query: ListQuery) -> Result<Envelope<Vec<Value>>, ApiError> {
+    let page = aegis.list_teams(&query.list_filter()?).await?;
+    Ok(Envelope::page(page, |row| masked(&row)))
+}
+
+pub(super) async fn update(
+    State(aegis): State<Aegis>,
+    PathId(id): PathId,
+    ApiJson(patch): ApiJson<TeamPatch>,
+) -> Result<Envelope<Value>, ApiError> {
+    let updated = aegis.update_team(id, patch).await?;
+    Ok(Envelope::ok("Team updated.", masked(&updated)))
+}
+
+pub(super) async fn delete(State(aegis): State<Aegis>, PathId(id): PathId, query: ListQuery) -> Result<Envelope<Value>, ApiError> {
+    let dependants = aegis.delete(DeleteTarget::Team(id), query.cascade()?).await?;
+    Ok(super::deleted("Team deleted.", id, &dependants))
 }
 
 fn masked(team: &Team) -> Value {
