@@ -1,6 +1,6 @@
 //! Behaviour of the PostgreSQL store beyond the shared contract: several stores (as several
-//! replicas would open them) on one database, migrations at a concurrent start, key order of
-//! stored documents, and password masking.
+//! replicas would open them) on one database, migrations at a concurrent start and over existing
+//! rows, key order of stored documents, and password masking.
 //!
 //! Tests that need a server are skipped (with a line on stderr) when
 //! `AEGIS_TEST_DATABASE_URL` is unset, unless `CI` is set.
@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use aegis_core::storage::testkit::{run_spec, session, task, team};
-use aegis_core::storage::{RunOutcome, StorageErrorKind};
-use aegis_core::{AgentMessage, RunStatus, Storage, TeamResult};
+use aegis_core::storage::{ListFilter, RunFilter, RunOutcome, StorageErrorKind};
+use aegis_core::{AgentMessage, RunStatus, Storage, TeamResult, Timestamp};
 use aegis_store_postgres::testing::TestDatabase;
 use aegis_store_postgres::{PostgresConfig, PostgresStore, SCHEMA_VERSION, StoreOpenError};
 use futures::future::join_all;
@@ -190,5 +190,67 @@ async fn session_limit_holds_across_replicas() {
     for store in &stores {
         store.close();
     }
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn listing_migration_fills_existing_rows() {
+    let Some(database) = TestDatabase::create("listing_migration_fills_existing_rows").await else {
+        return;
+    };
+    let store = connect(&database).await;
+    let mut task = task("migrated");
+    task.archived = true;
+    let team = team("migrated");
+    let session = session(&task, &team);
+    store.insert_task(&task).await.unwrap();
+    store.insert_team(&team).await.unwrap();
+    store.insert_session(&session).await.unwrap();
+    let spec = run_spec(&session);
+    store.insert_run(&spec).await.unwrap();
+    let (_, lease) = store.claim_run("migration", LONG_LEASE).await.unwrap().unwrap();
+    store.finish_run(&lease, &RunOutcome::complete(TeamResult::default())).await.unwrap();
+    store.close();
+
+    // Take the database back to version 1, which stored only the documents, with the rows
+    // written above still in it.
+    let client = admin(&database).await;
+    client
+        .batch_execute(
+            "DROP INDEX idempotency_keys_by_resource;
+             ALTER TABLE tasks DROP COLUMN archived, DROP COLUMN created_by_user_id;
+             ALTER TABLE teams DROP COLUMN archived, DROP COLUMN created_by_user_id;
+             ALTER TABLE sessions DROP COLUMN archived, DROP COLUMN created_by_user_id, DROP COLUMN task_id,
+                                  DROP COLUMN team_id;
+             ALTER TABLE runs DROP COLUMN archived, DROP COLUMN created_by_user_id, DROP COLUMN task_id,
+                              DROP COLUMN finished_at;
+             DELETE FROM aegis_schema_migrations WHERE version > 1;",
+        )
+        .await
+        .unwrap();
+
+    let store = connect(&database).await;
+    let mut archived = ListFilter::default();
+    archived.archived = Some(true);
+    archived.created_by_user_id = task.created_by_user_id.clone();
+    let tasks = store.list_tasks(&archived).await.unwrap();
+    assert_eq!(tasks.items.iter().map(|task| task.id).collect::<Vec<_>>(), vec![task.id], "the archived task");
+
+    let mut of_task = ListFilter::default();
+    of_task.task_id = Some(task.id);
+    of_task.team_id = Some(team.id);
+    let sessions = store.list_sessions(&of_task).await.unwrap();
+    assert_eq!(sessions.items.iter().map(|session| session.id).collect::<Vec<_>>(), vec![session.id], "the task's session");
+
+    let mut runs_of_task = RunFilter::default();
+    runs_of_task.task_id = Some(task.id);
+    let runs = store.list_runs(&runs_of_task).await.unwrap();
+    assert_eq!(runs.items.iter().map(|run| run.id).collect::<Vec<_>>(), vec![spec.run.id], "the task's run");
+
+    let later = Timestamp::now().saturating_add(Duration::from_secs(1));
+    let deleted = store.delete_finished_runs(later, 10).await.unwrap();
+    assert_eq!(deleted, vec![spec.run.id], "retention finds the run by its filled finished_at");
+
+    store.close();
     database.drop_database().await;
 }
