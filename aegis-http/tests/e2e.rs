@@ -6,58 +6,19 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 use aegis_http::mock::{MockConfig, MockProvider, MockReply};
-use common::{Api, run_body};
+use common::process::{AegisProcess, args};
+use common::run_body;
 
-/// A running `aegis serve` child process.
-struct ServerProcess {
-    child: Child,
-    api: Api,
-}
-
-impl ServerProcess {
-    /// Starts the binary on `db` with `OPENAI_BASE_URL` set to `base_url` and waits for its
-    /// `listening on` line.
-    async fn start(db: &Path, base_url: &str) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_aegis"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--db"])
-            .arg(db)
-            .env("OPENAI_BASE_URL", base_url)
-            .env("OPENAI_API_KEY", "sk-test-key")
-            .env("AEGIS_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the aegis binary starts");
-
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the server prints its address within 30 s")
-            .unwrap()
-            .expect("the server printed a line");
-        let addr = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}"));
-        ServerProcess { child, api: Api::new(addr.parse().unwrap()) }
-    }
-
-    /// Sends SIGTERM and waits for a clean exit.
-    async fn stop(mut self) {
-        let pid = self.child.id().unwrap().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
-        assert!(status.success());
-        let exit = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.expect("the server exits after SIGTERM");
-        assert!(exit.unwrap().success(), "the server exited with an error");
-    }
+/// Starts the binary on a SQLite file with the default engine settings.
+async fn start_server(db: &Path, base_url: &str) -> AegisProcess {
+    let db = db.to_string_lossy().into_owned();
+    AegisProcess::start(&args(&[&["--db", db.as_str()]]), base_url).await
 }
 
 #[tokio::test]
@@ -66,7 +27,7 @@ async fn binary_runs_tutorial_and_survives_restart() {
     let dir = TempDir::new().unwrap();
     let db = dir.path().join("aegis.db");
 
-    let server = ServerProcess::start(&db, &mock.base_url()).await;
+    let server = start_server(&db, &mock.base_url()).await;
     let (task_id, _, session_id) = server.api.tutorial_session(None).await;
     let (status, created) = server.api.post("/run", &run_body(&session_id, &task_id)).await;
     assert_eq!(status, 201, "{created}");
@@ -81,7 +42,7 @@ async fn binary_runs_tutorial_and_survives_restart() {
     assert_eq!(mock.requests()[0].authorization(), Some("Bearer sk-test-key"));
     server.stop().await;
 
-    let restarted = ServerProcess::start(&db, &mock.base_url()).await;
+    let restarted = start_server(&db, &mock.base_url()).await;
     let (status, again) = restarted.api.get(&format!("/run/{run_id}")).await;
     assert_eq!(status, 200);
     assert_eq!(again["data"], run, "the run changed across a restart");
@@ -94,7 +55,7 @@ async fn binary_runs_tutorial_and_survives_restart() {
 async fn slow_answer_is_active_then_complete() {
     let mock = MockProvider::start(MockConfig::default()).await.unwrap();
     let dir = TempDir::new().unwrap();
-    let server = ServerProcess::start(&dir.path().join("aegis.db"), &mock.base_url()).await;
+    let server = start_server(&dir.path().join("aegis.db"), &mock.base_url()).await;
     let (task_id, _, session_id) = server.api.tutorial_session(None).await;
     mock.push(MockReply::Delay(Duration::from_millis(1500), Box::new(MockReply::Text("{\"satisfactory\": false}".to_owned()))));
 
@@ -123,7 +84,7 @@ async fn slow_answer_is_active_then_complete() {
 async fn server_errors_are_retried_then_reported() {
     let mock = MockProvider::start(MockConfig::default()).await.unwrap();
     let dir = TempDir::new().unwrap();
-    let server = ServerProcess::start(&dir.path().join("aegis.db"), &mock.base_url()).await;
+    let server = start_server(&dir.path().join("aegis.db"), &mock.base_url()).await;
     let (task_id, _, session_id) = server.api.tutorial_session(None).await;
     let unavailable = || MockReply::Error {
         status: 503,

@@ -9,114 +9,22 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 use aegis_http::mock::{MockConfig, MockProvider, MockReply};
-use common::{Api, run_body, session_body, task_body, team_body};
+use common::process::{AegisProcess, args, create_run, session_with, wait_run, wait_status};
+use common::{Api, run_body, task_body};
 
 /// Engine flags for quick crash tests: a 1.5 s lease renewed every 0.5 s.
 const FAST: &[&str] = &["--lease-ms", "1500", "--heartbeat-ms", "500", "--poll-ms", "100"];
 
-/// A running `aegis serve` child process.
-struct ServerProcess {
-    child: Child,
-    api: Api,
-}
-
-impl ServerProcess {
-    async fn start(db: &Path, base_url: &str, extra: &[&str]) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_aegis"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--db"])
-            .arg(db)
-            .args(FAST)
-            .args(extra)
-            .env("OPENAI_BASE_URL", base_url)
-            .env("OPENAI_API_KEY", "sk-test-key")
-            .env("AEGIS_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the aegis binary starts");
-
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the server prints its address within 30 s")
-            .unwrap()
-            .expect("the server printed a line");
-        let addr = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}"));
-        ServerProcess { child, api: Api::new(addr.parse().unwrap()) }
-    }
-
-    async fn signal(&self, signal: &str) {
-        let pid = self.child.id().unwrap().to_string();
-        let status = Command::new("kill").args([signal, &pid]).status().await.unwrap();
-        assert!(status.success(), "kill {signal} failed");
-    }
-
-    /// Kills the process with SIGKILL: no shutdown code runs.
-    async fn kill(mut self) {
-        self.signal("-KILL").await;
-        self.child.wait().await.unwrap();
-    }
-
-    /// Sends SIGTERM and waits for a clean exit.
-    async fn stop(mut self) {
-        self.signal("-TERM").await;
-        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("the server exits after SIGTERM");
-        assert!(exit.unwrap().success(), "the server exited with an error");
-    }
-}
-
-/// Creates a task, the tutorial team and a session with `team_metadata`; returns the task and
-/// session ids.
-async fn session_with(api: &Api, team_metadata: Value) -> (String, String) {
-    let (_, task) = api.post("/task", &task_body()).await;
-    let task_id = task["data"]["id"].as_str().unwrap().to_owned();
-    let (_, team) = api.post("/team", &team_body(None)).await;
-    let team_id = team["data"]["id"].as_str().unwrap().to_owned();
-    let mut body = session_body(&task_id, &team_id);
-    body["team_metadata"] = team_metadata;
-    let (status, session) = api.post("/session", &body).await;
-    assert_eq!(status, 201, "{session}");
-    (task_id, session["data"]["id"].as_str().unwrap().to_owned())
-}
-
-async fn create_run(api: &Api, body: &Value) -> String {
-    let (status, created) = api.post("/run", body).await;
-    assert_eq!(status, 201, "{created}");
-    created["data"]["id"].as_str().unwrap().to_owned()
-}
-
-/// Long-polls a run until it is terminal.
-async fn wait_run(api: &Api, run_id: &str) -> Value {
-    for _ in 0..10 {
-        let (status, body) = api.get(&format!("/run/{run_id}?wait=30")).await;
-        assert_eq!(status, 200, "{body}");
-        if matches!(body["data"]["status"].as_str(), Some("complete" | "error" | "stopped")) {
-            return body["data"].clone();
-        }
-    }
-    panic!("run {run_id} did not end");
-}
-
-async fn wait_status(api: &Api, run_id: &str, wanted: &str) -> Value {
-    for _ in 0..500 {
-        let (_, body) = api.get(&format!("/run/{run_id}")).await;
-        if body["data"]["status"] == wanted {
-            return body["data"].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("run {run_id} never became {wanted}");
+/// Starts the binary on a SQLite file with the quick engine flags and `extra`.
+async fn start_server(db: &Path, base_url: &str, extra: &[&str]) -> AegisProcess {
+    let db = db.to_string_lossy().into_owned();
+    AegisProcess::start(&args(&[&["--db", db.as_str()], FAST, extra]), base_url).await
 }
 
 #[tokio::test]
@@ -147,7 +55,7 @@ async fn stub_sequence_cycles_and_survives_restart() {
     let mock = MockProvider::start(MockConfig::default()).await.unwrap();
     let dir = TempDir::new().unwrap();
     let db = dir.path().join("aegis.db");
-    let server = ServerProcess::start(&db, &mock.base_url(), &[]).await;
+    let server = start_server(&db, &mock.base_url(), &[]).await;
     let (task_id, session_id) = session_with(&server.api, json!({"model": "stub_error_sequence"})).await;
 
     let mut run_ids = Vec::new();
@@ -172,7 +80,7 @@ async fn stub_sequence_cycles_and_survives_restart() {
     assert!(mock.requests().is_empty(), "the stub never calls a provider");
     server.stop().await;
 
-    let restarted = ServerProcess::start(&db, &mock.base_url(), &[]).await;
+    let restarted = start_server(&db, &mock.base_url(), &[]).await;
     let run_id = create_run(&restarted.api, &run_body(&session_id, &task_id)).await;
     let run = wait_run(&restarted.api, &run_id).await;
     assert_eq!(run["error_details"]["type"], "AuthenticationError", "the position survives a restart: {run}");
@@ -185,7 +93,7 @@ async fn kill_nine_with_hundred_runs_loses_none() {
     let mock = MockProvider::start(MockConfig::default().with_latency(Duration::from_millis(1500))).await.unwrap();
     let dir = TempDir::new().unwrap();
     let db = dir.path().join("aegis.db");
-    let server = ServerProcess::start(&db, &mock.base_url(), &["--workers", "40"]).await;
+    let server = start_server(&db, &mock.base_url(), &["--workers", "40"]).await;
     let (task_id, session_id) = session_with(&server.api, json!({})).await;
 
     let mut run_ids = Vec::new();
@@ -196,7 +104,7 @@ async fn kill_nine_with_hundred_runs_loses_none() {
     wait_run(&server.api, &run_ids[0]).await;
     server.kill().await;
 
-    let restarted = ServerProcess::start(&db, &mock.base_url(), &["--workers", "40"]).await;
+    let restarted = start_server(&db, &mock.base_url(), &["--workers", "40"]).await;
     let mut interrupted = 0;
     for run_id in &run_ids {
         let run = wait_run(&restarted.api, run_id).await;
@@ -216,7 +124,7 @@ async fn kill_nine_with_hundred_runs_loses_none() {
 async fn cancel_races() {
     let mock = MockProvider::start(MockConfig::default()).await.unwrap();
     let dir = TempDir::new().unwrap();
-    let server = ServerProcess::start(&dir.path().join("aegis.db"), &mock.base_url(), &[]).await;
+    let server = start_server(&dir.path().join("aegis.db"), &mock.base_url(), &[]).await;
     let api = &server.api;
     let (task_id, session_id) = session_with(api, json!({"max_concurrent_runs": 1})).await;
 
@@ -297,7 +205,7 @@ async fn read_stream(api: &Api, run_id: &str, last_event_id: Option<&str>) -> Ve
 async fn stream_resumes_after_last_event_id() {
     let mock = MockProvider::start(MockConfig::default()).await.unwrap();
     let dir = TempDir::new().unwrap();
-    let server = ServerProcess::start(&dir.path().join("aegis.db"), &mock.base_url(), &[]).await;
+    let server = start_server(&dir.path().join("aegis.db"), &mock.base_url(), &[]).await;
     let api = &server.api;
     let (task_id, session_id) = session_with(api, json!({})).await;
     mock.push(MockReply::text("{\"satisfactory\": true}").delayed(Duration::from_millis(300)));
@@ -332,7 +240,7 @@ async fn sigterm_drains_then_requeues() {
     let mock = MockProvider::start(MockConfig::default()).await.unwrap();
     let dir = TempDir::new().unwrap();
     let db = dir.path().join("aegis.db");
-    let server = ServerProcess::start(&db, &mock.base_url(), &["--shutdown-grace", "2"]).await;
+    let server = start_server(&db, &mock.base_url(), &["--shutdown-grace", "2"]).await;
     let (task_id, session_id) = session_with(&server.api, json!({})).await;
     mock.push(MockReply::text("{\"satisfactory\": true}").delayed(Duration::from_secs(60)));
     let run_id = create_run(&server.api, &run_body(&session_id, &task_id)).await;
@@ -357,14 +265,14 @@ async fn sigterm_drains_then_requeues() {
     let exit = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("the server exits after the grace period");
     assert!(exit.unwrap().success());
 
-    let restarted = ServerProcess::start(&db, &mock.base_url(), &[]).await;
+    let restarted = start_server(&db, &mock.base_url(), &[]).await;
     let run = wait_run(&restarted.api, &run_id).await;
     assert_eq!(run["status"], "complete", "the released run ran again after the restart: {run}");
     assert_eq!(run["attempt"], 2, "{run}");
     restarted.stop().await;
 
     // An idle server exits at once.
-    let idle = ServerProcess::start(&db, &mock.base_url(), &["--shutdown-grace", "600"]).await;
+    let idle = start_server(&db, &mock.base_url(), &["--shutdown-grace", "600"]).await;
     idle.stop().await;
 }
 
@@ -372,7 +280,7 @@ async fn sigterm_drains_then_requeues() {
 async fn idempotency_key_replays_original() {
     let mock = MockProvider::start(MockConfig::default()).await.unwrap();
     let dir = TempDir::new().unwrap();
-    let server = ServerProcess::start(&dir.path().join("aegis.db"), &mock.base_url(), &[]).await;
+    let server = start_server(&dir.path().join("aegis.db"), &mock.base_url(), &[]).await;
     let api = &server.api;
     let (task_id, session_id) = session_with(api, json!({})).await;
     let post = |path: &str, key: &str, body: &Value| {
@@ -408,7 +316,7 @@ async fn idempotency_key_replays_original() {
 async fn batch_of_fifty_with_five_failures() {
     let mock = MockProvider::start(MockConfig::default()).await.unwrap();
     let dir = TempDir::new().unwrap();
-    let server = ServerProcess::start(&dir.path().join("aegis.db"), &mock.base_url(), &[]).await;
+    let server = start_server(&dir.path().join("aegis.db"), &mock.base_url(), &[]).await;
     let api = &server.api;
     let (task_id, session_id) = session_with(api, json!({})).await;
     for _ in 0..5 {
@@ -452,7 +360,7 @@ async fn batch_of_fifty_with_five_failures() {
 async fn continued_conversation_carries_state() {
     let mock = MockProvider::start(MockConfig::default()).await.unwrap();
     let dir = TempDir::new().unwrap();
-    let server = ServerProcess::start(&dir.path().join("aegis.db"), &mock.base_url(), &[]).await;
+    let server = start_server(&dir.path().join("aegis.db"), &mock.base_url(), &[]).await;
     let api = &server.api;
     let (task_id, session_id) = session_with(api, json!({"continue_conversation": true})).await;
     mock.push(MockReply::text("{\"turn\": 1}").delayed(Duration::from_millis(300)));

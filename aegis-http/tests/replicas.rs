@@ -10,124 +10,30 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures::future::join_all;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 use aegis_http::mock::{MockConfig, MockProvider, MockReply};
 use aegis_store_postgres::testing::TestDatabase;
-use common::{Api, run_body, session_body, task_body, team_body};
+use common::process::{AegisProcess, args, create_run, session_with, wait_run, wait_status};
+use common::{Api, run_body};
 
 /// Engine flags for quick tests: a 1.5 s lease renewed every 0.5 s, polls every 0.1 s, and a
 /// small pool, since several replicas of several tests share one PostgreSQL server.
 const FAST: &[&str] =
     &["--lease-ms", "1500", "--heartbeat-ms", "500", "--poll-ms", "100", "--database-pool-size", "8"];
 
-/// A running `aegis serve` replica.
-struct Replica {
-    child: Child,
-    api: Api,
+/// Starts one replica on `database_url` with the quick engine flags and `extra`.
+async fn start_replica(database_url: &str, base_url: &str, extra: &[&str]) -> AegisProcess {
+    AegisProcess::start(&args(&[&["--database-url", database_url], FAST, extra]), base_url).await
 }
 
-impl Replica {
-    async fn start(database_url: &str, base_url: &str, extra: &[&str]) -> Replica {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_aegis"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--database-url", database_url])
-            .args(FAST)
-            .args(extra)
-            .env_remove("AEGIS_DB")
-            .env("OPENAI_BASE_URL", base_url)
-            .env("OPENAI_API_KEY", "sk-test-key")
-            .env("AEGIS_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the aegis binary starts");
-
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the replica prints its address within 30 s")
-            .unwrap()
-            .expect("the replica printed a line");
-        let addr = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}"));
-        Replica { child, api: Api::new(addr.parse().unwrap()) }
-    }
-
-    /// Starts three replicas at once, so their schema migrations race.
-    async fn start_three(database_url: &str, base_url: &str, extra: &[&str]) -> [Replica; 3] {
-        let started = join_all((0..3).map(|_| Replica::start(database_url, base_url, extra))).await;
-        started.try_into().ok().unwrap()
-    }
-
-    async fn signal(&self, signal: &str) {
-        let pid = self.child.id().unwrap().to_string();
-        let status = Command::new("kill").args([signal, &pid]).status().await.unwrap();
-        assert!(status.success(), "kill {signal} failed");
-    }
-
-    /// Kills the replica with SIGKILL: no shutdown code runs.
-    async fn kill(mut self) {
-        self.signal("-KILL").await;
-        self.child.wait().await.unwrap();
-    }
-
-    /// Sends SIGTERM and waits for a clean exit.
-    async fn stop(mut self) {
-        self.signal("-TERM").await;
-        let exit =
-            tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("the replica exits after SIGTERM");
-        assert!(exit.unwrap().success(), "the replica exited with an error");
-    }
-}
-
-/// Creates a task, the tutorial team and a session with `team_metadata`; returns the task and
-/// session ids.
-async fn session_with(api: &Api, team_metadata: Value) -> (String, String) {
-    let (_, task) = api.post("/task", &task_body()).await;
-    let task_id = task["data"]["id"].as_str().unwrap().to_owned();
-    let (_, team) = api.post("/team", &team_body(None)).await;
-    let team_id = team["data"]["id"].as_str().unwrap().to_owned();
-    let mut body = session_body(&task_id, &team_id);
-    body["team_metadata"] = team_metadata;
-    let (status, session) = api.post("/session", &body).await;
-    assert_eq!(status, 201, "{session}");
-    (task_id, session["data"]["id"].as_str().unwrap().to_owned())
-}
-
-async fn create_run(api: &Api, body: &Value) -> String {
-    let (status, created) = api.post("/run", body).await;
-    assert_eq!(status, 201, "{created}");
-    created["data"]["id"].as_str().unwrap().to_owned()
-}
-
-/// Long-polls a run until it is terminal.
-async fn wait_run(api: &Api, run_id: &str) -> Value {
-    for _ in 0..10 {
-        let (status, body) = api.get(&format!("/run/{run_id}?wait=30")).await;
-        assert_eq!(status, 200, "{body}");
-        if matches!(body["data"]["status"].as_str(), Some("complete" | "error" | "stopped")) {
-            return body["data"].clone();
-        }
-    }
-    panic!("run {run_id} did not end");
-}
-
-async fn wait_status(api: &Api, run_id: &str, expected: &str) -> Value {
-    for _ in 0..1500 {
-        let (_, body) = api.get(&format!("/run/{run_id}")).await;
-        if body["data"]["status"] == expected {
-            return body["data"].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("run {run_id} never became {expected}");
+/// Starts three replicas at once, so their schema migrations race.
+async fn start_three(database_url: &str, base_url: &str, extra: &[&str]) -> [AegisProcess; 3] {
+    let started = join_all((0..3).map(|_| start_replica(database_url, base_url, extra))).await;
+    started.try_into().ok().unwrap()
 }
 
 /// Reads a run's SSE stream until `end`; returns `(event, data)` of every event.
@@ -163,7 +69,7 @@ async fn create_stream_cancel_across_replicas() {
         return;
     };
     let mock = MockProvider::start(MockConfig::default()).await.unwrap();
-    let [a, b, c] = Replica::start_three(database.url(), &mock.base_url(), &[]).await;
+    let [a, b, c] = start_three(database.url(), &mock.base_url(), &[]).await;
     let (task_id, session_id) = session_with(&a.api, json!({})).await;
 
     // A run stuck in a model call on whichever replica claims it.
@@ -208,7 +114,7 @@ async fn replicas_share_keys_and_stub_sequence() {
         return;
     };
     let mock = MockProvider::start(MockConfig::default()).await.unwrap();
-    let replicas = Replica::start_three(database.url(), &mock.base_url(), &[]).await;
+    let replicas = start_three(database.url(), &mock.base_url(), &[]).await;
     let (task_id, session_id) = session_with(&replicas[0].api, json!({"model": "stub_error_sequence"})).await;
 
     // An Idempotency-Key first used on one replica returns the same run on the others.
@@ -258,7 +164,7 @@ async fn kill_nine_replica_runs_end_once() {
         return;
     };
     let mock = MockProvider::start(MockConfig::default().with_latency(Duration::from_millis(1500))).await.unwrap();
-    let [victim, b, c] = Replica::start_three(database.url(), &mock.base_url(), &["--workers", "20"]).await;
+    let [victim, b, c] = start_three(database.url(), &mock.base_url(), &["--workers", "20"]).await;
     let (task_id, session_id) = session_with(&b.api, json!({})).await;
 
     let mut run_ids = Vec::new();

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod process;
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
