@@ -78,8 +78,8 @@ fn check_team(runtime: &Runtime, component: &Value, expected_messages: usize) ->
     })
 }
 
-/// Times `iters` runs one after another on a fresh instance, so the store holds no more than
-/// one sample's runs.
+/// Times `iters` runs one after another on a fresh instance, so the store contains no more
+/// than one sample's runs.
 fn time_runs(runtime: &Runtime, component: &Value, iters: u64) -> anyhow::Result<Duration> {
     runtime.block_on(async {
         let fixture = Fixture::start(component).await?;

@@ -6,10 +6,10 @@
 //! cargo bench --bench sqlite_store
 //! ```
 //!
-//! Each operation of a run's life is timed alone (create, claim, append a message, complete),
-//! then the whole life one run at a time, then 64 lives at once, where the writer thread
-//! commits the writes that queue up together (group commit). Set `TMPDIR` to put the file on
-//! the disk under test.
+//! Each operation of a run's life is timed alone (create, claim, append a message, complete).
+//! Then the whole life is timed one run at a time, and 64 lives at once, where the writer
+//! thread commits the writes that queue up together (group commit). Set `TMPDIR` to put the
+//! file on the disk under test.
 
 // A panic is how a criterion benchmark reports a broken setup.
 #![allow(clippy::expect_used)]
@@ -124,7 +124,7 @@ fn complete(messages: Vec<AgentMessage>) -> RunOutcome {
     RunOutcome::complete(TeamResult { task_result: Some(task_result), duration: 0.001, ..TeamResult::default() })
 }
 
-/// One run's whole life: create, claim, the task message and one reply, complete.
+/// Runs one run's whole life: create, claim, append the task message and one reply, complete.
 async fn life_cycle(fixture: &Fixture) {
     let spec = fixture.spec();
     fixture.store.insert_run(&spec).await.expect("inserting a run failed");

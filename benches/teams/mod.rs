@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-/// The `model_info` AutoGen dumps for a replay client.
+/// Returns the `model_info` AutoGen dumps for a replay client.
 fn model_info() -> Value {
     json!({"vision": false, "function_calling": false, "json_output": false, "family": "unknown", "structured_output": false})
 }
@@ -26,7 +26,7 @@ pub(crate) fn replay_client(replies: &[&str]) -> Value {
     })
 }
 
-/// An `OpenAIChatCompletionClient` as the automarking tutorial stores it.
+/// Returns an `OpenAIChatCompletionClient` as the automarking tutorial stores it.
 pub(crate) fn openai_client() -> Value {
     json!({
         "provider": "autogen_ext.models.openai.OpenAIChatCompletionClient",
@@ -39,7 +39,7 @@ pub(crate) fn openai_client() -> Value {
     })
 }
 
-/// An `AssistantAgent` called `name` that uses `model_client`.
+/// Returns an `AssistantAgent` called `name` that uses `model_client`.
 pub(crate) fn assistant(name: &str, model_client: Value) -> Value {
     json!({
         "provider": "autogen_agentchat.agents.AssistantAgent",
@@ -80,7 +80,7 @@ pub(crate) fn assistant(name: &str, model_client: Value) -> Value {
     })
 }
 
-/// A `MaxMessageTermination` that counts the task message too, as AgentChat does.
+/// Returns a `MaxMessageTermination`, which counts the task message too, as AgentChat does.
 pub(crate) fn max_messages(max_messages: u64) -> Value {
     json!({
         "provider": "autogen_agentchat.conditions.MaxMessageTermination",
@@ -93,12 +93,12 @@ pub(crate) fn max_messages(max_messages: u64) -> Value {
     })
 }
 
-/// One bare agent with one scripted reply: a one-agent team that stops after that reply.
+/// Returns one bare agent with one scripted reply: a one-agent team that stops after that reply.
 pub(crate) fn one_agent() -> Value {
     assistant("grader", replay_client(&["{\"satisfactory\": true, \"reasoning\": \"The answer names Canberra.\"}"]))
 }
 
-/// A `RoundRobinGroupChat` of three agents that ends after six replies (two per agent).
+/// Returns a `RoundRobinGroupChat` of three agents that ends after six replies (two per agent).
 pub(crate) fn round_robin_three() -> Value {
     let participants = vec![
         assistant("planner", replay_client(&["Plan: write add(a, b).", "Plan: done."])),
@@ -123,8 +123,8 @@ pub(crate) fn round_robin_three() -> Value {
     })
 }
 
-/// A `SelectorGroupChat` of three agents whose replay selector picks each agent once, so the
-/// run makes six model calls: three selections and three replies.
+/// Returns a `SelectorGroupChat` of three agents whose replay selector picks each agent once,
+/// so the run makes six model calls: three selections and three replies.
 pub(crate) fn selector_three() -> Value {
     selector_team(vec![
         assistant("planner", replay_client(&["Plan: write add(a, b)."])),
@@ -133,8 +133,8 @@ pub(crate) fn selector_three() -> Value {
     ], replay_client(&["planner", "coder", "reviewer"]))
 }
 
-/// A `SelectorGroupChat` whose agents and selector call OpenAI: the realistic shape for the
-/// component build benchmark, where no model is called.
+/// Returns a `SelectorGroupChat` whose agents and selector call OpenAI: the realistic shape
+/// for the component build benchmark, where no model is called.
 pub(crate) fn selector_three_openai() -> Value {
     selector_team(
         vec![assistant("planner", openai_client()), assistant("coder", openai_client()), assistant("reviewer", openai_client())],
@@ -166,7 +166,7 @@ fn selector_team(participants: Vec<Value>, model_client: Value) -> Value {
     })
 }
 
-/// The automarking tutorial's grader: one `AssistantAgent` on OpenAI.
+/// Returns the automarking tutorial's grader: one `AssistantAgent` on OpenAI.
 pub(crate) fn automarking_agent() -> Value {
     assistant("automarking_agent", openai_client())
 }
