@@ -42,14 +42,17 @@ fn component(c: &mut Criterion) {
         }
 
         group.bench_function(format!("{name}/parse"), |bencher| {
-            bencher.iter(|| serde_json::from_str::<ComponentModel>(black_box(&text)).expect("the component does not parse"));
+            bencher.iter(|| {
+                serde_json::from_str::<ComponentModel>(black_box(&text)).expect("the component does not parse")
+            });
         });
         group.bench_function(format!("{name}/build"), |bencher| {
             bencher.iter(|| registry.build_team(black_box(&parsed), &overrides).is_ok());
         });
         group.bench_function(format!("{name}/parse_and_build"), |bencher| {
             bencher.iter(|| {
-                let parsed = serde_json::from_str::<ComponentModel>(black_box(&text)).expect("the component does not parse");
+                let parsed =
+                    serde_json::from_str::<ComponentModel>(black_box(&text)).expect("the component does not parse");
                 registry.build_team(&parsed, &overrides).is_ok()
             });
         });

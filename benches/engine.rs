@@ -97,8 +97,10 @@ fn time_runs(runtime: &Runtime, component: &Value, iters: u64) -> anyhow::Result
 }
 
 fn engine(c: &mut Criterion) {
-    let current_thread = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("building the runtime failed");
-    let multi_thread = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("building the runtime failed");
+    let current_thread =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("building the runtime failed");
+    let multi_thread =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("building the runtime failed");
 
     // A run's messages are the agents' replies; the task message is not among them.
     let scenarios = [
@@ -110,7 +112,9 @@ fn engine(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine_run");
     group.measurement_time(Duration::from_secs(5));
     for (name, component, expected_messages) in &scenarios {
-        check_team(&current_thread, component, *expected_messages).context(*name).expect("the benchmark team does not run");
+        check_team(&current_thread, component, *expected_messages)
+            .context(*name)
+            .expect("the benchmark team does not run");
         group.bench_function(format!("{name}/current_thread"), |bencher| {
             bencher.iter_custom(|iters| time_runs(&current_thread, component, iters).expect("a benchmark run failed"));
         });

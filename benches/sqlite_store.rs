@@ -27,8 +27,8 @@ use uuid::Uuid;
 
 use aegis::core::storage::{Lease, RunOutcome};
 use aegis::core::{
-    AgentMessage, ComponentModel, NewSession, NewTask, NewTeam, Run, RunSpec, RunStatus, RunTask, Storage, TaskMessageType,
-    TaskResult, TeamResult, Timestamp,
+    AgentMessage, ComponentModel, NewSession, NewTask, NewTeam, Run, RunSpec, RunStatus, RunTask, Storage,
+    TaskMessageType, TaskResult, TeamResult, Timestamp,
 };
 use aegis::sqlite::{SqliteConfig, SqliteStore};
 use aegis::{Aegis, EngineConfig, ProviderEnv, Registry};
@@ -101,7 +101,8 @@ impl Fixture {
         let mut leases = Vec::new();
         for _ in 0..count {
             self.store.insert_run(&self.spec()).await.expect("inserting a run failed");
-            let (_, lease) = self.store.claim_run("bench", LEASE).await.expect("claiming a run failed").expect("no run to claim");
+            let (_, lease) =
+                self.store.claim_run("bench", LEASE).await.expect("claiming a run failed").expect("no run to claim");
             leases.push(lease);
         }
         leases
@@ -128,7 +129,8 @@ fn complete(messages: Vec<AgentMessage>) -> RunOutcome {
 async fn life_cycle(fixture: &Fixture) {
     let spec = fixture.spec();
     fixture.store.insert_run(&spec).await.expect("inserting a run failed");
-    let (spec, lease) = fixture.store.claim_run("bench", LEASE).await.expect("claiming a run failed").expect("no run to claim");
+    let (spec, lease) =
+        fixture.store.claim_run("bench", LEASE).await.expect("claiming a run failed").expect("no run to claim");
     let task = AgentMessage::text("user", spec.run.run_task.content.as_str().unwrap_or_default());
     fixture.store.append_message(&lease, &task).await.expect("appending a message failed");
     fixture.store.append_message(&lease, &reply()).await.expect("appending a message failed");
@@ -154,7 +156,8 @@ where
 }
 
 fn sqlite_store(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("building the runtime failed");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("building the runtime failed");
     let nothing = async |_: &Fixture, _: u64| Vec::new();
 
     let mut group = c.benchmark_group("sqlite_store");
@@ -180,7 +183,12 @@ fn sqlite_store(c: &mut Criterion) {
         bencher.iter_custom(|iters| {
             timed(&runtime, iters, prepare, async |fixture, iters, _| {
                 for _ in 0..iters {
-                    fixture.store.claim_run("bench", LEASE).await.expect("claiming a run failed").expect("no run to claim");
+                    fixture
+                        .store
+                        .claim_run("bench", LEASE)
+                        .await
+                        .expect("claiming a run failed")
+                        .expect("no run to claim");
                 }
             })
         });

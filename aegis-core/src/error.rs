@@ -86,7 +86,9 @@ pub fn plain_serde_message(message: &str) -> String {
         text = text.replace(rust, json);
     }
     if let Some(start) = text.find("expected struct ") {
-        let name_end = text[start + 16..].find(|c: char| !c.is_alphanumeric() && c != '_').map_or(text.len(), |end| start + 16 + end);
+        let name_end = text[start + 16..]
+            .find(|c: char| !c.is_alphanumeric() && c != '_')
+            .map_or(text.len(), |end| start + 16 + end);
         text.replace_range(start..name_end, "expected an object");
     }
     text
@@ -161,7 +163,9 @@ fn summarise(errors: &[FieldError]) -> String {
     match errors {
         [] => "invalid request".to_owned(),
         [only] => format!("invalid field {}: {}", only.field, only.message),
-        [first, rest @ ..] => format!("invalid field {}: {} (and {} more problems)", first.field, first.message, rest.len()),
+        [first, rest @ ..] => {
+            format!("invalid field {}: {} (and {} more problems)", first.field, first.message, rest.len())
+        }
     }
 }
 
@@ -178,8 +182,14 @@ mod tests {
 
     #[test]
     fn serde_types_become_json_types() {
-        assert_eq!(plain_serde_message("invalid type: string \"x\", expected u64"), "invalid type: string \"x\", expected a non-negative integer");
-        assert_eq!(plain_serde_message("invalid type: integer `5`, expected struct ComponentModel"), "invalid type: integer `5`, expected an object");
+        assert_eq!(
+            plain_serde_message("invalid type: string \"x\", expected u64"),
+            "invalid type: string \"x\", expected a non-negative integer"
+        );
+        assert_eq!(
+            plain_serde_message("invalid type: integer `5`, expected struct ComponentModel"),
+            "invalid type: integer `5`, expected an object"
+        );
     }
 
     #[test]

@@ -133,11 +133,15 @@ impl AgentMessage {
     /// (or as compact JSON without one).
     pub fn to_text(&self) -> String {
         match (&self.kind, &self.content) {
-            (MessageKind::ToolCallRequestEvent, Value::Array(calls)) => python_list(calls, "FunctionCall", &["id", "arguments", "name"]),
+            (MessageKind::ToolCallRequestEvent, Value::Array(calls)) => {
+                python_list(calls, "FunctionCall", &["id", "arguments", "name"])
+            }
             (MessageKind::ToolCallExecutionEvent, Value::Array(results)) => {
                 python_list(results, "FunctionExecutionResult", &["content", "name", "call_id", "is_error"])
             }
-            (MessageKind::MemoryQueryEvent, Value::Array(memories)) => python_list(memories, "MemoryContent", &["content", "mime_type", "metadata"]),
+            (MessageKind::MemoryQueryEvent, Value::Array(memories)) => {
+                python_list(memories, "MemoryContent", &["content", "mime_type", "metadata"])
+            }
             (kind, content) if kind.is_structured() => self.structured_text(content),
             (_, Value::String(text)) => text.clone(),
             (_, other) => crate::pyrepr::str_value(other),
@@ -178,7 +182,8 @@ fn python_list(items: &[Value], class: &str, fields: &[&str]) -> String {
     let rendered: Vec<String> = items
         .iter()
         .map(|item| {
-            let values: Vec<(&str, &Value)> = fields.iter().map(|field| (*field, item.get(*field).unwrap_or(&Value::Null))).collect();
+            let values: Vec<(&str, &Value)> =
+                fields.iter().map(|field| (*field, item.get(*field).unwrap_or(&Value::Null))).collect();
             crate::pyrepr::repr_model(class, &values)
         })
         .collect();

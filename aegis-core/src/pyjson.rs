@@ -281,6 +281,9 @@ mod tests {
         assert_eq!(decode_error("").as_deref(), Some("Expecting value: line 1 column 1 (char 0)"));
         assert_eq!(decode_error("{\"a\" 1}").as_deref(), Some("Expecting ':' delimiter: line 1 column 6 (char 5)"));
         assert_eq!(decode_error("{\"a\": 1}\n x").as_deref(), Some("Extra data: line 2 column 2 (char 10)"));
-        assert_eq!(decode_error("{'a': 1}").as_deref(), Some("Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"));
+        assert_eq!(
+            decode_error("{'a': 1}").as_deref(),
+            Some("Expecting property name enclosed in double quotes: line 1 column 2 (char 1)")
+        );
     }
 }

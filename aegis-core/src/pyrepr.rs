@@ -75,7 +75,8 @@ pub fn repr_value(value: &Value) -> String {
             format!("[{}]", items.join(", "))
         }
         Value::Object(map) => {
-            let items: Vec<String> = map.iter().map(|(key, item)| format!("{}: {}", repr_str(key), repr_value(item))).collect();
+            let items: Vec<String> =
+                map.iter().map(|(key, item)| format!("{}: {}", repr_str(key), repr_value(item))).collect();
             format!("{{{}}}", items.join(", "))
         }
     }
@@ -127,7 +128,10 @@ pub fn format_named(template: &str, fields: &[(&str, &Value)]) -> Result<String,
                 out.push('}');
             }
             '}' => {
-                return Err(FormatError { error_type: "ValueError", message: "Single '}' encountered in format string".to_owned() });
+                return Err(FormatError {
+                    error_type: "ValueError",
+                    message: "Single '}' encountered in format string".to_owned(),
+                });
             }
             '{' => {
                 let mut field = String::new();
@@ -140,7 +144,10 @@ pub fn format_named(template: &str, fields: &[(&str, &Value)]) -> Result<String,
                     field.push(inner);
                 }
                 if !closed {
-                    return Err(FormatError { error_type: "ValueError", message: "expected '}' before end of string".to_owned() });
+                    return Err(FormatError {
+                        error_type: "ValueError",
+                        message: "expected '}' before end of string".to_owned(),
+                    });
                 }
                 out.push_str(&render_field(&field, fields)?);
             }
@@ -158,7 +165,9 @@ fn render_field(field: &str, fields: &[(&str, &Value)]) -> Result<String, Format
     if name.contains([':', '.', '[']) || conversion.is_some_and(|conversion| conversion.contains(':')) {
         return Err(FormatError {
             error_type: "ValueError",
-            message: format!("unsupported replacement field '{{{field}}}': only plain names with !s or !r are supported"),
+            message: format!(
+                "unsupported replacement field '{{{field}}}': only plain names with !s or !r are supported"
+            ),
         });
     }
     let Some((_, value)) = fields.iter().find(|(candidate, _)| *candidate == name) else {
@@ -167,7 +176,9 @@ fn render_field(field: &str, fields: &[(&str, &Value)]) -> Result<String, Format
     match conversion {
         None | Some("s") => Ok(str_value(value)),
         Some("r") => Ok(repr_value(value)),
-        Some(other) => Err(FormatError { error_type: "ValueError", message: format!("Unknown conversion specifier {other}") }),
+        Some(other) => {
+            Err(FormatError { error_type: "ValueError", message: format!("Unknown conversion specifier {other}") })
+        }
     }
 }
 

@@ -32,7 +32,8 @@ use crate::tool::Tool;
 pub type BuildResult<T> = Result<T, Vec<FieldError>>;
 
 /// Builds a model client from a component.
-pub type ModelClientBuilder = Arc<dyn Fn(&ComponentModel, &BuildContext<'_>) -> BuildResult<Arc<dyn ModelClient>> + Send + Sync>;
+pub type ModelClientBuilder =
+    Arc<dyn Fn(&ComponentModel, &BuildContext<'_>) -> BuildResult<Arc<dyn ModelClient>> + Send + Sync>;
 /// Builds an agent from a component.
 pub type AgentBuilder = Arc<dyn Fn(&ComponentModel, &BuildContext<'_>) -> BuildResult<Box<dyn Agent>> + Send + Sync>;
 /// Builds a team from a component.
@@ -242,7 +243,11 @@ impl Registry {
     }
 
     /// Builds a member of a team: an agent, or a team nested as one participant.
-    pub fn build_participant(&self, component: &ComponentModel, context: &BuildContext<'_>) -> BuildResult<Participant> {
+    pub fn build_participant(
+        &self,
+        component: &ComponentModel,
+        context: &BuildContext<'_>,
+    ) -> BuildResult<Participant> {
         let provider = self.resolve(&component.provider);
         if let Some(builder) = self.teams.get(provider) {
             return builder(component, context).map(Participant::Team);
@@ -272,7 +277,10 @@ impl Registry {
         let overrides = Overrides::default();
         let context = BuildContext { registry: self, overrides: &overrides };
         let provider = self.resolve(&component.provider);
-        let errors = if self.teams.contains_key(provider) || self.agents.contains_key(provider) || self.unsupported.contains_key(provider) {
+        let errors = if self.teams.contains_key(provider)
+            || self.agents.contains_key(provider)
+            || self.unsupported.contains_key(provider)
+        {
             self.build_participant(component, &context).err()
         } else if self.model_clients.contains_key(provider) {
             self.build_model_client(component, &context).err()
@@ -286,14 +294,23 @@ impl Registry {
 
     /// Validates the components agents nest: tools, workbenches, model contexts, memory and
     /// the structured message factory; anything else is an unknown provider.
-    fn validate_nested(&self, component: &ComponentModel, provider: &str, context: &BuildContext<'_>) -> Option<Vec<FieldError>> {
+    fn validate_nested(
+        &self,
+        component: &ComponentModel,
+        provider: &str,
+        context: &BuildContext<'_>,
+    ) -> Option<Vec<FieldError>> {
         use crate::agent::{ListMemory, ModelContext, StructuredOutput, context::providers as contexts, memory};
         use crate::tool::builders as tools;
 
         match provider {
             tools::FUNCTION_TOOL => tools::build_tool(component, context).err(),
-            tools::STATIC_WORKBENCH | tools::STATIC_STREAM_WORKBENCH => tools::build_workbench(component, context).err(),
-            contexts::UNBOUNDED | contexts::BUFFERED | contexts::HEAD_AND_TAIL => ModelContext::from_component(component, provider).err(),
+            tools::STATIC_WORKBENCH | tools::STATIC_STREAM_WORKBENCH => {
+                tools::build_workbench(component, context).err()
+            }
+            contexts::UNBOUNDED | contexts::BUFFERED | contexts::HEAD_AND_TAIL => {
+                ModelContext::from_component(component, provider).err()
+            }
             memory::PROVIDER => ListMemory::from_component(component, provider).err(),
             crate::agent::structured::PROVIDER => StructuredOutput::from_component(component).err(),
             _ => {
@@ -368,7 +385,8 @@ pub fn parse_config<T: DeserializeOwned>(component: &ComponentModel) -> BuildRes
         let problem = match crate::error::missing_field(&message) {
             Some(name) => {
                 let field = join_path(&parent, name);
-                FieldError::new(&field, "missing", format!("missing required field {field}")).with_fix(format!("add `{name}` to the component's config"))
+                FieldError::new(&field, "missing", format!("missing required field {field}"))
+                    .with_fix(format!("add `{name}` to the component's config"))
             }
             None => FieldError::new(parent, "invalid_config", crate::error::plain_serde_message(&message)),
         };
@@ -382,8 +400,10 @@ pub fn nested_component(component: &ComponentModel, key: &str) -> BuildResult<Op
         return Ok(None);
     };
     serde_json::from_value(value.clone()).map(Some).map_err(|error| {
-        vec![FieldError::new(join_path("config", key), "invalid_component", format!("not a component: {error}"))
-            .with_fix("give an object with at least `provider` and `config`")]
+        vec![
+            FieldError::new(join_path("config", key), "invalid_component", format!("not a component: {error}"))
+                .with_fix("give an object with at least `provider` and `config`"),
+        ]
     })
 }
 

@@ -11,22 +11,23 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::component::ComponentModel;
 use crate::engine::control::Stop;
 use crate::engine::{EngineConfig, Shared, Workers};
+use crate::error::join_path;
 use crate::error::{Error, FieldError, ResourceKind};
 use crate::message::AgentMessage;
 use crate::model::stub;
 use crate::registry::Registry;
-use crate::component::ComponentModel;
-use crate::error::join_path;
 use crate::resource::{
-    NewRun, NewSession, NewTask, NewTeam, Run, RunPatch, RunSpec, RunStatus, Session, SessionPatch, Task, TaskMessageType,
-    TaskPatch, Team, TeamPatch,
+    NewRun, NewSession, NewTask, NewTeam, Run, RunPatch, RunSpec, RunStatus, Session, SessionPatch, Task,
+    TaskMessageType, TaskPatch, Team, TeamPatch,
 };
 use crate::secret::restore_masked;
 use crate::storage::page::paginate_positions;
 use crate::storage::{
-    DEFAULT_CANCEL_REASON, DeleteOutcome, DeleteTarget, Dependants, IdempotencyRecord, ListFilter, Page, PageRequest, RunEvent, RunFilter, Storage,
+    DEFAULT_CANCEL_REASON, DeleteOutcome, DeleteTarget, Dependants, IdempotencyRecord, ListFilter, Page, PageRequest,
+    RunEvent, RunFilter, Storage,
 };
 use crate::timestamp::Timestamp;
 
@@ -67,7 +68,10 @@ pub struct Aegis {
 
 impl std::fmt::Debug for Aegis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Aegis").field("owner", &self.shared.owner).field("config", &self.shared.config).finish_non_exhaustive()
+        f.debug_struct("Aegis")
+            .field("owner", &self.shared.owner)
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -104,7 +108,8 @@ impl Aegis {
     pub async fn create_task_with_id(&self, id: Uuid, new: NewTask) -> Result<Task, Error> {
         if new.name.trim().is_empty() {
             return Err(Error::Invalid(vec![
-                FieldError::new("name", "empty", "name must not be empty").with_fix("give the task a name, such as \"Automarking Task\""),
+                FieldError::new("name", "empty", "name must not be empty")
+                    .with_fix("give the task a name, such as \"Automarking Task\""),
             ]));
         }
         let now = Timestamp::now();
@@ -238,7 +243,11 @@ impl Aegis {
             });
         }
         let Some(session) = self.shared.storage.get_session(new.session_id).await? else {
-            return Err(Error::NotFound { kind: ResourceKind::Session, id: new.session_id, field: "session_id".to_owned() });
+            return Err(Error::NotFound {
+                kind: ResourceKind::Session,
+                id: new.session_id,
+                field: "session_id".to_owned(),
+            });
         };
         let mut problems = validate_run(&new);
         if new.task_id != session.task_id {
@@ -246,7 +255,10 @@ impl Aegis {
                 FieldError::new(
                     "task_id",
                     "mismatch",
-                    format!("task {} is not the task of session {} (which is {})", new.task_id, session.id, session.task_id),
+                    format!(
+                        "task {} is not the task of session {} (which is {})",
+                        new.task_id, session.id, session.task_id
+                    ),
                 )
                 .with_fix(format!("send task_id {} or use a session of task {}", session.task_id, new.task_id)),
             );
@@ -255,7 +267,11 @@ impl Aegis {
             return Err(Error::Invalid(problems));
         }
         let Some(team) = self.shared.storage.get_team(session.team_id).await? else {
-            return Err(Error::NotFound { kind: ResourceKind::Team, id: session.team_id, field: "session_id".to_owned() });
+            return Err(Error::NotFound {
+                kind: ResourceKind::Team,
+                id: session.team_id,
+                field: "session_id".to_owned(),
+            });
         };
 
         // The stub's position is taken now, so concurrent runs get different positions and a
@@ -286,7 +302,8 @@ impl Aegis {
             estimated_completion_time: None,
             messages: Vec::new(),
         };
-        let spec = RunSpec { run, team_component: team.component, team_metadata: session.team_metadata, stub_error_step };
+        let spec =
+            RunSpec { run, team_component: team.component, team_metadata: session.team_metadata, stub_error_step };
         self.shared.storage.insert_run(&spec).await?;
         self.shared.wake.notify_one();
         tracing::info!(run_id = %spec.run.id, session_id = %spec.run.session_id, "run accepted");
@@ -298,7 +315,8 @@ impl Aegis {
     /// produced. `reason` (default "cancelled by user") becomes the `stop_reason`. A
     /// terminal run is returned unchanged. Waits a bounded time for an active run to end.
     pub async fn cancel_run(&self, id: Uuid, reason: Option<String>) -> Result<Run, Error> {
-        let reason = reason.filter(|reason| !reason.trim().is_empty()).unwrap_or_else(|| DEFAULT_CANCEL_REASON.to_owned());
+        let reason =
+            reason.filter(|reason| !reason.trim().is_empty()).unwrap_or_else(|| DEFAULT_CANCEL_REASON.to_owned());
         let Some(run) = self.shared.storage.request_cancel(id, &reason).await? else {
             return Err(Error::NotFound { kind: ResourceKind::Run, id, field: "id".to_owned() });
         };
@@ -365,11 +383,20 @@ impl Aegis {
 
     /// Records the first use of `key` for the operation `scope` with request body `request`,
     /// or recognises a retry. A retry whose body differs from the first one is invalid.
-    pub async fn idempotent_request(&self, scope: &str, key: &str, request: &Value) -> Result<IdempotentRequest, Error> {
+    pub async fn idempotent_request(
+        &self,
+        scope: &str,
+        key: &str,
+        request: &Value,
+    ) -> Result<IdempotentRequest, Error> {
         if key.is_empty() || key.len() > 255 {
             return Err(Error::Invalid(vec![
-                FieldError::new("Idempotency-Key", "invalid_value", format!("the key must be 1 to 255 characters long, got {}", key.len()))
-                    .with_fix("send a unique string such as a UUID"),
+                FieldError::new(
+                    "Idempotency-Key",
+                    "invalid_value",
+                    format!("the key must be 1 to 255 characters long, got {}", key.len()),
+                )
+                .with_fix("send a unique string such as a UUID"),
             ]));
         }
         let text = serde_json::to_string(request).unwrap_or_default();
@@ -383,8 +410,12 @@ impl Aegis {
         let first: Value = serde_json::from_str(&stored.request).unwrap_or(Value::Null);
         if first != *request {
             return Err(Error::Invalid(vec![
-                FieldError::new("Idempotency-Key", "idempotency_key_reused", format!("the key {key:?} was already used with a different request body"))
-                    .with_fix("send the same body as the first request, or use a new key for a new request"),
+                FieldError::new(
+                    "Idempotency-Key",
+                    "idempotency_key_reused",
+                    format!("the key {key:?} was already used with a different request body"),
+                )
+                .with_fix("send the same body as the first request, or use a new key for a new request"),
             ]));
         }
         Ok(IdempotentRequest::Repeat(stored.resource_id))
@@ -396,7 +427,8 @@ impl Aegis {
         if let Some(name) = patch.name {
             if name.trim().is_empty() {
                 return Err(Error::Invalid(vec![
-                    FieldError::new("name", "empty", "name must not be empty").with_fix("give the task a name, or leave name out to keep it"),
+                    FieldError::new("name", "empty", "name must not be empty")
+                        .with_fix("give the task a name, or leave name out to keep it"),
                 ]));
             }
             task.name = name;
@@ -422,8 +454,10 @@ impl Aegis {
             let component: ComponentModel = serde_path_to_error::deserialize(component).map_err(|error| {
                 let path = error.path().to_string();
                 let path = join_path("component", if path == "." { "" } else { &path });
-                Error::Invalid(vec![FieldError::new(path, "invalid_type", error.into_inner().to_string())
-                    .with_fix("send an AutoGen component object with provider and config")])
+                Error::Invalid(vec![
+                    FieldError::new(path, "invalid_type", error.into_inner().to_string())
+                        .with_fix("send an AutoGen component object with provider and config"),
+                ])
             })?;
             let problems = self.validate_team(&component);
             if !problems.is_empty() {
@@ -450,7 +484,11 @@ impl Aegis {
             let mut metadata = Value::Object(metadata);
             restore_masked(&mut metadata, &Value::Object(session.team_metadata.clone()));
             let Value::Object(metadata) = metadata else {
-                return Err(Error::Invalid(vec![FieldError::new("team_metadata", "invalid_type", "expected an object")]));
+                return Err(Error::Invalid(vec![FieldError::new(
+                    "team_metadata",
+                    "invalid_type",
+                    "expected an object",
+                )]));
             };
             let problems = validate_team_metadata(&metadata);
             if !problems.is_empty() {
@@ -496,8 +534,9 @@ impl Aegis {
             DeleteOutcome::NotFound => Err(Error::NotFound { kind, id, field: "id".to_owned() }),
             DeleteOutcome::HasDependants(dependants) => {
                 let message = format!("{kind} {id} is used by {}", describe_dependants(&dependants));
-                let problem = FieldError::new("id", "has_dependants", &message)
-                    .with_fix("delete the dependants first, or repeat the request with ?cascade=true to delete them with it");
+                let problem = FieldError::new("id", "has_dependants", &message).with_fix(
+                    "delete the dependants first, or repeat the request with ?cascade=true to delete them with it",
+                );
                 Err(Error::Conflict { message, errors: vec![problem] })
             }
             DeleteOutcome::RunsNotTerminal(runs) => {
@@ -530,8 +569,12 @@ impl Aegis {
             && after >= before
         {
             return Err(Error::Invalid(vec![
-                FieldError::new("created_before", "invalid_value", format!("created_before ({before}) is not later than created_after ({after})"))
-                    .with_fix("give a range whose end is later than its start, or leave one end out"),
+                FieldError::new(
+                    "created_before",
+                    "invalid_value",
+                    format!("created_before ({before}) is not later than created_after ({after})"),
+                )
+                .with_fix("give a range whose end is later than its start, or leave one end out"),
             ]));
         }
         Ok(self.shared.storage.list_runs(filter).await?)
@@ -580,12 +623,20 @@ fn validate_run(new: &NewRun) -> Vec<FieldError> {
     let content = &new.run_task.content;
     match &new.run_task.message_type {
         TaskMessageType::Text if !content.is_string() => problems.push(
-            FieldError::new("run_task.content", "invalid_type", format!("expected a string for message_type \"text\", got {}", kind_of(content)))
-                .with_fix("send the task text as a string, or set message_type to \"dict\" for an object"),
+            FieldError::new(
+                "run_task.content",
+                "invalid_type",
+                format!("expected a string for message_type \"text\", got {}", kind_of(content)),
+            )
+            .with_fix("send the task text as a string, or set message_type to \"dict\" for an object"),
         ),
         TaskMessageType::Dict if !content.is_object() => problems.push(
-            FieldError::new("run_task.content", "invalid_type", format!("expected an object for message_type \"dict\", got {}", kind_of(content)))
-                .with_fix("send an object such as {\"question\": \"...\"}, or set message_type to \"text\" for a string"),
+            FieldError::new(
+                "run_task.content",
+                "invalid_type",
+                format!("expected an object for message_type \"dict\", got {}", kind_of(content)),
+            )
+            .with_fix("send an object such as {\"question\": \"...\"}, or set message_type to \"text\" for a string"),
         ),
         TaskMessageType::Other(value) => problems.push(
             FieldError::new("run_task.message_type", "invalid_value", format!("unknown message_type \"{value}\""))
@@ -607,19 +658,30 @@ fn validate_batch(new: &NewRun) -> Vec<FieldError> {
     }
     let Value::Array(items) = &new.run_task.content else {
         problems.push(
-            FieldError::new("run_task.content", "invalid_type", format!("expected an array of objects for batch_mode, got {}", kind_of(&new.run_task.content)))
-                .with_fix("send the items as an array, such as [{\"question\": \"...\"}, ...]"),
+            FieldError::new(
+                "run_task.content",
+                "invalid_type",
+                format!("expected an array of objects for batch_mode, got {}", kind_of(&new.run_task.content)),
+            )
+            .with_fix("send the items as an array, such as [{\"question\": \"...\"}, ...]"),
         );
         return problems;
     };
     if items.is_empty() {
-        problems.push(FieldError::new("run_task.content", "empty", "a batch needs at least one item").with_fix("add items to the array"));
+        problems.push(
+            FieldError::new("run_task.content", "empty", "a batch needs at least one item")
+                .with_fix("add items to the array"),
+        );
     }
     for (index, item) in items.iter().enumerate() {
         if !item.is_object() {
             problems.push(
-                FieldError::new(format!("run_task.content[{index}]"), "invalid_type", format!("expected an object, got {}", kind_of(item)))
-                    .with_fix("make every item of the batch a JSON object"),
+                FieldError::new(
+                    format!("run_task.content[{index}]"),
+                    "invalid_type",
+                    format!("expected an object, got {}", kind_of(item)),
+                )
+                .with_fix("make every item of the batch a JSON object"),
             );
         }
     }
@@ -631,22 +693,34 @@ fn validate_team_metadata(metadata: &Map<String, Value>) -> Vec<FieldError> {
     let mut problems = Vec::new();
     if let Some(value) = metadata.get("model").filter(|value| !value.is_string() && !value.is_null()) {
         problems.push(
-            FieldError::new("team_metadata.model", "invalid_type", format!("expected a string, got {}", kind_of(value)))
-                .with_fix("give the model name, such as \"gpt-4o-mini\""),
+            FieldError::new(
+                "team_metadata.model",
+                "invalid_type",
+                format!("expected a string, got {}", kind_of(value)),
+            )
+            .with_fix("give the model name, such as \"gpt-4o-mini\""),
         );
     }
     if let Some(value) = metadata.get("continue_conversation").filter(|value| !value.is_boolean() && !value.is_null()) {
         problems.push(
-            FieldError::new("team_metadata.continue_conversation", "invalid_type", format!("expected a boolean, got {}", kind_of(value)))
-                .with_fix("use true or false"),
+            FieldError::new(
+                "team_metadata.continue_conversation",
+                "invalid_type",
+                format!("expected a boolean, got {}", kind_of(value)),
+            )
+            .with_fix("use true or false"),
         );
     }
     if let Some(value) = metadata.get("max_concurrent_runs").filter(|value| !value.is_null()) {
         let valid = value.as_u64().is_some_and(|limit| (1..=u64::from(u32::MAX)).contains(&limit));
         if !valid {
             problems.push(
-                FieldError::new("team_metadata.max_concurrent_runs", "invalid_value", format!("expected a positive integer, got {value}"))
-                    .with_fix("use a whole number of runs, such as 4, or leave the key out for no limit"),
+                FieldError::new(
+                    "team_metadata.max_concurrent_runs",
+                    "invalid_value",
+                    format!("expected a positive integer, got {value}"),
+                )
+                .with_fix("use a whole number of runs, such as 4, or leave the key out for no limit"),
             );
         }
     }
@@ -654,8 +728,12 @@ fn validate_team_metadata(metadata: &Map<String, Value>) -> Vec<FieldError> {
         let valid = value.as_f64().is_some_and(|seconds| seconds > 0.0 && seconds <= MAX_RUN_TIMEOUT_S);
         if !valid {
             problems.push(
-                FieldError::new("team_metadata.run_timeout_s", "invalid_value", format!("expected a number of seconds above 0 and at most {MAX_RUN_TIMEOUT_S}, got {value}"))
-                    .with_fix("use a deadline in seconds, such as 300, or leave the key out for the server default"),
+                FieldError::new(
+                    "team_metadata.run_timeout_s",
+                    "invalid_value",
+                    format!("expected a number of seconds above 0 and at most {MAX_RUN_TIMEOUT_S}, got {value}"),
+                )
+                .with_fix("use a deadline in seconds, such as 300, or leave the key out for the server default"),
             );
         }
     }

@@ -57,7 +57,8 @@ fn entries() -> Vec<(String, Value)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/autogen");
     let mut entries = Vec::new();
     for file in ["components_0.5.7.json", "components_0.7.5.json"] {
-        let all: serde_json::Map<String, Value> = serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
+        let all: serde_json::Map<String, Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
         entries.extend(all.into_iter().map(|(name, value)| (format!("{file}:{name}"), value)));
     }
     entries
@@ -78,7 +79,10 @@ fn every_dumped_component_loads_or_is_rejected() {
     let mut checked = 0;
     for (name, value) in entries() {
         let Some(component) = component(&value) else {
-            assert!(value["ERROR"].as_str().is_some_and(|message| !message.is_empty()), "{name}: an ERROR entry without a message");
+            assert!(
+                value["ERROR"].as_str().is_some_and(|message| !message.is_empty()),
+                "{name}: an ERROR entry without a message"
+            );
             continue;
         };
         checked += 1;
@@ -90,11 +94,20 @@ fn every_dumped_component_loads_or_is_rejected() {
                 assert_eq!(problems.len(), 1, "{name}: {problems:?}");
                 assert_eq!(problems[0].code, *code, "{name}: {problems:?}");
                 assert!(problems[0].message.contains("not supported yet"), "{name}: {problems:?}");
-                assert!(problems[0].fix.as_deref().is_some_and(|fix| fix.contains("autogen_agentchat.teams.RoundRobinGroupChat")), "{name}: {problems:?}");
+                assert!(
+                    problems[0]
+                        .fix
+                        .as_deref()
+                        .is_some_and(|fix| fix.contains("autogen_agentchat.teams.RoundRobinGroupChat")),
+                    "{name}: {problems:?}"
+                );
             }
             (None, true) if !problems.is_empty() => {
                 assert_eq!(problems[0].code, "unknown_provider", "{name}: {problems:?}");
-                assert!(problems[0].fix.as_deref().is_some_and(|fix| fix.contains("OpenAIChatCompletionClient")), "{name}: {problems:?}");
+                assert!(
+                    problems[0].fix.as_deref().is_some_and(|fix| fix.contains("OpenAIChatCompletionClient")),
+                    "{name}: {problems:?}"
+                );
             }
             _ => assert!(problems.is_empty(), "{name} does not load: {problems:?}"),
         }
@@ -105,7 +118,10 @@ fn every_dumped_component_loads_or_is_rejected() {
 #[test]
 fn function_tool_without_rust_tool_is_rejected() {
     let registry = Registry::with_builtins(ProviderEnv::default());
-    for (name, value) in entries().into_iter().filter(|(name, _)| name.ends_with(":FunctionTool") || name.ends_with(":AssistantAgent_tools_handoffs")) {
+    for (name, value) in entries()
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(":FunctionTool") || name.ends_with(":AssistantAgent_tools_handoffs"))
+    {
         let problems = registry.validate_component(&component(&value).unwrap());
         assert_eq!(problems.len(), 1, "{name}: {problems:?}");
         assert_eq!(problems[0].code, "unknown_tool", "{name}: {problems:?}");

@@ -68,7 +68,9 @@ impl Recording {
             entry["tools"] = serde_json::to_value(&request.tools).unwrap();
         }
         match &request.json_output {
-            Some(JsonOutput::JsonSchema(format)) => entry["json_output"] = json!({"model": format.name, "schema": format.schema}),
+            Some(JsonOutput::JsonSchema(format)) => {
+                entry["json_output"] = json!({"model": format.name, "schema": format.schema})
+            }
             Some(_) => entry["json_output"] = json!(true),
             None => {}
         }
@@ -98,7 +100,11 @@ impl ModelClient for Recording {
         self.inner.create(request).await
     }
 
-    async fn create_stream(&self, request: &CreateRequest, chunks: &mut dyn ChunkSink) -> Result<CreateResult, ModelError> {
+    async fn create_stream(
+        &self,
+        request: &CreateRequest,
+        chunks: &mut dyn ChunkSink,
+    ) -> Result<CreateResult, ModelError> {
         self.record("create_stream", request);
         self.inner.create_stream(request, chunks).await
     }
@@ -163,7 +169,9 @@ async fn run_case(case: &Value) -> Result<Observed, String> {
     }));
 
     let component: ComponentModel = serde_json::from_value(case["team"].clone()).map_err(|error| error.to_string())?;
-    let mut team = registry.build_team(&component, &Default::default()).map_err(|errors| format!("team does not build: {errors:?}"))?;
+    let mut team = registry
+        .build_team(&component, &Default::default())
+        .map_err(|errors| format!("team does not build: {errors:?}"))?;
 
     let task = AgentMessage::text("user", case["task"].as_str().unwrap());
     let mut sink = StreamSink::default();
@@ -198,7 +206,8 @@ fn first_difference(path: &str, expected: &Value, actual: &Value) -> Option<Stri
                     return Some(difference);
                 }
             }
-            (left.len() != right.len()).then(|| format!("{path}: expected {} items, got {}: {}", left.len(), right.len(), actual))
+            (left.len() != right.len())
+                .then(|| format!("{path}: expected {} items, got {}: {}", left.len(), right.len(), actual))
         }
         (Value::Object(left), Value::Object(right)) => {
             for (key, value) in left {
@@ -207,7 +216,10 @@ fn first_difference(path: &str, expected: &Value, actual: &Value) -> Option<Stri
                     return Some(difference);
                 }
             }
-            right.keys().find(|key| !left.contains_key(*key)).map(|key| format!("{path}.{key}: unexpected {}", right[key]))
+            right
+                .keys()
+                .find(|key| !left.contains_key(*key))
+                .map(|key| format!("{path}.{key}: unexpected {}", right[key]))
         }
         _ => (expected != actual).then(|| format!("{path}: expected {expected}, got {actual}")),
     }
@@ -273,10 +285,13 @@ fn check_structured_reply(case: &Value, observed: &Observed) -> Vec<String> {
         differences.push(format!("error: expected none, got {error}"));
     }
     let agent = &case["team"]["config"]["participants"][0]["config"];
-    let reply: Value = serde_json::from_str(agent["model_client"]["config"]["chat_completions"][0].as_str().unwrap()).unwrap();
+    let reply: Value =
+        serde_json::from_str(agent["model_client"]["config"]["chat_completions"][0].as_str().unwrap()).unwrap();
     let model = agent["structured_message_factory"]["config"]["content_model_name"].as_str().unwrap();
     let expected = json!({"source": agent["name"], "type": format!("StructuredMessage[{model}]"), "content": reply});
-    if let Some(difference) = first_difference("messages", &json!([case["expected"]["messages"][0], expected]), &json!(observed.messages)) {
+    if let Some(difference) =
+        first_difference("messages", &json!([case["expected"]["messages"][0], expected]), &json!(observed.messages))
+    {
         differences.push(difference);
     }
     if observed.stop_reason.is_null() {

@@ -35,7 +35,10 @@ impl<T: Serialize> Envelope<T> {
     /// on the last page) and `meta.has_more`.
     pub(crate) fn page<U>(page: Page<U>, convert: impl FnMut(U) -> T) -> Envelope<Vec<T>> {
         let mut meta = Map::new();
-        meta.insert("next_cursor".to_owned(), page.next_cursor.map(|cursor| Value::String(cursor.encode())).unwrap_or(Value::Null));
+        meta.insert(
+            "next_cursor".to_owned(),
+            page.next_cursor.map(|cursor| Value::String(cursor.encode())).unwrap_or(Value::Null),
+        );
         meta.insert("has_more".to_owned(), Value::Bool(page.next_cursor.is_some()));
         let data = page.items.into_iter().map(convert).collect();
         Envelope { status: StatusCode::OK, message: DATA_GOT, meta, data }

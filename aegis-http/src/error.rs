@@ -63,7 +63,12 @@ impl From<Error> for ApiError {
             }
             Error::Invalid(errors) => {
                 let message = Error::Invalid(errors.clone()).to_string();
-                ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, message: capitalise(&message), errors, retry_after_s: None }
+                ApiError {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    message: capitalise(&message),
+                    errors,
+                    retry_after_s: None,
+                }
             }
             Error::Conflict { message, errors } => {
                 ApiError { status: StatusCode::CONFLICT, message: capitalise(&message), errors, retry_after_s: None }

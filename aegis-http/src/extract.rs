@@ -49,11 +49,14 @@ pub(crate) fn check_content_type(headers: &axum::http::HeaderMap) -> Result<(), 
     if is_json {
         return Ok(());
     }
-    Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Unsupported content type '{mime}'; send the body as JSON"))
-        .with_error(
-            aegis_core::FieldError::new("", "unsupported_media_type", format!("content type '{mime}' is not JSON"))
-                .with_fix("set the header Content-Type: application/json"),
-        ))
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!("Unsupported content type '{mime}'; send the body as JSON"),
+    )
+    .with_error(
+        aegis_core::FieldError::new("", "unsupported_media_type", format!("content type '{mime}' is not JSON"))
+            .with_fix("set the header Content-Type: application/json"),
+    ))
 }
 
 /// Parses a body: 400 when it is not JSON, 422 naming the field when it does not fit `T`.
@@ -61,11 +64,17 @@ pub(crate) fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     let value: Value = serde_json::from_slice(bytes).map_err(|error| {
         let message = format!("The request body is not valid JSON: {error}");
         ApiError::new(StatusCode::BAD_REQUEST, message).with_error(
-            aegis_core::FieldError::new("", "malformed_json", error.to_string()).with_fix("send a JSON object as the body"),
+            aegis_core::FieldError::new("", "malformed_json", error.to_string())
+                .with_fix("send a JSON object as the body"),
         )
     })?;
     if !value.is_object() {
-        return Err(ApiError::invalid("", "invalid_type", "the request body must be a JSON object", Some("send a JSON object as the body")));
+        return Err(ApiError::invalid(
+            "",
+            "invalid_type",
+            "the request body must be a JSON object",
+            Some("send a JSON object as the body"),
+        ));
     }
 
     serde_path_to_error::deserialize(value).map_err(|error| {
@@ -80,7 +89,12 @@ pub(crate) fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
 fn describe_shape_error(path: &str, message: &str) -> ApiError {
     if let Some(field) = aegis_core::error::missing_field(message) {
         let field = join_path(path, field);
-        return ApiError::invalid(&field, "missing", format!("missing required field {field}"), Some("add the field to the request body"));
+        return ApiError::invalid(
+            &field,
+            "missing",
+            format!("missing required field {field}"),
+            Some("add the field to the request body"),
+        );
     }
     let field = if path.is_empty() { "body" } else { path };
     let code = if message.starts_with("invalid type") { "invalid_type" } else { "invalid_value" };
@@ -105,7 +119,12 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
 /// Parses a UUID field, with a 422 naming `field` when it is not one.
 pub(crate) fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw.trim()).map_err(|_| {
-        ApiError::invalid(field, "invalid_uuid", format!("'{raw}' is not a UUID"), Some("use the id returned when the resource was created"))
+        ApiError::invalid(
+            field,
+            "invalid_uuid",
+            format!("'{raw}' is not a UUID"),
+            Some("use the id returned when the resource was created"),
+        )
     })
 }
 

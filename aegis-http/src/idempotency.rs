@@ -53,7 +53,11 @@ impl ReservedId {
 
     /// Creates the resource under the reserved id, or returns it when a request with the same
     /// key created it already.
-    pub(crate) async fn create_or_get<T, Create, CreateFuture, Get, GetFuture>(self, create: Create, get: Get) -> Result<T, Error>
+    pub(crate) async fn create_or_get<T, Create, CreateFuture, Get, GetFuture>(
+        self,
+        create: Create,
+        get: Get,
+    ) -> Result<T, Error>
     where
         Create: FnOnce(Uuid) -> CreateFuture,
         CreateFuture: Future<Output = Result<T, Error>>,
@@ -92,8 +96,13 @@ pub(crate) async fn reserve(State(aegis): State<Aegis>, request: Request, next: 
         return next.run(request).await;
     };
     let Ok(key) = key.to_str().map(str::to_owned) else {
-        return ApiError::invalid("Idempotency-Key", "invalid_value", "the header is not visible ASCII", Some("send a key such as a UUID"))
-            .into_response();
+        return ApiError::invalid(
+            "Idempotency-Key",
+            "invalid_value",
+            "the header is not visible ASCII",
+            Some("send a key such as a UUID"),
+        )
+        .into_response();
     };
 
     let scope = format!("POST {}", request.uri().path());
@@ -101,7 +110,8 @@ pub(crate) async fn reserve(State(aegis): State<Aegis>, request: Request, next: 
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(bytes) => bytes,
         Err(error) => {
-            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("Reading the request body failed: {error}")).into_response();
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("Reading the request body failed: {error}"))
+                .into_response();
         }
     };
 

@@ -253,11 +253,17 @@ async fn delete_expired_runs(aegis: Aegis, age: Duration) {
             match aegis.delete_runs_older_than(age, RETENTION_BATCH).await {
                 Ok(deleted) if deleted.len() < RETENTION_BATCH => {
                     if !deleted.is_empty() {
-                        tracing::info!(deleted = deleted.len(), retention_s = age.as_secs(), "deleted runs past retention");
+                        tracing::info!(
+                            deleted = deleted.len(),
+                            retention_s = age.as_secs(),
+                            "deleted runs past retention"
+                        );
                     }
                     break;
                 }
-                Ok(deleted) => tracing::info!(deleted = deleted.len(), retention_s = age.as_secs(), "deleted runs past retention"),
+                Ok(deleted) => {
+                    tracing::info!(deleted = deleted.len(), retention_s = age.as_secs(), "deleted runs past retention")
+                }
                 Err(error) => {
                     tracing::warn!(%error, "deleting runs past retention failed; retrying at the next interval");
                     break;

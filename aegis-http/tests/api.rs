@@ -28,7 +28,8 @@ use common::{Api, run_body, session_body, task_body, team_body, text_run_body};
 async fn router() -> (Router, TempDir) {
     let dir = TempDir::new().unwrap();
     let store = SqliteStore::open(dir.path().join("aegis.db"), SqliteConfig::default()).await.unwrap();
-    let aegis = Aegis::new(Arc::new(store), Registry::with_builtins(ProviderEnv::default()), EngineConfig::default()).unwrap();
+    let aegis =
+        Aegis::new(Arc::new(store), Registry::with_builtins(ProviderEnv::default()), EngineConfig::default()).unwrap();
     (aegis_http::app(aegis), dir)
 }
 
@@ -62,7 +63,15 @@ struct Case<'a> {
 
 impl<'a> Case<'a> {
     fn post(name: &'a str, path: &str, body: impl Into<String>, status: u16, field: Option<&'a str>) -> Case<'a> {
-        Case { name, method: "POST", path: path.to_owned(), body: Some(body.into()), content_type: Some("application/json"), status, field }
+        Case {
+            name,
+            method: "POST",
+            path: path.to_owned(),
+            body: Some(body.into()),
+            content_type: Some("application/json"),
+            status,
+            field,
+        }
     }
 }
 
@@ -71,7 +80,11 @@ async fn check(app: &Router, cases: &[Case<'_>]) {
         let (status, body) = send(app, case.method, &case.path, case.body.as_deref(), case.content_type).await;
         assert_eq!(status, case.status, "{}: {body}", case.name);
         if status >= 400 {
-            assert!(body["message"].as_str().is_some_and(|message| !message.is_empty()), "{}: no message in {body}", case.name);
+            assert!(
+                body["message"].as_str().is_some_and(|message| !message.is_empty()),
+                "{}: no message in {body}",
+                case.name
+            );
             assert_eq!(body["data"], Value::Null, "{}: error with data: {body}", case.name);
             assert!(body["meta"]["errors"].is_array(), "{}: no meta.errors in {body}", case.name);
         }
@@ -115,8 +128,22 @@ async fn tutorial_bodies_are_accepted_with_documented_fields() {
     assert_eq!(data["status"], "created");
     assert_eq!(data["messages"], json!([]));
     for field in [
-        "id", "session_id", "task_id", "run_task", "batch_mode", "created_by_user_id", "archived", "status", "team_result",
-        "error_message", "error_details", "created_at", "started_at", "finished_at", "estimated_completion_time", "messages",
+        "id",
+        "session_id",
+        "task_id",
+        "run_task",
+        "batch_mode",
+        "created_by_user_id",
+        "archived",
+        "status",
+        "team_result",
+        "error_message",
+        "error_details",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "estimated_completion_time",
+        "messages",
     ] {
         assert!(data.get(field).is_some(), "run lacks {field}: {data}");
     }
@@ -167,11 +194,41 @@ async fn invalid_requests_get_clear_errors() {
         Case::post("missing name", "/api/v1/task", "{}", 422, Some("name")),
         Case::post("empty name", "/api/v1/task", r#"{"name": " "}"#, 422, Some("name")),
         Case::post("name of wrong type", "/api/v1/task", r#"{"name": 5}"#, 422, Some("name")),
-        Case::post("session unknown task", "/api/v1/session", session_body(unknown, &team_id).to_string(), 404, Some("task_id")),
-        Case::post("session unknown team", "/api/v1/session", session_body(&task_id, unknown).to_string(), 404, Some("team_id")),
-        Case::post("session bad uuid", "/api/v1/session", session_body("nope", &team_id).to_string(), 422, Some("task_id")),
-        Case::post("run unknown session", "/api/v1/run", run_body(unknown, &task_id).to_string(), 404, Some("session_id")),
-        Case::post("run task mismatch", "/api/v1/run", run_body(&session_id, &other_task_id).to_string(), 422, Some("task_id")),
+        Case::post(
+            "session unknown task",
+            "/api/v1/session",
+            session_body(unknown, &team_id).to_string(),
+            404,
+            Some("task_id"),
+        ),
+        Case::post(
+            "session unknown team",
+            "/api/v1/session",
+            session_body(&task_id, unknown).to_string(),
+            404,
+            Some("team_id"),
+        ),
+        Case::post(
+            "session bad uuid",
+            "/api/v1/session",
+            session_body("nope", &team_id).to_string(),
+            422,
+            Some("task_id"),
+        ),
+        Case::post(
+            "run unknown session",
+            "/api/v1/run",
+            run_body(unknown, &task_id).to_string(),
+            404,
+            Some("session_id"),
+        ),
+        Case::post(
+            "run task mismatch",
+            "/api/v1/run",
+            run_body(&session_id, &other_task_id).to_string(),
+            422,
+            Some("task_id"),
+        ),
         Case::post("text with object", "/api/v1/run", text_with_object.to_string(), 422, Some("run_task.content")),
         Case::post("dict with string", "/api/v1/run", dict_with_string.to_string(), 422, Some("run_task.content")),
         Case::post("unknown message type", "/api/v1/run", unknown_type.to_string(), 422, Some("run_task.message_type")),
@@ -183,12 +240,22 @@ async fn invalid_requests_get_clear_errors() {
             422,
             Some("component.config.model_client.provider"),
         ),
-        Case::post("model missing", "/api/v1/team", no_model.to_string(), 422, Some("component.config.model_client.config")),
+        Case::post(
+            "model missing",
+            "/api/v1/team",
+            no_model.to_string(),
+            422,
+            Some("component.config.model_client.config"),
+        ),
         Case::post("agent name missing", "/api/v1/team", no_name.to_string(), 422, Some("component.config.name")),
         Case { content_type: Some("text/plain"), ..Case::post("wrong content type", "/api/v1/task", "{}", 415, None) },
         Case { method: "GET", body: None, ..Case::post("unknown route", "/api/v1/nothing", "", 404, None) },
         Case { method: "DELETE", body: None, ..Case::post("wrong method", "/api/v1/task", "", 405, None) },
-        Case { method: "GET", body: None, ..Case::post("run not found", &format!("/api/v1/run/{unknown}"), "", 404, None) },
+        Case {
+            method: "GET",
+            body: None,
+            ..Case::post("run not found", &format!("/api/v1/run/{unknown}"), "", 404, None)
+        },
         Case { method: "GET", body: None, ..Case::post("id not a uuid", "/api/v1/task/abc", "", 422, Some("id")) },
     ];
     check(&app, &cases).await;

@@ -22,7 +22,8 @@ use common::{run_body, session_body, task_body, team_body};
 async fn router() -> (Router, Aegis, TempDir) {
     let dir = TempDir::new().unwrap();
     let store = SqliteStore::open(dir.path().join("aegis.db"), SqliteConfig::default()).await.unwrap();
-    let aegis = Aegis::new(Arc::new(store), Registry::with_builtins(ProviderEnv::default()), EngineConfig::default()).unwrap();
+    let aegis =
+        Aegis::new(Arc::new(store), Registry::with_builtins(ProviderEnv::default()), EngineConfig::default()).unwrap();
     (aegis_http::app(aegis.clone()), aegis, dir)
 }
 
@@ -63,7 +64,15 @@ async fn check(app: &Router, cases: Vec<Case<'_>>) {
     }
 }
 
-fn case<'a>(name: &'a str, method: &'a str, path: String, body: Option<Value>, status: u16, pointer: &'a str, expected: Value) -> Case<'a> {
+fn case<'a>(
+    name: &'a str,
+    method: &'a str,
+    path: String,
+    body: Option<Value>,
+    status: u16,
+    pointer: &'a str,
+    expected: Value,
+) -> Case<'a> {
     Case { name, method, path, body, status, pointer, expected }
 }
 
@@ -88,14 +97,78 @@ async fn patch_changes_fields() {
     check(
         &app,
         vec![
-            case("task name", "PATCH", format!("/api/v1/task/{task}"), Some(json!({"name": "Renamed"})), 200, "/data/name", json!("Renamed")),
-            case("task keeps version", "GET", format!("/api/v1/task/{task}"), None, 200, "/data/version", json!("1.0.0")),
-            case("task empty name", "PATCH", format!("/api/v1/task/{task}"), Some(json!({"name": " "})), 422, "/meta/errors/0/field", json!("name")),
-            case("task wrong type", "PATCH", format!("/api/v1/task/{task}"), Some(json!({"archived": "yes"})), 422, "/meta/errors/0/field", json!("archived")),
-            case("task archived", "PATCH", format!("/api/v1/task/{task}"), Some(json!({"archived": true})), 200, "/data/archived", json!(true)),
-            case("unknown task", "PATCH", format!("/api/v1/task/{}", uuid::Uuid::now_v7()), Some(json!({})), 404, "/meta/errors/0/field", json!("id")),
-            case("team masked round trip", "PATCH", format!("/api/v1/team/{team}"), Some(json!({"component": component})), 200, key_pointer, json!("**********")),
-            case("team new model", "GET", format!("/api/v1/team/{team}"), None, 200, "/data/component/config/model_client/config/model", json!("gpt-4.1")),
+            case(
+                "task name",
+                "PATCH",
+                format!("/api/v1/task/{task}"),
+                Some(json!({"name": "Renamed"})),
+                200,
+                "/data/name",
+                json!("Renamed"),
+            ),
+            case(
+                "task keeps version",
+                "GET",
+                format!("/api/v1/task/{task}"),
+                None,
+                200,
+                "/data/version",
+                json!("1.0.0"),
+            ),
+            case(
+                "task empty name",
+                "PATCH",
+                format!("/api/v1/task/{task}"),
+                Some(json!({"name": " "})),
+                422,
+                "/meta/errors/0/field",
+                json!("name"),
+            ),
+            case(
+                "task wrong type",
+                "PATCH",
+                format!("/api/v1/task/{task}"),
+                Some(json!({"archived": "yes"})),
+                422,
+                "/meta/errors/0/field",
+                json!("archived"),
+            ),
+            case(
+                "task archived",
+                "PATCH",
+                format!("/api/v1/task/{task}"),
+                Some(json!({"archived": true})),
+                200,
+                "/data/archived",
+                json!(true),
+            ),
+            case(
+                "unknown task",
+                "PATCH",
+                format!("/api/v1/task/{}", uuid::Uuid::now_v7()),
+                Some(json!({})),
+                404,
+                "/meta/errors/0/field",
+                json!("id"),
+            ),
+            case(
+                "team masked round trip",
+                "PATCH",
+                format!("/api/v1/team/{team}"),
+                Some(json!({"component": component})),
+                200,
+                key_pointer,
+                json!("**********"),
+            ),
+            case(
+                "team new model",
+                "GET",
+                format!("/api/v1/team/{team}"),
+                None,
+                200,
+                "/data/component/config/model_client/config/model",
+                json!("gpt-4.1"),
+            ),
             case(
                 "team invalid component",
                 "PATCH",
@@ -105,7 +178,15 @@ async fn patch_changes_fields() {
                 "/meta/errors/0/field",
                 json!("component.provider"),
             ),
-            case("team name", "PATCH", format!("/api/v1/team/{team}"), Some(json!({"name": "Grader"})), 200, "/data/name", json!("Grader")),
+            case(
+                "team name",
+                "PATCH",
+                format!("/api/v1/team/{team}"),
+                Some(json!({"name": "Grader"})),
+                200,
+                "/data/name",
+                json!("Grader"),
+            ),
             case(
                 "session metadata masked round trip",
                 "PATCH",
@@ -124,8 +205,24 @@ async fn patch_changes_fields() {
                 "/meta/errors/0/field",
                 json!("team_metadata.max_concurrent_runs"),
             ),
-            case("run archived", "PATCH", format!("/api/v1/run/{run}"), Some(json!({"archived": true})), 200, "/data/archived", json!(true)),
-            case("run status not patchable", "PATCH", format!("/api/v1/run/{run}"), Some(json!({"status": "complete"})), 200, "/data/status", json!("created")),
+            case(
+                "run archived",
+                "PATCH",
+                format!("/api/v1/run/{run}"),
+                Some(json!({"archived": true})),
+                200,
+                "/data/archived",
+                json!(true),
+            ),
+            case(
+                "run status not patchable",
+                "PATCH",
+                format!("/api/v1/run/{run}"),
+                Some(json!({"status": "complete"})),
+                200,
+                "/data/status",
+                json!("created"),
+            ),
         ],
     )
     .await;
@@ -155,19 +252,91 @@ async fn delete_checks_dependants() {
     check(
         &app,
         vec![
-            case("team in use", "DELETE", format!("/api/v1/team/{team}"), None, 409, "/meta/errors/0/code", json!("has_dependants")),
-            case("session in use", "DELETE", format!("/api/v1/session/{session}"), None, 409, "/meta/errors/0/code", json!("has_dependants")),
-            case("queued run", "DELETE", format!("/api/v1/run/{run}"), None, 409, "/meta/errors/0/code", json!("run_not_terminal")),
-            case("cascade over a queued run", "DELETE", format!("/api/v1/task/{task}?cascade=true"), None, 409, "/meta/errors/0/code", json!("run_not_terminal")),
-            case("bad cascade", "DELETE", format!("/api/v1/task/{task}?cascade=1"), None, 422, "/meta/errors/0/field", json!("cascade")),
+            case(
+                "team in use",
+                "DELETE",
+                format!("/api/v1/team/{team}"),
+                None,
+                409,
+                "/meta/errors/0/code",
+                json!("has_dependants"),
+            ),
+            case(
+                "session in use",
+                "DELETE",
+                format!("/api/v1/session/{session}"),
+                None,
+                409,
+                "/meta/errors/0/code",
+                json!("has_dependants"),
+            ),
+            case(
+                "queued run",
+                "DELETE",
+                format!("/api/v1/run/{run}"),
+                None,
+                409,
+                "/meta/errors/0/code",
+                json!("run_not_terminal"),
+            ),
+            case(
+                "cascade over a queued run",
+                "DELETE",
+                format!("/api/v1/task/{task}?cascade=true"),
+                None,
+                409,
+                "/meta/errors/0/code",
+                json!("run_not_terminal"),
+            ),
+            case(
+                "bad cascade",
+                "DELETE",
+                format!("/api/v1/task/{task}?cascade=1"),
+                None,
+                422,
+                "/meta/errors/0/field",
+                json!("cascade"),
+            ),
             case("cancel", "POST", format!("/api/v1/run/{run}/cancel"), None, 200, "/data/status", json!("stopped")),
             case("stopped run", "DELETE", format!("/api/v1/run/{run}"), None, 200, "/data/id", json!(run)),
             case("deleted run", "GET", format!("/api/v1/run/{run}"), None, 404, "/meta/errors/0/field", json!("id")),
-            case("deleted run messages", "GET", format!("/api/v1/run/{run}/messages"), None, 404, "/meta/errors/0/field", json!("id")),
-            case("cascade", "DELETE", format!("/api/v1/team/{team}?cascade=true"), None, 200, "/data/deleted_sessions", json!([session])),
-            case("session went along", "GET", format!("/api/v1/session/{session}"), None, 404, "/meta/errors/0/field", json!("id")),
+            case(
+                "deleted run messages",
+                "GET",
+                format!("/api/v1/run/{run}/messages"),
+                None,
+                404,
+                "/meta/errors/0/field",
+                json!("id"),
+            ),
+            case(
+                "cascade",
+                "DELETE",
+                format!("/api/v1/team/{team}?cascade=true"),
+                None,
+                200,
+                "/data/deleted_sessions",
+                json!([session]),
+            ),
+            case(
+                "session went along",
+                "GET",
+                format!("/api/v1/session/{session}"),
+                None,
+                404,
+                "/meta/errors/0/field",
+                json!("id"),
+            ),
             case("unused task", "DELETE", format!("/api/v1/task/{task}"), None, 200, "/data/deleted_runs", json!([])),
-            case("deleted task", "DELETE", format!("/api/v1/task/{task}"), None, 404, "/meta/errors/0/field", json!("id")),
+            case(
+                "deleted task",
+                "DELETE",
+                format!("/api/v1/task/{task}"),
+                None,
+                404,
+                "/meta/errors/0/field",
+                json!("id"),
+            ),
         ],
     )
     .await;

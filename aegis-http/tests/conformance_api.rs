@@ -40,7 +40,9 @@ fn case_shape(message: &Value) -> Value {
         .as_object()
         .unwrap()
         .iter()
-        .filter(|(key, _)| !["id", "source", "models_usage", "metadata", "created_at", "type", "content"].contains(&key.as_str()))
+        .filter(|(key, _)| {
+            !["id", "source", "models_usage", "metadata", "created_at", "type", "content"].contains(&key.as_str())
+        })
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
     if message["metadata"].as_object().is_some_and(|metadata| !metadata.is_empty()) {
@@ -62,7 +64,12 @@ fn recorded(case: &Value) -> (Vec<Value>, Value, Value, Vec<Value>) {
         let observed = &case["roundtrip_observed"];
         (&observed["messages"], &observed["stop_reason"], &observed["error"], &observed["usage"])
     } else {
-        (&case["expected"]["messages"], &case["expected"]["stop_reason"], &case["expected"]["error"], &case["expected_usage"])
+        (
+            &case["expected"]["messages"],
+            &case["expected"]["stop_reason"],
+            &case["expected"]["error"],
+            &case["expected_usage"],
+        )
     };
     let skip_task = |list: &Value| list.as_array().unwrap()[1..].to_vec();
     (skip_task(messages), stop_reason.clone(), error["message_first_line"].clone(), skip_task(usage))
@@ -123,7 +130,8 @@ async fn conformance_cases_run_over_api() {
         let (status, session) = api.post("/session", &common::session_body(&task_id, team_id)).await;
         assert_eq!(status, 201, "{session}");
         let session_id = session["data"]["id"].as_str().unwrap();
-        let (status, run) = api.post("/run", &text_run_body(session_id, &task_id, case["task"].as_str().unwrap())).await;
+        let (status, run) =
+            api.post("/run", &text_run_body(session_id, &task_id, case["task"].as_str().unwrap())).await;
         assert_eq!(status, 201, "{run}");
         runs.push(run["data"]["id"].as_str().unwrap().to_owned());
     }
@@ -158,7 +166,8 @@ async fn validate_lists_the_problems_create_rejects() {
 
     let mut broken = case["team"].clone();
     broken["config"]["participants"][1]["config"]["model_client"]["provider"] = json!("acme.models.Unknown");
-    broken["config"]["termination_condition"]["config"]["conditions"][1]["provider"] = json!("autogen_agentchat.agents.UserProxyAgent");
+    broken["config"]["termination_condition"]["config"]["conditions"][1]["provider"] =
+        json!("autogen_agentchat.agents.UserProxyAgent");
     let body = json!({"component": broken});
     let (status, invalid) = api.post("/team/validate", &body).await;
     assert_eq!(status, 200, "{invalid}");
@@ -173,7 +182,10 @@ async fn validate_lists_the_problems_create_rejects() {
         ]
     );
     assert_eq!(errors[0]["code"], "unknown_provider");
-    assert!(errors[0]["fix"].as_str().unwrap().contains("autogen_ext.models.replay.ReplayChatCompletionClient"), "{invalid}");
+    assert!(
+        errors[0]["fix"].as_str().unwrap().contains("autogen_ext.models.replay.ReplayChatCompletionClient"),
+        "{invalid}"
+    );
 
     let (status, rejected) = api.post("/team", &body).await;
     assert_eq!(status, 422, "{rejected}");

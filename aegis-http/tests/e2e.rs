@@ -57,7 +57,10 @@ async fn slow_answer_is_active_then_complete() {
     let dir = TempDir::new().unwrap();
     let server = start_server(&dir.path().join("aegis.db"), &mock.base_url()).await;
     let (task_id, _, session_id) = server.api.tutorial_session(None).await;
-    mock.push(MockReply::Delay(Duration::from_millis(1500), Box::new(MockReply::Text("{\"satisfactory\": false}".to_owned()))));
+    mock.push(MockReply::Delay(
+        Duration::from_millis(1500),
+        Box::new(MockReply::Text("{\"satisfactory\": false}".to_owned())),
+    ));
 
     let (_, created) = server.api.post("/run", &run_body(&session_id, &task_id)).await;
     let run_id = created["data"]["id"].as_str().unwrap().to_owned();
@@ -114,7 +117,11 @@ async fn server_errors_are_retried_then_reported() {
 
     // A 502 gateway page is classified from the status alone.
     for _ in 0..3 {
-        mock.push(MockReply::Error { status: 502, body: "<html><body>Bad Gateway</body></html>".to_owned(), headers: Vec::new() });
+        mock.push(MockReply::Error {
+            status: 502,
+            body: "<html><body>Bad Gateway</body></html>".to_owned(),
+            headers: Vec::new(),
+        });
     }
     let (_, created) = server.api.post("/run", &run_body(&session_id, &task_id)).await;
     let run = server.api.wait_terminal(created["data"]["id"].as_str().unwrap(), Duration::from_secs(30)).await;

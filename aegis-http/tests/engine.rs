@@ -230,7 +230,13 @@ async fn stream_resumes_after_last_event_id() {
 
     let (status, body) = api.get(&format!("/run/{run_id}/stream")).await;
     assert_eq!(status, 200, "{body}");
-    let response = api.http.get(format!("{}/api/v1/run/{run_id}/stream", api.base)).header("Last-Event-ID", "x").send().await.unwrap();
+    let response = api
+        .http
+        .get(format!("{}/api/v1/run/{run_id}/stream", api.base))
+        .header("Last-Event-ID", "x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 422, "a malformed Last-Event-ID names the header");
     server.stop().await;
 }
@@ -250,7 +256,13 @@ async fn sigterm_drains_then_requeues() {
     server.signal("-TERM").await;
     let mut rejected = None;
     for _ in 0..100 {
-        let response = api.http.post(format!("{}/api/v1/run", api.base)).json(&run_body(&session_id, &task_id)).send().await.unwrap();
+        let response = api
+            .http
+            .post(format!("{}/api/v1/run", api.base))
+            .json(&run_body(&session_id, &task_id))
+            .send()
+            .await
+            .unwrap();
         if response.status() == 503 {
             rejected = Some(response.headers().get("retry-after").map(|value| value.to_str().unwrap().to_owned()));
             break;
@@ -262,7 +274,9 @@ async fn sigterm_drains_then_requeues() {
     let (status, body) = api.get(&format!("/run/{run_id}")).await;
     assert_eq!(status, 200, "reads are served while draining: {body}");
     let mut child = server.child;
-    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("the server exits after the grace period");
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the server exits after the grace period");
     assert!(exit.unwrap().success());
 
     let restarted = start_server(&db, &mock.base_url(), &[]).await;
@@ -323,7 +337,9 @@ async fn batch_of_fifty_with_five_failures() {
         mock.push(MockReply::openai_error(400, "invalid item", "invalid_request_error"));
     }
 
-    let items: Vec<Value> = (0..50).map(|index| json!({"question": "Name a capital.", "student_answer": format!("answer {index}")})).collect();
+    let items: Vec<Value> = (0..50)
+        .map(|index| json!({"question": "Name a capital.", "student_answer": format!("answer {index}")}))
+        .collect();
     let mut body = run_body(&session_id, &task_id);
     body["batch_mode"] = json!(true);
     body["run_task"]["content"] = Value::Array(items);
@@ -379,7 +395,12 @@ async fn continued_conversation_carries_state() {
     let requests = mock.requests();
     assert_eq!(requests.len(), 3);
     let contents = |index: usize| -> Vec<String> {
-        requests[index].body["messages"].as_array().unwrap().iter().map(|message| message["content"].as_str().unwrap_or_default().to_owned()).collect()
+        requests[index].body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|message| message["content"].as_str().unwrap_or_default().to_owned())
+            .collect()
     };
     let third = contents(2);
     let expected_tail: Vec<String> =

@@ -25,7 +25,8 @@ use common::{run_body, session_body, task_body, team_body};
 async fn router() -> (Router, TempDir) {
     let dir = TempDir::new().unwrap();
     let store = SqliteStore::open(dir.path().join("aegis.db"), SqliteConfig::default()).await.unwrap();
-    let aegis = Aegis::new(Arc::new(store), Registry::with_builtins(ProviderEnv::default()), EngineConfig::default()).unwrap();
+    let aegis =
+        Aegis::new(Arc::new(store), Registry::with_builtins(ProviderEnv::default()), EngineConfig::default()).unwrap();
     (aegis_http::app(aegis), dir)
 }
 
@@ -116,7 +117,11 @@ async fn pages_walk_every_list() {
     check(
         &app,
         &[
-            Case { name: "cursor keeps its order", path: format!("/api/v1/task?limit=1&cursor={desc_cursor}"), expected: Ok(vec![&tasks[3]]) },
+            Case {
+                name: "cursor keeps its order",
+                path: format!("/api/v1/task?limit=1&cursor={desc_cursor}"),
+                expected: Ok(vec![&tasks[3]]),
+            },
             Case {
                 name: "order differs from the cursor's",
                 path: format!("/api/v1/task?order=asc&cursor={desc_cursor}"),
@@ -124,10 +129,26 @@ async fn pages_walk_every_list() {
             },
             Case { name: "limit above 100", path: "/api/v1/task?limit=101".to_owned(), expected: Err((422, "limit")) },
             Case { name: "limit 0", path: "/api/v1/task?limit=0".to_owned(), expected: Err((422, "limit")) },
-            Case { name: "limit not a number", path: "/api/v1/team?limit=many".to_owned(), expected: Err((422, "limit")) },
-            Case { name: "unknown order", path: "/api/v1/session?order=newest".to_owned(), expected: Err((422, "order")) },
-            Case { name: "forged cursor", path: "/api/v1/run?cursor=0123abcd".to_owned(), expected: Err((422, "cursor")) },
-            Case { name: "cursor not hex", path: "/api/v1/run?cursor=%FF%FE".to_owned(), expected: Err((422, "cursor")) },
+            Case {
+                name: "limit not a number",
+                path: "/api/v1/team?limit=many".to_owned(),
+                expected: Err((422, "limit")),
+            },
+            Case {
+                name: "unknown order",
+                path: "/api/v1/session?order=newest".to_owned(),
+                expected: Err((422, "order")),
+            },
+            Case {
+                name: "forged cursor",
+                path: "/api/v1/run?cursor=0123abcd".to_owned(),
+                expected: Err((422, "cursor")),
+            },
+            Case {
+                name: "cursor not hex",
+                path: "/api/v1/run?cursor=%FF%FE".to_owned(),
+                expected: Err((422, "cursor")),
+            },
         ],
     )
     .await;
@@ -163,15 +184,31 @@ async fn filters_select_rows() {
     check(
         &app,
         &[
-            Case { name: "archived tasks hidden", path: "/api/v1/task?order=asc".to_owned(), expected: Ok(vec![&task, &other_task]) },
-            Case { name: "archived tasks only", path: "/api/v1/task?archived=true".to_owned(), expected: Ok(vec![&archived_task]) },
+            Case {
+                name: "archived tasks hidden",
+                path: "/api/v1/task?order=asc".to_owned(),
+                expected: Ok(vec![&task, &other_task]),
+            },
+            Case {
+                name: "archived tasks only",
+                path: "/api/v1/task?archived=true".to_owned(),
+                expected: Ok(vec![&archived_task]),
+            },
             Case {
                 name: "archived and not",
                 path: "/api/v1/task?archived=any&order=asc".to_owned(),
                 expected: Ok(vec![&task, &other_task, &archived_task]),
             },
-            Case { name: "archived not a flag", path: "/api/v1/task?archived=yes".to_owned(), expected: Err((422, "archived")) },
-            Case { name: "tasks by user", path: "/api/v1/task?created_by_user_id=teacher-2".to_owned(), expected: Ok(vec![&other_task]) },
+            Case {
+                name: "archived not a flag",
+                path: "/api/v1/task?archived=yes".to_owned(),
+                expected: Err((422, "archived")),
+            },
+            Case {
+                name: "tasks by user",
+                path: "/api/v1/task?created_by_user_id=teacher-2".to_owned(),
+                expected: Ok(vec![&other_task]),
+            },
             Case { name: "teams", path: "/api/v1/team?order=asc".to_owned(), expected: Ok(vec![&team, &other_team]) },
             Case {
                 name: "sessions by task",
@@ -183,13 +220,41 @@ async fn filters_select_rows() {
                 path: format!("/api/v1/session?team_id={team}&order=asc"),
                 expected: Ok(vec![&session, &session_other_task]),
             },
-            Case { name: "sessions by task and team", path: format!("/api/v1/session?team_id={team}&task_id={task}"), expected: Ok(vec![&session]) },
-            Case { name: "sessions by a bad id", path: "/api/v1/session?team_id=7".to_owned(), expected: Err((422, "team_id")) },
-            Case { name: "runs hide archived", path: "/api/v1/run?order=asc".to_owned(), expected: Ok(vec![&run, &other_run]) },
-            Case { name: "runs by session", path: format!("/api/v1/run?session_id={session}&archived=any"), expected: Ok(vec![&archived_run, &run]) },
-            Case { name: "runs by task", path: format!("/api/v1/run?task_id={other_task}"), expected: Ok(vec![&other_run]) },
-            Case { name: "runs by status", path: "/api/v1/run?status=stopped".to_owned(), expected: Ok(vec![&other_run]) },
-            Case { name: "runs by unknown status", path: "/api/v1/run?status=done".to_owned(), expected: Err((422, "status")) },
+            Case {
+                name: "sessions by task and team",
+                path: format!("/api/v1/session?team_id={team}&task_id={task}"),
+                expected: Ok(vec![&session]),
+            },
+            Case {
+                name: "sessions by a bad id",
+                path: "/api/v1/session?team_id=7".to_owned(),
+                expected: Err((422, "team_id")),
+            },
+            Case {
+                name: "runs hide archived",
+                path: "/api/v1/run?order=asc".to_owned(),
+                expected: Ok(vec![&run, &other_run]),
+            },
+            Case {
+                name: "runs by session",
+                path: format!("/api/v1/run?session_id={session}&archived=any"),
+                expected: Ok(vec![&archived_run, &run]),
+            },
+            Case {
+                name: "runs by task",
+                path: format!("/api/v1/run?task_id={other_task}"),
+                expected: Ok(vec![&other_run]),
+            },
+            Case {
+                name: "runs by status",
+                path: "/api/v1/run?status=stopped".to_owned(),
+                expected: Ok(vec![&other_run]),
+            },
+            Case {
+                name: "runs by unknown status",
+                path: "/api/v1/run?status=done".to_owned(),
+                expected: Err((422, "status")),
+            },
             Case {
                 name: "runs by user",
                 path: "/api/v1/run?created_by_user_id=teacher-2&archived=true".to_owned(),
@@ -205,7 +270,11 @@ async fn filters_select_rows() {
                 path: format!("/api/v1/run?created_after={last_created_at}&created_before={created_at}"),
                 expected: Err((422, "created_before")),
             },
-            Case { name: "runs after a bad time", path: "/api/v1/run?created_after=yesterday".to_owned(), expected: Err((422, "created_after")) },
+            Case {
+                name: "runs after a bad time",
+                path: "/api/v1/run?created_after=yesterday".to_owned(),
+                expected: Err((422, "created_after")),
+            },
         ],
     )
     .await;
@@ -232,7 +301,11 @@ async fn run_messages_are_paged() {
     let task_cursor = page["meta"]["next_cursor"].as_str().unwrap();
     check(
         &app,
-        &[Case { name: "task cursor on messages", path: format!("/api/v1/run/{run}/messages?cursor={task_cursor}"), expected: Err((422, "cursor")) }],
+        &[Case {
+            name: "task cursor on messages",
+            path: format!("/api/v1/run/{run}/messages?cursor={task_cursor}"),
+            expected: Err((422, "cursor")),
+        }],
     )
     .await;
 }

@@ -85,20 +85,55 @@ const fn row(status: u16, body: &'static str, kind: ModelErrorKind, retried: boo
 async fn classification_follows_litellm_table() {
     use ModelErrorKind as K;
     let rows = [
-        row(400, r#"{"error":{"message":"too long","type":"invalid_request_error","code":"context_length_exceeded"}}"#, K::ContextWindowExceededError, false),
-        row(400, r#"{"error":{"message":"This model's maximum context length is 8192 tokens","type":"invalid_request_error"}}"#, K::ContextWindowExceededError, false),
-        row(400, r#"{"error":{"message":"blocked","type":"invalid_request_error","code":"content_policy_violation"}}"#, K::ContentPolicyViolationError, false),
+        row(
+            400,
+            r#"{"error":{"message":"too long","type":"invalid_request_error","code":"context_length_exceeded"}}"#,
+            K::ContextWindowExceededError,
+            false,
+        ),
+        row(
+            400,
+            r#"{"error":{"message":"This model's maximum context length is 8192 tokens","type":"invalid_request_error"}}"#,
+            K::ContextWindowExceededError,
+            false,
+        ),
+        row(
+            400,
+            r#"{"error":{"message":"blocked","type":"invalid_request_error","code":"content_policy_violation"}}"#,
+            K::ContentPolicyViolationError,
+            false,
+        ),
         row(400, r#"{"error":{"message":"filtered","code":"content_filter"}}"#, K::ContentPolicyViolationError, false),
-        row(401, r#"{"error":{"message":"Incorrect API key provided","code":"invalid_api_key"}}"#, K::AuthenticationError, false),
+        row(
+            401,
+            r#"{"error":{"message":"Incorrect API key provided","code":"invalid_api_key"}}"#,
+            K::AuthenticationError,
+            false,
+        ),
         row(402, r#"{"error":{"message":"payment required"}}"#, K::PaymentRequiredError, false),
         row(403, r#"{"error":{"message":"forbidden"}}"#, K::PermissionDeniedError, false),
         row(404, r#"{"error":{"message":"no such path"}}"#, K::NotFoundError, false),
-        row(400, r#"{"error":{"message":"The model `x` does not exist","code":"model_not_found"}}"#, K::NotFoundError, false),
+        row(
+            400,
+            r#"{"error":{"message":"The model `x` does not exist","code":"model_not_found"}}"#,
+            K::NotFoundError,
+            false,
+        ),
         row(408, r#"{"error":{"message":"request timeout"}}"#, K::Timeout, true),
         row(409, r#"{"error":{"message":"conflict"}}"#, K::BadRequestError, true),
         row(422, r#"{"error":{"message":"unprocessable"}}"#, K::UnprocessableEntityError, false),
-        row(429, r#"{"error":{"message":"You've hit the rate limit","type":"requests","code":"rate_limit_exceeded"}}"#, K::RateLimitError, true),
-        row(429, r#"{"error":{"message":"You exceeded your quota","type":"insufficient_quota","code":"insufficient_quota"}}"#, K::RateLimitError, false),
+        row(
+            429,
+            r#"{"error":{"message":"You've hit the rate limit","type":"requests","code":"rate_limit_exceeded"}}"#,
+            K::RateLimitError,
+            true,
+        ),
+        row(
+            429,
+            r#"{"error":{"message":"You exceeded your quota","type":"insufficient_quota","code":"insufficient_quota"}}"#,
+            K::RateLimitError,
+            false,
+        ),
         row(400, r#"{"error":{"message":"bad value","code":400}}"#, K::BadRequestError, false),
         row(418, "I'm a teapot", K::BadRequestError, false),
         row(500, r#"{"error":{"message":"server error","type":"server_error"}}"#, K::InternalServerError, true),
@@ -378,10 +413,13 @@ async fn env_key_only_reaches_its_host() {
     let mut env = ProviderEnv::with_openai_base_url(trusted.base_url());
     env.openai_api_key = Secret::new("sk-env");
 
-    let to_trusted = OpenAiClient::from_config(&json!({"model": "m", "api_key": "**********"}), &env, reqwest::Client::new()).unwrap();
+    let to_trusted =
+        OpenAiClient::from_config(&json!({"model": "m", "api_key": "**********"}), &env, reqwest::Client::new())
+            .unwrap();
     to_trusted.create(&prompt()).await.unwrap();
     let to_other =
-        OpenAiClient::from_config(&json!({"model": "m", "base_url": other.base_url()}), &env, reqwest::Client::new()).unwrap();
+        OpenAiClient::from_config(&json!({"model": "m", "base_url": other.base_url()}), &env, reqwest::Client::new())
+            .unwrap();
     to_other.create(&prompt()).await.unwrap();
 
     assert_eq!(trusted.requests()[0].bearer_token(), Some("sk-env"));
@@ -608,9 +646,13 @@ fn azure_config(provider: &MockProvider) -> Value {
 async fn azure_uses_deployment_url_and_api_key_header() {
     let provider = MockProvider::start(MockConfig::default().with_api_key("az-key")).await.unwrap();
     provider.push(MockReply::text("azure says hi"));
-    let client = aegis_core::model::azure::from_config(&azure_config(&provider), &ProviderEnv::default(), reqwest::Client::new())
-        .unwrap()
-        .with_retry_policy(fast_retries(0));
+    let client = aegis_core::model::azure::from_config(
+        &azure_config(&provider),
+        &ProviderEnv::default(),
+        reqwest::Client::new(),
+    )
+    .unwrap()
+    .with_retry_policy(fast_retries(0));
 
     let result = client.create(&prompt()).await.unwrap();
 
@@ -626,10 +668,17 @@ async fn azure_uses_deployment_url_and_api_key_header() {
 #[tokio::test]
 async fn azure_errors_name_azure() {
     let provider = start().await;
-    provider.push(MockReply::error(404, r#"{"error":{"code":"DeploymentNotFound","message":"The API deployment for this resource does not exist."}}"#));
-    let client = aegis_core::model::azure::from_config(&azure_config(&provider), &ProviderEnv::default(), reqwest::Client::new())
-        .unwrap()
-        .with_retry_policy(fast_retries(2));
+    provider.push(MockReply::error(
+        404,
+        r#"{"error":{"code":"DeploymentNotFound","message":"The API deployment for this resource does not exist."}}"#,
+    ));
+    let client = aegis_core::model::azure::from_config(
+        &azure_config(&provider),
+        &ProviderEnv::default(),
+        reqwest::Client::new(),
+    )
+    .unwrap()
+    .with_retry_policy(fast_retries(2));
 
     let error = create_error(&client).await;
 
@@ -642,8 +691,12 @@ async fn azure_errors_name_azure() {
 async fn azure_streams() {
     let provider = start().await;
     provider.push(MockReply::stream(["a", "b"]));
-    let client = aegis_core::model::azure::from_config(&azure_config(&provider), &ProviderEnv::default(), reqwest::Client::new())
-        .unwrap();
+    let client = aegis_core::model::azure::from_config(
+        &azure_config(&provider),
+        &ProviderEnv::default(),
+        reqwest::Client::new(),
+    )
+    .unwrap();
     let mut pieces = Pieces::default();
 
     let result = client.create_stream(&prompt(), &mut pieces).await.unwrap();
@@ -655,7 +708,8 @@ async fn azure_streams() {
 // Anthropic.
 
 fn anthropic(provider: &MockProvider, extra: Value, max_retries: u32) -> AnthropicClient {
-    let mut config = json!({"model": "claude-3-5-haiku", "base_url": format!("http://{}", provider.addr()), "api_key": "sk-ant"});
+    let mut config =
+        json!({"model": "claude-3-5-haiku", "base_url": format!("http://{}", provider.addr()), "api_key": "sk-ant"});
     for (key, value) in extra.as_object().unwrap() {
         config[key] = value.clone();
     }
@@ -727,7 +781,10 @@ async fn anthropic_error_event_is_classified() {
     provider.push(MockReply::raw([named("error", overloaded)]));
     provider.push(MockReply::raw([
         named("message_start", r#"{"type":"message_start","message":{"usage":{"input_tokens":3,"output_tokens":1}}}"#),
-        named("content_block_delta", r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#),
+        named(
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#,
+        ),
         named("error", r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#),
     ]));
 
@@ -748,7 +805,10 @@ async fn anthropic_stream_without_stop_is_error() {
     provider.push(MockReply::raw([
         ": comment\n\n".to_owned(),
         named("ping", r#"{"type":"ping"}"#),
-        named("content_block_delta", r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#),
+        named(
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#,
+        ),
     ]));
 
     let error = anthropic(&provider, json!({}), 0).create_stream(&prompt(), &mut Pieces::default()).await.unwrap_err();
@@ -806,7 +866,8 @@ fn ollama(provider: &MockProvider, extra: Value, max_retries: u32) -> OllamaClie
 async fn ollama_uses_native_chat() {
     let provider = start().await;
     provider.push(MockReply::text(r#"{"ok": true}"#));
-    let client = ollama(&provider, json!({"options": {"temperature": 0, "num_ctx": 4096}, "response_format": "json"}), 0);
+    let client =
+        ollama(&provider, json!({"options": {"temperature": 0, "num_ctx": 4096}, "response_format": "json"}), 0);
 
     let result = client.create(&prompt()).await.unwrap();
 
@@ -882,9 +943,18 @@ fn every_provider_and_alias_builds() {
         ("autogen_ext.models.openai.OpenAIChatCompletionClient", json!({"model": "m"})),
         ("OpenAIChatCompletionClient", json!({"model": "m"})),
         ("openai_chat_completion_client", json!({"model": "m"})),
-        ("autogen_ext.models.openai.AzureOpenAIChatCompletionClient", json!({"azure_endpoint": "https://r.example", "azure_deployment": "d", "api_version": "v"})),
-        ("AzureOpenAIChatCompletionClient", json!({"azure_endpoint": "https://r.example", "azure_deployment": "d", "api_version": "v"})),
-        ("azure_openai_chat_completion_client", json!({"azure_endpoint": "https://r.example", "azure_deployment": "d", "api_version": "v"})),
+        (
+            "autogen_ext.models.openai.AzureOpenAIChatCompletionClient",
+            json!({"azure_endpoint": "https://r.example", "azure_deployment": "d", "api_version": "v"}),
+        ),
+        (
+            "AzureOpenAIChatCompletionClient",
+            json!({"azure_endpoint": "https://r.example", "azure_deployment": "d", "api_version": "v"}),
+        ),
+        (
+            "azure_openai_chat_completion_client",
+            json!({"azure_endpoint": "https://r.example", "azure_deployment": "d", "api_version": "v"}),
+        ),
         ("autogen_ext.models.anthropic.AnthropicChatCompletionClient", json!({"model": "claude"})),
         ("autogen_ext.models.ollama.OllamaChatCompletionClient", json!({"model": "llama3.2"})),
         ("OllamaChatCompletionClient", json!({"model": "llama3.2", "host": "127.0.0.1"})),

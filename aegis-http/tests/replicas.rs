@@ -22,8 +22,7 @@ use common::{Api, run_body};
 
 /// Engine flags for quick tests: a 1.5 s lease renewed every 0.5 s, polls every 0.1 s, and a
 /// small pool, since several replicas of several tests share one PostgreSQL server.
-const FAST: &[&str] =
-    &["--lease-ms", "1500", "--heartbeat-ms", "500", "--poll-ms", "100", "--database-pool-size", "8"];
+const FAST: &[&str] = &["--lease-ms", "1500", "--heartbeat-ms", "500", "--poll-ms", "100", "--database-pool-size", "8"];
 
 /// Starts one replica on `database_url` with the quick engine flags and `extra`.
 async fn start_replica(database_url: &str, base_url: &str, extra: &[&str]) -> AegisProcess {
@@ -85,7 +84,8 @@ async fn create_stream_cancel_across_replicas() {
     });
     wait_status(&c.api, &run_id, "active").await;
 
-    let (status, body) = c.api.post(&format!("/run/{run_id}/cancel"), &json!({"reason": "sent to another replica"})).await;
+    let (status, body) =
+        c.api.post(&format!("/run/{run_id}/cancel"), &json!({"reason": "sent to another replica"})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["status"], "stopped", "the cancel reached the replica executing the run: {body}");
     assert_eq!(body["data"]["team_result"]["task_result"]["stop_reason"], "sent to another replica");
@@ -195,10 +195,13 @@ async fn kill_nine_replica_runs_end_once() {
         let events = read_stream(&c.api, run_id).await;
         let endings = events
             .iter()
-            .filter(|(event, data)| event == "status" && matches!(data["status"].as_str(), Some("complete" | "error" | "stopped")))
+            .filter(|(event, data)| {
+                event == "status" && matches!(data["status"].as_str(), Some("complete" | "error" | "stopped"))
+            })
             .count();
         assert_eq!(endings, 1, "run {run_id} ended once: {events:?}");
-        let last_attempt = events.iter().filter(|(event, _)| event == "status").filter_map(|(_, data)| data["attempt"].as_u64()).max();
+        let last_attempt =
+            events.iter().filter(|(event, _)| event == "status").filter_map(|(_, data)| data["attempt"].as_u64()).max();
         let (_, run) = b.api.get(&format!("/run/{run_id}")).await;
         assert_eq!(last_attempt, run["data"]["attempt"].as_u64(), "the last status event is of the final attempt");
     }

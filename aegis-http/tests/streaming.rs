@@ -21,7 +21,9 @@ async fn read_events(response: reqwest::Response) -> Vec<(String, Value)> {
     let mut body = response.bytes_stream();
     let mut buffer = String::new();
     let mut events = Vec::new();
-    while let Some(piece) = tokio::time::timeout(Duration::from_secs(30), body.next()).await.expect("the stream stalled") {
+    while let Some(piece) =
+        tokio::time::timeout(Duration::from_secs(30), body.next()).await.expect("the stream stalled")
+    {
         buffer.push_str(&String::from_utf8_lossy(&piece.unwrap()));
         while let Some(end) = buffer.find("\n\n") {
             let block: String = buffer.drain(..end + 2).collect();
@@ -72,7 +74,8 @@ async fn streaming_agent_sends_chunks_live() {
     assert!(chunks.iter().all(|chunk| chunk["type"] == "ModelClientStreamingChunkEvent"));
 
     let first_chunk = events.iter().position(|(name, _)| name == "chunk").unwrap();
-    let reply = events.iter().position(|(name, data)| name == "message" && data["source"] == "automarking_agent").unwrap();
+    let reply =
+        events.iter().position(|(name, data)| name == "message" && data["source"] == "automarking_agent").unwrap();
     assert!(first_chunk < reply, "chunks must arrive before the stored reply: {events:?}");
     let (_, end) = events.last().unwrap();
     assert_eq!(end["status"], "complete", "{end}");
@@ -80,7 +83,10 @@ async fn streaming_agent_sends_chunks_live() {
 
     let run = api.wait_terminal(&run_id, Duration::from_secs(10)).await;
     let stored = run["messages"].as_array().unwrap();
-    assert!(stored.iter().all(|message| message["type"] != "ModelClientStreamingChunkEvent"), "chunks were stored: {run}");
+    assert!(
+        stored.iter().all(|message| message["type"] != "ModelClientStreamingChunkEvent"),
+        "chunks were stored: {run}"
+    );
     assert_eq!(mock.requests()[0].body["stream"], true);
     server.stop().await.unwrap();
 }

@@ -62,7 +62,9 @@ impl PostgresConfig {
             return Err(StoreOpenError::InvalidConfig("pool_size must be at least 1".to_owned()));
         }
         if self.connect_timeout.is_zero() || self.pool_wait_timeout.is_zero() {
-            return Err(StoreOpenError::InvalidConfig("connect_timeout and pool_wait_timeout must be positive".to_owned()));
+            return Err(StoreOpenError::InvalidConfig(
+                "connect_timeout and pool_wait_timeout must be positive".to_owned(),
+            ));
         }
         Ok(())
     }

@@ -27,7 +27,11 @@ const TERMINAL: &str = "('complete', 'error', 'stopped')";
 
 /// Deletes `target` as `Storage::delete` describes, inside the caller's transaction, which
 /// must commit afterwards.
-pub(crate) async fn delete(tx: &Transaction<'_>, target: DeleteTarget, cascade: bool) -> Result<DeleteOutcome, StorageError> {
+pub(crate) async fn delete(
+    tx: &Transaction<'_>,
+    target: DeleteTarget,
+    cascade: bool,
+) -> Result<DeleteOutcome, StorageError> {
     let Some(dependants) = dependants(tx, target).await? else {
         return Ok(DeleteOutcome::NotFound);
     };

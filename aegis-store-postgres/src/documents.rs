@@ -78,7 +78,11 @@ pub(crate) async fn insert<T: Serialize + Sync + std::fmt::Debug>(
 }
 
 /// Reads one document.
-pub(crate) async fn get<T: DeserializeOwned>(conn: &impl Conn, table: Table, id: Uuid) -> Result<Option<T>, StorageError> {
+pub(crate) async fn get<T: DeserializeOwned>(
+    conn: &impl Conn,
+    table: Table,
+    id: Uuid,
+) -> Result<Option<T>, StorageError> {
     let row = conn
         .query_opt(table.get_sql(), &[&id])
         .await
@@ -107,7 +111,11 @@ pub(crate) async fn update<T: Serialize + Sync + std::fmt::Debug>(
 }
 
 /// Lists the page of documents that `filter` selects.
-pub(crate) async fn list<T: DeserializeOwned>(conn: &impl Conn, table: Table, filter: &ListFilter) -> Result<Page<T>, StorageError> {
+pub(crate) async fn list<T: DeserializeOwned>(
+    conn: &impl Conn,
+    table: Table,
+    filter: &ListFilter,
+) -> Result<Page<T>, StorageError> {
     let mut conditions = Conditions::default();
     conditions.equal("archived", filter.archived);
     conditions.equal("created_by_user_id", filter.created_by_user_id.clone());

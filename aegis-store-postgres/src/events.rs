@@ -32,7 +32,8 @@ pub(crate) async fn list_events(
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
         let seq: i64 = row.get(0);
-        let Json(kind) = row.try_get::<_, Json<RunEventKind>>(1).map_err(|error| corrupt("event of run", run_id, error))?;
+        let Json(kind) =
+            row.try_get::<_, Json<RunEventKind>>(1).map_err(|error| corrupt("event of run", run_id, error))?;
         events.push(RunEvent { seq: u64::try_from(seq).unwrap_or_default(), kind });
     }
     Ok(events)

@@ -56,8 +56,8 @@ pub mod testing;
 use std::time::Duration;
 
 use aegis_core::storage::{
-    DeleteOutcome, DeleteTarget, IdempotencyRecord, Lease, ListFilter, Page, RequeueReport, RunEvent, RunFilter, RunOutcome,
-    StorageError,
+    DeleteOutcome, DeleteTarget, IdempotencyRecord, Lease, ListFilter, Page, RequeueReport, RunEvent, RunFilter,
+    RunOutcome, StorageError,
 };
 use aegis_core::{AgentMessage, BatchItem, Run, RunSpec, Session, Storage, Task, Team, Timestamp};
 use async_trait::async_trait;
@@ -110,7 +110,10 @@ impl PostgresStore {
         }
 
         let pool = build_pool(pg_config, &config, &redacted)?;
-        let connect_failed = |source: Box<dyn std::error::Error + Send + Sync>| StoreOpenError::Connect { url: redacted.clone(), source };
+        let connect_failed = |source: Box<dyn std::error::Error + Send + Sync>| StoreOpenError::Connect {
+            url: redacted.clone(),
+            source,
+        };
         let mut client = pool.get().await.map_err(|error| connect_failed(Box::new(error)))?;
         schema::migrate(&mut client, &redacted).await?;
         drop(client);
@@ -136,7 +139,11 @@ impl PostgresStore {
     }
 }
 
-fn build_pool(pg_config: tokio_postgres::Config, config: &PostgresConfig, redacted: &str) -> Result<Pool, StoreOpenError> {
+fn build_pool(
+    pg_config: tokio_postgres::Config,
+    config: &PostgresConfig,
+    redacted: &str,
+) -> Result<Pool, StoreOpenError> {
     let manager = Manager::from_config(pg_config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(config.pool_size)
@@ -224,7 +231,12 @@ impl Storage for PostgresStore {
     }
 
     async fn delete_finished_runs(&self, finished_before: Timestamp, limit: usize) -> Result<Vec<Uuid>, StorageError> {
-        in_transaction!(self, "deleting runs past retention", |tx| deletion::delete_finished_runs(&tx, finished_before, limit).await)
+        in_transaction!(self, "deleting runs past retention", |tx| deletion::delete_finished_runs(
+            &tx,
+            finished_before,
+            limit
+        )
+        .await)
     }
 
     async fn insert_run(&self, spec: &RunSpec) -> Result<(), StorageError> {
@@ -256,7 +268,8 @@ impl Storage for PostgresStore {
     }
 
     async fn requeue_expired(&self, max_attempts: u32) -> Result<RequeueReport, StorageError> {
-        let report = in_transaction!(self, "re-queueing expired runs", |tx| runs::requeue_expired(&tx, max_attempts).await)?;
+        let report =
+            in_transaction!(self, "re-queueing expired runs", |tx| runs::requeue_expired(&tx, max_attempts).await)?;
         if !(report.requeued.is_empty() && report.exhausted.is_empty() && report.stopped.is_empty()) {
             tracing::debug!(
                 requeued = report.requeued.len(),

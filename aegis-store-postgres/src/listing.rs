@@ -34,7 +34,12 @@ impl Conditions {
     }
 
     /// Adds `column <operator> value` when `value` is set.
-    pub(crate) fn compare<T: ToSql + Sync + Send + 'static>(&mut self, column: &'static str, operator: &'static str, value: Option<T>) {
+    pub(crate) fn compare<T: ToSql + Sync + Send + 'static>(
+        &mut self,
+        column: &'static str,
+        operator: &'static str,
+        value: Option<T>,
+    ) {
         if let Some(value) = value {
             self.values.push(Box::new(value));
             self.clauses.push(format!("{column} {operator} ${}", self.values.len()));
@@ -87,7 +92,8 @@ pub(crate) async fn list_page<T>(
         "SELECT id, created_at, {columns} FROM {table} {filter} ORDER BY created_at {direction}, id {direction} LIMIT {fetch}"
     );
 
-    let params: Vec<&(dyn ToSql + Sync)> = conditions.values.iter().map(|value| value.as_ref() as &(dyn ToSql + Sync)).collect();
+    let params: Vec<&(dyn ToSql + Sync)> =
+        conditions.values.iter().map(|value| value.as_ref() as &(dyn ToSql + Sync)).collect();
     let rows = conn.query(&sql, &params).await.map_err(list_failed)?;
     let mut keyed = Vec::with_capacity(rows.len());
     for row in &rows {

@@ -226,8 +226,9 @@ async fn activate(
     let id = run.id;
     let Json(team_component) =
         row.try_get::<_, Json<ComponentModel>>(6).map_err(|error| corrupt("team snapshot of run", id, error))?;
-    let Json(team_metadata) =
-        row.try_get::<_, Json<Map<String, Value>>>(7).map_err(|error| corrupt("metadata snapshot of run", id, error))?;
+    let Json(team_metadata) = row
+        .try_get::<_, Json<Map<String, Value>>>(7)
+        .map_err(|error| corrupt("metadata snapshot of run", id, error))?;
     let stub_error_step: Option<i64> = row.get(8);
     let now: OffsetDateTime = row.get(9);
     let expires_at: OffsetDateTime = row.get(10);
@@ -236,7 +237,12 @@ async fn activate(
     run.started_at = Some(Timestamp::from_datetime(now));
     update_run(tx, &run, Some((owner, expires_at))).await?;
 
-    let lease = Lease { run_id: id, owner: owner.to_owned(), attempt: run.attempt, expires_at: Timestamp::from_datetime(expires_at) };
+    let lease = Lease {
+        run_id: id,
+        owner: owner.to_owned(),
+        attempt: run.attempt,
+        expires_at: Timestamp::from_datetime(expires_at),
+    };
     let stub_error_step = stub_error_step.and_then(|step| u64::try_from(step).ok());
     Ok((RunSpec { run, team_component, team_metadata, stub_error_step }, lease))
 }
@@ -260,7 +266,11 @@ pub(crate) async fn renew_lease(conn: &impl Conn, lease: &Lease, duration: Durat
 }
 
 /// Appends a message to the current attempt of a held run, with its event, in one statement.
-pub(crate) async fn append_message(conn: &impl Conn, lease: &Lease, message: &AgentMessage) -> Result<(), StorageError> {
+pub(crate) async fn append_message(
+    conn: &impl Conn,
+    lease: &Lease,
+    message: &AgentMessage,
+) -> Result<(), StorageError> {
     let event = RunEventKind::Message { attempt: lease.attempt, message: Box::new(message.clone()) };
     let appended = conn
         .execute(
@@ -354,9 +364,12 @@ pub(crate) async fn request_cancel(
             update_run(tx, &run, None).await?;
         }
         RunStatus::Active => {
-            tx.execute("UPDATE runs SET cancel_reason = COALESCE(cancel_reason, $2) WHERE id = $1", &[&run_id, &reason])
-                .await
-                .map_err(cancel_failed)?;
+            tx.execute(
+                "UPDATE runs SET cancel_reason = COALESCE(cancel_reason, $2) WHERE id = $1",
+                &[&run_id, &reason],
+            )
+            .await
+            .map_err(cancel_failed)?;
         }
         _ => {}
     }
@@ -494,8 +507,9 @@ fn decode_run(row: &Row) -> Result<Run, StorageError> {
 fn decode_run_at(row: &Row, document: usize) -> Result<Run, StorageError> {
     let id: Uuid = row.get(0);
     let Json(mut run) = row.try_get::<_, Json<Run>>(document).map_err(|error| corrupt("run", id, error))?;
-    let Json(messages) =
-        row.try_get::<_, Json<Vec<AgentMessage>>>(document + 1).map_err(|error| corrupt("messages of run", id, error))?;
+    let Json(messages) = row
+        .try_get::<_, Json<Vec<AgentMessage>>>(document + 1)
+        .map_err(|error| corrupt("messages of run", id, error))?;
     run.messages = messages;
     Ok(run)
 }

@@ -195,7 +195,8 @@ pub(crate) async fn migrate(client: &mut Client, url: &str) -> Result<i32, Store
     )
     .await
     .map_err(failed(1))?;
-    let row = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM aegis_schema_migrations", &[]).await.map_err(failed(1))?;
+    let row =
+        tx.query_one("SELECT COALESCE(MAX(version), 0) FROM aegis_schema_migrations", &[]).await.map_err(failed(1))?;
     let found: i32 = row.get(0);
 
     if found > SCHEMA_VERSION {

@@ -51,7 +51,8 @@ pub(crate) async fn session_state(conn: &impl Conn, session_id: Uuid) -> Result<
     let Some(row) = row else {
         return Ok(None);
     };
-    let Json(state) = row.try_get::<_, Json<Value>>(0).map_err(|error| corrupt("state of session", session_id, error))?;
+    let Json(state) =
+        row.try_get::<_, Json<Value>>(0).map_err(|error| corrupt("state of session", session_id, error))?;
     Ok(Some(state))
 }
 
@@ -59,7 +60,10 @@ pub(crate) async fn session_state(conn: &impl Conn, session_id: Uuid) -> Result<
 ///
 /// Two statements: an insert that waits for a concurrent insert of the same key to commit
 /// and then does nothing, and a read whose fresh snapshot sees whichever insert won.
-pub(crate) async fn put_idempotency_key(conn: &impl Conn, record: &IdempotencyRecord) -> Result<IdempotencyRecord, StorageError> {
+pub(crate) async fn put_idempotency_key(
+    conn: &impl Conn,
+    record: &IdempotencyRecord,
+) -> Result<IdempotencyRecord, StorageError> {
     let put_failed = |error| backend("recording an idempotency key", error);
     conn.execute(
         "INSERT INTO idempotency_keys (scope, key, request, resource_id, created_at) VALUES ($1, $2, $3, $4, $5)
@@ -98,7 +102,8 @@ pub(crate) async fn batch_items(conn: &impl Conn, run_id: Uuid) -> Result<Vec<Ba
 
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
-        let Json(item) = row.try_get::<_, Json<BatchItem>>(0).map_err(|error| corrupt("batch item of run", run_id, error))?;
+        let Json(item) =
+            row.try_get::<_, Json<BatchItem>>(0).map_err(|error| corrupt("batch item of run", run_id, error))?;
         items.push(item);
     }
     Ok(items)

@@ -47,9 +47,10 @@ impl TestDatabase {
 
         let name = format!("aegis_test_{}", Uuid::now_v7().simple());
         let admin = connect(&admin_url).await;
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap_or_else(|error| {
-            panic!("{test}: creating database {name} failed: {error}")
-        });
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|error| panic!("{test}: creating database {name} failed: {error}"));
         let url = with_dbname(&admin_url, &name);
         Some(TestDatabase { admin_url, name, url })
     }
@@ -82,9 +83,9 @@ fn running_in_ci() -> bool {
 }
 
 async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap_or_else(|error| {
-        panic!("connecting to {} failed: {error}", crate::redact_database_url(url))
-    });
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|error| panic!("connecting to {} failed: {error}", crate::redact_database_url(url)));
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             eprintln!("test database connection ended: {error}");

@@ -89,7 +89,8 @@ async fn documents_keep_key_order() {
     team.component.config = json!({"zeta": 1, "alpha": {"yankee": true, "bravo": [3, 1]}, "mike": null});
     let session = session(&task, &team);
     let mut spec = run_spec(&session);
-    spec.run.run_task.content = json!({"student_answer": "Canberra", "question": "Name a capital.", "answer": "Canberra"});
+    spec.run.run_task.content =
+        json!({"student_answer": "Canberra", "question": "Name a capital.", "answer": "Canberra"});
     store.insert_task(&task).await.unwrap();
     store.insert_team(&team).await.unwrap();
     store.insert_session(&session).await.unwrap();
@@ -134,7 +135,10 @@ async fn replicas_share_runs_and_fence() {
     let late = AgentMessage::text("marker", "late");
     let kind = |result: Result<(), aegis_core::StorageError>| result.unwrap_err().kind().clone();
     assert_eq!(kind(first.append_message(&stale, &late).await), StorageErrorKind::LeaseLost);
-    assert_eq!(kind(first.finish_run(&stale, &RunOutcome::complete(TeamResult::default())).await), StorageErrorKind::LeaseLost);
+    assert_eq!(
+        kind(first.finish_run(&stale, &RunOutcome::complete(TeamResult::default())).await),
+        StorageErrorKind::LeaseLost
+    );
     assert_eq!(first.renew_lease(&stale, LONG_LEASE).await.unwrap_err().kind(), &StorageErrorKind::LeaseLost);
     let current = AgentMessage::text("marker", "second attempt");
     second.append_message(&fresh, &current).await.unwrap();
@@ -240,7 +244,11 @@ async fn listing_migration_fills_existing_rows() {
     of_task.task_id = Some(task.id);
     of_task.team_id = Some(team.id);
     let sessions = store.list_sessions(&of_task).await.unwrap();
-    assert_eq!(sessions.items.iter().map(|session| session.id).collect::<Vec<_>>(), vec![session.id], "the task's session");
+    assert_eq!(
+        sessions.items.iter().map(|session| session.id).collect::<Vec<_>>(),
+        vec![session.id],
+        "the task's session"
+    );
 
     let mut runs_of_task = RunFilter::default();
     runs_of_task.task_id = Some(task.id);

@@ -60,7 +60,11 @@ pub(crate) fn delete(conn: &Connection, target: DeleteTarget, cascade: bool) -> 
 }
 
 /// Deletes up to `limit` terminal runs that finished before `finished_before`.
-pub(crate) fn delete_finished_runs(conn: &Connection, finished_before: Timestamp, limit: usize) -> Result<Vec<Uuid>, StorageError> {
+pub(crate) fn delete_finished_runs(
+    conn: &Connection,
+    finished_before: Timestamp,
+    limit: usize,
+) -> Result<Vec<Uuid>, StorageError> {
     let sql = "SELECT id FROM runs WHERE finished_at < ?1 AND status IN ('complete', 'error', 'stopped') LIMIT ?2";
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let ids = select_ids(conn, sql, params![finished_before.unix_micros(), limit])?;
@@ -94,7 +98,11 @@ fn dependants(conn: &Connection, target: DeleteTarget) -> Result<Option<Dependan
         ),
         DeleteTarget::Team(_) => Dependants::new(
             select_ids(conn, "SELECT id FROM sessions WHERE team_id = ?1", params![key])?,
-            select_ids(conn, "SELECT id FROM runs WHERE session_id IN (SELECT id FROM sessions WHERE team_id = ?1)", params![key])?,
+            select_ids(
+                conn,
+                "SELECT id FROM runs WHERE session_id IN (SELECT id FROM sessions WHERE team_id = ?1)",
+                params![key],
+            )?,
         ),
         DeleteTarget::Session(_) => {
             Dependants::new(Vec::new(), select_ids(conn, "SELECT id FROM runs WHERE session_id = ?1", params![key])?)
@@ -142,8 +150,11 @@ fn delete_run(conn: &Connection, id: Uuid) -> Result<(), StorageError> {
 
 fn delete_session(conn: &Connection, id: Uuid) -> Result<(), StorageError> {
     let key = id.to_string();
-    for sql in ["DELETE FROM session_states WHERE session_id = ?1", "DELETE FROM session_counters WHERE session_id = ?1"] {
-        conn.execute(sql, params![key]).map_err(|error| backend(&format!("deleting the data of session {id}"), error))?;
+    for sql in
+        ["DELETE FROM session_states WHERE session_id = ?1", "DELETE FROM session_counters WHERE session_id = ?1"]
+    {
+        conn.execute(sql, params![key])
+            .map_err(|error| backend(&format!("deleting the data of session {id}"), error))?;
     }
     delete_row(conn, "sessions", id)
 }
@@ -151,7 +162,8 @@ fn delete_session(conn: &Connection, id: Uuid) -> Result<(), StorageError> {
 fn delete_row(conn: &Connection, table: &'static str, id: Uuid) -> Result<(), StorageError> {
     delete_idempotency_keys(conn, id)?;
     let sql = format!("DELETE FROM {table} WHERE id = ?1");
-    conn.execute(&sql, params![id.to_string()]).map_err(|error| backend(&format!("deleting {table} row {id}"), error))?;
+    conn.execute(&sql, params![id.to_string()])
+        .map_err(|error| backend(&format!("deleting {table} row {id}"), error))?;
     Ok(())
 }
 

@@ -81,7 +81,9 @@ pub(crate) fn insert(conn: &Connection, table: Table, document: &Document) -> Re
             task_id.to_string(),
             team_id.to_string()
         ]),
-        None => statement.execute(params![id, created_at, document.json, document.archived, document.created_by_user_id]),
+        None => {
+            statement.execute(params![id, created_at, document.json, document.archived, document.created_by_user_id])
+        }
     };
     inserted.map_err(|error| insert_failed(table.kind(), document.id, error))?;
     Ok(())
@@ -102,7 +104,14 @@ pub(crate) fn update(conn: &Connection, table: Table, document: &Document) -> Re
     let mut statement = conn.prepare_cached(&sql).map_err(update_failed)?;
     let id = document.id.to_string();
     let changed = match document.parents {
-        Some(_) => statement.execute(params![id, document.json, document.archived, document.created_by_user_id, task_id, team_id]),
+        Some(_) => statement.execute(params![
+            id,
+            document.json,
+            document.archived,
+            document.created_by_user_id,
+            task_id,
+            team_id
+        ]),
         None => statement.execute(params![id, document.json, document.archived, document.created_by_user_id]),
     };
     Ok(changed.map_err(update_failed)? > 0)
@@ -125,7 +134,11 @@ pub(crate) fn get<T: DeserializeOwned>(conn: &Connection, table: Table, id: Uuid
 }
 
 /// Lists the page of documents that `filter` selects.
-pub(crate) fn list<T: DeserializeOwned>(conn: &Connection, table: Table, filter: &ListFilter) -> Result<Page<T>, StorageError> {
+pub(crate) fn list<T: DeserializeOwned>(
+    conn: &Connection,
+    table: Table,
+    filter: &ListFilter,
+) -> Result<Page<T>, StorageError> {
     let mut conditions = Conditions::default();
     conditions.equal("archived", flag_value(filter.archived));
     conditions.equal("created_by_user_id", text_value(filter.created_by_user_id.as_ref()));

@@ -24,7 +24,12 @@ pub(crate) fn insert_event(conn: &Connection, run_id: Uuid, json: &str) -> Resul
 }
 
 /// Returns up to `limit` events of a run after sequence number `after`, in order.
-pub(crate) fn list_events(conn: &Connection, run_id: Uuid, after: u64, limit: usize) -> Result<Vec<RunEvent>, StorageError> {
+pub(crate) fn list_events(
+    conn: &Connection,
+    run_id: Uuid,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<RunEvent>, StorageError> {
     let read_failed = |error| backend(&format!("reading the events of run {run_id}"), error);
     let mut statement = conn
         .prepare_cached("SELECT seq, json FROM run_events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")

@@ -77,7 +77,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aegis_core::storage::{
-    DeleteOutcome, DeleteTarget, IdempotencyRecord, Lease, ListFilter, Page, RequeueReport, RunEvent, RunEventKind, RunFilter, RunOutcome, StorageError,
+    DeleteOutcome, DeleteTarget, IdempotencyRecord, Lease, ListFilter, Page, RequeueReport, RunEvent, RunEventKind,
+    RunFilter, RunOutcome, StorageError,
 };
 use aegis_core::{AgentMessage, BatchItem, Run, RunSpec, Session, Storage, Task, Team, Timestamp};
 use async_trait::async_trait;
@@ -151,13 +152,25 @@ impl SqliteStore {
 
     /// Encodes `value` here, on the caller's thread, so the writer thread spends its time on
     /// SQLite only.
-    async fn update_document<T: Serialize>(&self, table: Table, mut document: Document, value: &T) -> Result<bool, StorageError> {
-        document.json = serde_json::to_string(value).map_err(|error| error::encode_failed(table.kind(), document.id, error))?;
+    async fn update_document<T: Serialize>(
+        &self,
+        table: Table,
+        mut document: Document,
+        value: &T,
+    ) -> Result<bool, StorageError> {
+        document.json =
+            serde_json::to_string(value).map_err(|error| error::encode_failed(table.kind(), document.id, error))?;
         self.writer.write(move |conn| documents::update(conn, table, &document)).await
     }
 
-    async fn insert_document<T: Serialize>(&self, table: Table, mut document: Document, value: &T) -> Result<(), StorageError> {
-        document.json = serde_json::to_string(value).map_err(|error| error::encode_failed(table.kind(), document.id, error))?;
+    async fn insert_document<T: Serialize>(
+        &self,
+        table: Table,
+        mut document: Document,
+        value: &T,
+    ) -> Result<(), StorageError> {
+        document.json =
+            serde_json::to_string(value).map_err(|error| error::encode_failed(table.kind(), document.id, error))?;
         self.writer.write(move |conn| documents::insert(conn, table, &document)).await
     }
 }
@@ -194,8 +207,13 @@ impl Storage for SqliteStore {
 
     async fn insert_session(&self, session: &Session) -> Result<(), StorageError> {
         let parents = Some((session.task_id, session.team_id));
-        let document =
-            Document::new(session.id, session.created_at, session.archived, session.created_by_user_id.clone(), parents);
+        let document = Document::new(
+            session.id,
+            session.created_at,
+            session.archived,
+            session.created_by_user_id.clone(),
+            parents,
+        );
         self.insert_document(Table::Sessions, document, session).await
     }
 
@@ -220,8 +238,13 @@ impl Storage for SqliteStore {
 
     async fn update_session(&self, session: &Session) -> Result<bool, StorageError> {
         let parents = Some((session.task_id, session.team_id));
-        let document =
-            Document::new(session.id, session.created_at, session.archived, session.created_by_user_id.clone(), parents);
+        let document = Document::new(
+            session.id,
+            session.created_at,
+            session.archived,
+            session.created_by_user_id.clone(),
+            parents,
+        );
         self.update_document(Table::Sessions, document, session).await
     }
 

@@ -16,9 +16,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::listing::{self, Conditions, flag_value, text_value, uuid_value};
 use crate::error::{backend, corrupt, encode_failed, insert_failed};
 use crate::events::insert_event;
+use crate::listing::{self, Conditions, flag_value, text_value, uuid_value};
 use crate::sessions::save_session_state;
 
 /// A run encoded on the caller's side: the run without its messages, the snapshots, and the
@@ -260,7 +260,11 @@ pub(crate) fn finish_run(conn: &Connection, lease: &Lease, outcome: &RunOutcome)
 }
 
 /// Stores a batch item's result for a held run.
-pub(crate) fn save_batch_item(conn: &Connection, lease: &Lease, item: &aegis_core::BatchItem) -> Result<(), StorageError> {
+pub(crate) fn save_batch_item(
+    conn: &Connection,
+    lease: &Lease,
+    item: &aegis_core::BatchItem,
+) -> Result<(), StorageError> {
     held_run(conn, lease)?;
     crate::sessions::save_batch_item(conn, lease.run_id, item)
 }
@@ -309,7 +313,9 @@ pub(crate) fn cancel_requests(conn: &Connection, owner: &str) -> Result<Vec<(Uui
         )
         .map_err(list_failed)?;
     let rows = statement
-        .query_map(params![RunStatus::Active.as_str(), owner], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+        .query_map(params![RunStatus::Active.as_str(), owner], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
         .map_err(list_failed)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(list_failed)?;
@@ -426,7 +432,8 @@ fn update_run(conn: &Connection, run: &Run, lease: Option<(&str, Timestamp)>) ->
 
 /// Stores the event of the run's current status and attempt.
 fn insert_status_event(conn: &Connection, run: &Run) -> Result<(), StorageError> {
-    let json = serde_json::to_string(&RunEventKind::status_of(run)).map_err(|error| encode_failed("event of run", run.id, error))?;
+    let json = serde_json::to_string(&RunEventKind::status_of(run))
+        .map_err(|error| encode_failed("event of run", run.id, error))?;
     insert_event(conn, run.id, &json)
 }
 

@@ -20,7 +20,8 @@ pub(crate) fn next_counter(conn: &Connection, session_id: Uuid, name: &str) -> R
              RETURNING value - 1",
         )
         .map_err(count_failed)?;
-    let value: i64 = statement.query_row(params![session_id.to_string(), name], |row| row.get(0)).map_err(count_failed)?;
+    let value: i64 =
+        statement.query_row(params![session_id.to_string(), name], |row| row.get(0)).map_err(count_failed)?;
     Ok(u64::try_from(value).unwrap_or_default())
 }
 
@@ -41,14 +42,19 @@ pub(crate) fn save_session_state(conn: &Connection, session_id: Uuid, state: &Va
 /// Reads the team state of a session.
 pub(crate) fn session_state(conn: &Connection, session_id: Uuid) -> Result<Option<Value>, StorageError> {
     let read_failed = |error| backend(&format!("reading the team state of session {session_id}"), error);
-    let mut statement = conn.prepare_cached("SELECT json FROM session_states WHERE session_id = ?1").map_err(read_failed)?;
+    let mut statement =
+        conn.prepare_cached("SELECT json FROM session_states WHERE session_id = ?1").map_err(read_failed)?;
     let json: Option<String> =
         statement.query_row(params![session_id.to_string()], |row| row.get(0)).optional().map_err(read_failed)?;
-    json.map(|json| serde_json::from_str(&json).map_err(|error| corrupt("state of session", session_id, error))).transpose()
+    json.map(|json| serde_json::from_str(&json).map_err(|error| corrupt("state of session", session_id, error)))
+        .transpose()
 }
 
 /// Stores a first use of an idempotency key, or returns the record stored before.
-pub(crate) fn put_idempotency_key(conn: &Connection, record: &IdempotencyRecord) -> Result<IdempotencyRecord, StorageError> {
+pub(crate) fn put_idempotency_key(
+    conn: &Connection,
+    record: &IdempotencyRecord,
+) -> Result<IdempotencyRecord, StorageError> {
     let put_failed = |error| backend("recording an idempotency key", error);
     let mut insert = conn
         .prepare_cached(
@@ -57,7 +63,13 @@ pub(crate) fn put_idempotency_key(conn: &Connection, record: &IdempotencyRecord)
         )
         .map_err(put_failed)?;
     insert
-        .execute(params![record.scope, record.key, record.request, record.resource_id.to_string(), record.created_at.unix_micros()])
+        .execute(params![
+            record.scope,
+            record.key,
+            record.request,
+            record.resource_id.to_string(),
+            record.created_at.unix_micros()
+        ])
         .map_err(put_failed)?;
 
     let mut select = conn

@@ -126,18 +126,25 @@ pub(crate) fn round_robin_three() -> Value {
 /// Returns a `SelectorGroupChat` of three agents whose replay selector picks each agent once,
 /// so the run makes six model calls: three selections and three replies.
 pub(crate) fn selector_three() -> Value {
-    selector_team(vec![
-        assistant("planner", replay_client(&["Plan: write add(a, b)."])),
-        assistant("coder", replay_client(&["def add(a, b): return a + b"])),
-        assistant("reviewer", replay_client(&["Looks right."])),
-    ], replay_client(&["planner", "coder", "reviewer"]))
+    selector_team(
+        vec![
+            assistant("planner", replay_client(&["Plan: write add(a, b)."])),
+            assistant("coder", replay_client(&["def add(a, b): return a + b"])),
+            assistant("reviewer", replay_client(&["Looks right."])),
+        ],
+        replay_client(&["planner", "coder", "reviewer"]),
+    )
 }
 
 /// Returns a `SelectorGroupChat` whose agents and selector call OpenAI: the realistic shape
 /// for the component build benchmark, where no model is called.
 pub(crate) fn selector_three_openai() -> Value {
     selector_team(
-        vec![assistant("planner", openai_client()), assistant("coder", openai_client()), assistant("reviewer", openai_client())],
+        vec![
+            assistant("planner", openai_client()),
+            assistant("coder", openai_client()),
+            assistant("reviewer", openai_client()),
+        ],
         openai_client(),
     )
 }

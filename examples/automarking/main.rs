@@ -89,8 +89,13 @@ async fn main() -> anyhow::Result<()> {
                     ProviderEnv::from_process_env()
                 }
                 _ => {
-                    let started = MockProvider::start(MockConfig::default()).await.context("starting the mock provider failed")?;
-                    println!("model provider: bundled mock at {} (set OPENAI_API_KEY to use a real model)", started.base_url());
+                    let started = MockProvider::start(MockConfig::default())
+                        .await
+                        .context("starting the mock provider failed")?;
+                    println!(
+                        "model provider: bundled mock at {} (set OPENAI_API_KEY to use a real model)",
+                        started.base_url()
+                    );
                     let env = ProviderEnv::with_openai_base_url(started.base_url());
                     mock = Some(started);
                     env
@@ -126,8 +131,8 @@ fn read_answers(path: &PathBuf, limit: Option<usize>) -> anyhow::Result<Vec<Grad
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {} failed", path.display()))?;
     let mut answers = Vec::new();
     for (index, line) in text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
-        let answer: GradedAnswer =
-            serde_json::from_str(line).with_context(|| format!("{} line {} is not a graded answer", path.display(), index + 1))?;
+        let answer: GradedAnswer = serde_json::from_str(line)
+            .with_context(|| format!("{} line {} is not a graded answer", path.display(), index + 1))?;
         answers.push(answer);
     }
     answers.truncate(limit.unwrap_or(usize::MAX));

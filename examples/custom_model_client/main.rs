@@ -12,9 +12,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aegis_core::model::{CreateContent, CreateRequest, CreateResult, FinishReason, LlmMessage, ModelClient, ModelError};
+use aegis_core::model::{
+    CreateContent, CreateRequest, CreateResult, FinishReason, LlmMessage, ModelClient, ModelError,
+};
 use aegis_core::registry::BuildContext;
-use aegis_core::{Aegis, ComponentModel, EngineConfig, FieldError, MemoryStorage, NewTask, ProviderEnv, Registry, RequestUsage};
+use aegis_core::{
+    Aegis, ComponentModel, EngineConfig, FieldError, MemoryStorage, NewTask, ProviderEnv, Registry, RequestUsage,
+};
 use anyhow::{Context, bail};
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -59,7 +63,10 @@ impl ModelClient for ShoutingClient {
 }
 
 /// Builds the client from its component; `config.model` is required.
-fn build_shouting(component: &ComponentModel, context: &BuildContext<'_>) -> Result<Arc<dyn ModelClient>, Vec<FieldError>> {
+fn build_shouting(
+    component: &ComponentModel,
+    context: &BuildContext<'_>,
+) -> Result<Arc<dyn ModelClient>, Vec<FieldError>> {
     let Some(model) = component.config.get("model").and_then(Value::as_str) else {
         return Err(vec![FieldError::new("config.model", "missing", "missing field `model`")]);
     };
@@ -72,7 +79,8 @@ fn build_shouting(component: &ComponentModel, context: &BuildContext<'_>) -> Res
 async fn main() -> anyhow::Result<()> {
     let mut registry = Registry::with_builtins(ProviderEnv::default());
     registry.register_model_client(PROVIDER, Arc::new(build_shouting));
-    let aegis = Aegis::new(Arc::new(MemoryStorage::new()), registry, EngineConfig::default()).map_err(anyhow::Error::msg)?;
+    let aegis =
+        Aegis::new(Arc::new(MemoryStorage::new()), registry, EngineConfig::default()).map_err(anyhow::Error::msg)?;
     let workers = aegis.start();
 
     let task = aegis.create_task(NewTask::named("Shout back")).await?;
@@ -87,7 +95,8 @@ async fn main() -> anyhow::Result<()> {
             },
         }}))?)
         .await?;
-    let session = aegis.create_session(serde_json::from_value(json!({"task_id": task.id, "team_id": team.id}))?).await?;
+    let session =
+        aegis.create_session(serde_json::from_value(json!({"task_id": task.id, "team_id": team.id}))?).await?;
     let run = aegis
         .create_run(serde_json::from_value(json!({
             "session_id": session.id,
@@ -113,6 +122,9 @@ async fn main() -> anyhow::Result<()> {
     for message in &messages {
         println!("{}: {}", message.source, message.content);
     }
-    println!("usage: {} prompt tokens, {} completion tokens", result.usage.prompt_tokens, result.usage.completion_tokens);
+    println!(
+        "usage: {} prompt tokens, {} completion tokens",
+        result.usage.prompt_tokens, result.usage.completion_tokens
+    );
     Ok(())
 }

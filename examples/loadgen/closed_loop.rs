@@ -109,7 +109,8 @@ async fn one_run(api: &Api, ids: &SessionIds, config: &LoopConfig) -> Result<(),
 }
 
 async fn post_run(api: &Api, ids: &SessionIds) -> anyhow::Result<Value> {
-    let response = api.http.post(format!("{}/run", api.base)).json(&run_body(ids)).send().await.context("sending failed")?;
+    let response =
+        api.http.post(format!("{}/run", api.base)).json(&run_body(ids)).send().await.context("sending failed")?;
     Api::data(response).await
 }
 

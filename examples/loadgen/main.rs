@@ -132,7 +132,10 @@ impl Args {
         if self.duration_s == 0 || self.duration_s > MAX_DURATION_S {
             bail!("--duration-s must be from 1 to {MAX_DURATION_S}, got {}", self.duration_s);
         }
-        if self.runs.is_some_and(|runs| runs == 0 || runs > MAX_RUNS) || self.plain_runs == 0 || self.plain_runs > MAX_RUNS {
+        if self.runs.is_some_and(|runs| runs == 0 || runs > MAX_RUNS)
+            || self.plain_runs == 0
+            || self.plain_runs > MAX_RUNS
+        {
             bail!("--runs and --plain-runs must be from 1 to {MAX_RUNS}");
         }
         if !(1..=60).contains(&self.wait_s) {
@@ -211,7 +214,9 @@ fn warn_about_open_files(args: &Args) {
     if let Some(limit) = proc_stats::open_files_limit()
         && limit < needed
     {
-        eprintln!("warning: the open file limit is {limit}, below the about {needed} this run may need; raise it with `ulimit -n`");
+        eprintln!(
+            "warning: the open file limit is {limit}, below the about {needed} this run may need; raise it with `ulimit -n`"
+        );
     }
 }
 
@@ -255,7 +260,8 @@ impl ServerUsage {
 
 fn measure_closed_loop(args: &Args, target: &Target, client_runtime: &Runtime) -> anyhow::Result<()> {
     let api = Api::new(&target.base, args.concurrency)?;
-    let sessions = client_runtime.block_on(target::set_up(&api, &target.model_base_url, args.stream, args.concurrency))?;
+    let sessions =
+        client_runtime.block_on(target::set_up(&api, &target.model_base_url, args.stream, args.concurrency))?;
     let config = LoopConfig {
         duration: Duration::from_secs(args.duration_s),
         max_runs: args.runs,
@@ -305,7 +311,12 @@ fn measure_closed_loop(args: &Args, target: &Target, client_runtime: &Runtime) -
     let streaming = if args.stream { ", streaming" } else { "" };
     println!("closed loop: concurrency {}, model latency {} ms{streaming}", args.concurrency, args.model_latency_ms);
     println!("  completed runs   {completed} in {:.2} s: {runs_per_s:.1} runs/s", stats.elapsed.as_secs_f64());
-    println!("  latency          p50 {}  p95 {}  p99 {}", ms(percentile(50.0)), ms(percentile(95.0)), ms(percentile(99.0)));
+    println!(
+        "  latency          p50 {}  p95 {}  p99 {}",
+        ms(percentile(50.0)),
+        ms(percentile(95.0)),
+        ms(percentile(99.0))
+    );
     println!("  errors           {errors}");
     for (kind, count) in &stats.errors {
         println!("    {count:>8}  {kind}");
@@ -319,14 +330,19 @@ fn measure_plain(args: &Args, target: &Target, client_runtime: &Runtime) -> anyh
     let sessions = client_runtime.block_on(target::set_up(&api, &target.model_base_url, args.stream, 1))?;
     let ids = sessions.first().context("no session was created")?;
     let addr = socket_addr(&target.base)?;
-    let config = PlainConfig { threads: args.plain_threads, runs: args.plain_runs, timeout: Duration::from_secs(args.run_timeout_s) };
+    let config = PlainConfig {
+        threads: args.plain_threads,
+        runs: args.plain_runs,
+        timeout: Duration::from_secs(args.run_timeout_s),
+    };
 
     let before = ServerUsage::sample(target.measured)?;
     let stats = plain::run(addr, ids, config);
     let after = ServerUsage::sample(target.measured)?;
 
     let server_cpu = after.server_cpu_since(&before, stats.client_cpu);
-    let cpu_per_run_ms = server_cpu.filter(|_| stats.created > 0).map(|cpu| cpu.as_secs_f64() * 1000.0 / stats.created as f64);
+    let cpu_per_run_ms =
+        server_cpu.filter(|_| stats.created > 0).map(|cpu| cpu.as_secs_f64() * 1000.0 / stats.created as f64);
     let memory = after.memory();
 
     if args.json {
@@ -353,7 +369,12 @@ fn measure_plain(args: &Args, target: &Target, client_runtime: &Runtime) -> anyh
     let post_s = stats.post_phase.as_secs_f64();
     println!("plain: {} threads, {} runs, a new connection per request", args.plain_threads, args.plain_runs);
     println!("  created          {} in {post_s:.2} s: {:.1} runs/s", stats.created, stats.created as f64 / post_s);
-    println!("  complete         {} read in {:.2} s, {} extra reads of unfinished runs", stats.complete, stats.get_phase.as_secs_f64(), stats.extra_gets);
+    println!(
+        "  complete         {} read in {:.2} s, {} extra reads of unfinished runs",
+        stats.complete,
+        stats.get_phase.as_secs_f64(),
+        stats.extra_gets
+    );
     println!("  errors           {}", stats.errors);
     if let Some(error) = &stats.first_error {
         println!("    first: {error}");
@@ -362,7 +383,12 @@ fn measure_plain(args: &Args, target: &Target, client_runtime: &Runtime) -> anyh
     Ok(())
 }
 
-fn print_server_usage(server_cpu: Option<Duration>, cpu_per_run_ms: Option<f64>, memory: Option<proc_stats::Memory>, measured: Measured) {
+fn print_server_usage(
+    server_cpu: Option<Duration>,
+    cpu_per_run_ms: Option<f64>,
+    memory: Option<proc_stats::Memory>,
+    measured: Measured,
+) {
     let Some(server_cpu) = server_cpu else {
         println!("  server CPU       not measured (give --server-pid)");
         return;
@@ -370,8 +396,13 @@ fn print_server_usage(server_cpu: Option<Duration>, cpu_per_run_ms: Option<f64>,
     let per_run = cpu_per_run_ms.map_or("-".to_owned(), |ms| format!("{ms:.3} ms"));
     println!("  server CPU       {:.2} s, {per_run} per run", server_cpu.as_secs_f64());
     if let Some(memory) = memory {
-        let whose = if matches!(measured, Measured::InProcess) { " (whole process: server, mock and client)" } else { "" };
-        println!("  server memory    RSS {:.1} MiB, peak {:.1} MiB{whose}", mib(memory.rss_kib), mib(memory.peak_rss_kib));
+        let whose =
+            if matches!(measured, Measured::InProcess) { " (whole process: server, mock and client)" } else { "" };
+        println!(
+            "  server memory    RSS {:.1} MiB, peak {:.1} MiB{whose}",
+            mib(memory.rss_kib),
+            mib(memory.peak_rss_kib)
+        );
     }
 }
 

@@ -8,8 +8,8 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -104,7 +104,11 @@ pub(crate) fn run(addr: SocketAddr, ids: &SessionIds, config: PlainConfig) -> Pl
     let mut stats = std::mem::take(&mut *lock(&stats));
     if !pending.is_empty() {
         stats.errors += pending.len() as u64;
-        stats.first_error.get_or_insert(format!("{} runs were not terminal within {} s", pending.len(), config.timeout.as_secs()));
+        stats.first_error.get_or_insert(format!(
+            "{} runs were not terminal within {} s",
+            pending.len(),
+            config.timeout.as_secs()
+        ));
     }
     stats.get_phase = started.elapsed();
     stats
@@ -119,13 +123,17 @@ where
     std::thread::scope(|scope| {
         for _ in 0..threads {
             let work = &work;
-            let spawned = std::thread::Builder::new().name(format!("{}-plain", proc_stats::CLIENT_THREAD_PREFIX)).spawn_scoped(scope, move || {
-                work(stats);
-                match proc_stats::current_thread_cpu() {
-                    Ok(cpu) => lock(stats).client_cpu += cpu,
-                    Err(error) => lock(stats).fail(format!("reading the client thread's CPU time failed: {error:#}")),
-                }
-            });
+            let spawned = std::thread::Builder::new()
+                .name(format!("{}-plain", proc_stats::CLIENT_THREAD_PREFIX))
+                .spawn_scoped(scope, move || {
+                    work(stats);
+                    match proc_stats::current_thread_cpu() {
+                        Ok(cpu) => lock(stats).client_cpu += cpu,
+                        Err(error) => {
+                            lock(stats).fail(format!("reading the client thread's CPU time failed: {error:#}"))
+                        }
+                    }
+                });
             if let Err(error) = spawned {
                 lock(stats).fail(format!("starting a client thread failed: {error}"));
             }
@@ -172,9 +180,11 @@ fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> an
 
     let mut response = Vec::new();
     stream.read_to_end(&mut response).context("reading the response failed")?;
-    let split = response.windows(4).position(|window| window == b"\r\n\r\n").context("the response has no header end")?;
+    let split =
+        response.windows(4).position(|window| window == b"\r\n\r\n").context("the response has no header end")?;
     let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
-    let status = head.split_whitespace().nth(1).and_then(|code| code.parse().ok()).context("the response has no status line")?;
+    let status =
+        head.split_whitespace().nth(1).and_then(|code| code.parse().ok()).context("the response has no status line")?;
     let content = response[split + 4..].to_vec();
     let content = if head.contains("transfer-encoding: chunked") { dechunk(&content)? } else { content };
     Ok((status, content))

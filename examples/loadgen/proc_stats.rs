@@ -58,7 +58,10 @@ pub(crate) fn memory(pid: u32) -> anyhow::Result<Memory> {
     let path = Path::new("/proc").join(pid.to_string()).join("status");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {} failed", path.display()))?;
     let field = |name: &str| -> anyhow::Result<u64> {
-        let line = text.lines().find(|line| line.starts_with(name)).with_context(|| format!("{} has no {name} line", path.display()))?;
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(name))
+            .with_context(|| format!("{} has no {name} line", path.display()))?;
         let value = line[name.len()..].trim().trim_end_matches("kB").trim();
         value.parse().with_context(|| format!("{name} in {} is not a number: {value:?}", path.display()))
     };
@@ -67,7 +70,8 @@ pub(crate) fn memory(pid: u32) -> anyhow::Result<Memory> {
 
 /// Checks that `pid` is a running process.
 pub(crate) fn check_process(pid: u32) -> anyhow::Result<()> {
-    process_cpu(pid).with_context(|| format!("process {pid} is not readable in /proc; give the pid of the running server"))?;
+    process_cpu(pid)
+        .with_context(|| format!("process {pid} is not readable in /proc; give the pid of the running server"))?;
     Ok(())
 }
 

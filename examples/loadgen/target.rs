@@ -61,7 +61,11 @@ pub(crate) struct Target {
 impl Target {
     /// Starts the mock on `mock_runtime` and the server on `server_runtime`, unless the config
     /// names running ones.
-    pub(crate) fn start(config: &TargetConfig, server_runtime: &Runtime, mock_runtime: &Runtime) -> anyhow::Result<Target> {
+    pub(crate) fn start(
+        config: &TargetConfig,
+        server_runtime: &Runtime,
+        mock_runtime: &Runtime,
+    ) -> anyhow::Result<Target> {
         if let Some(url) = &config.server {
             check_loopback(url, "--server")?;
         }
@@ -74,7 +78,9 @@ impl Target {
             }
             None => {
                 let mock_config = MockConfig::default().with_latency(config.model_latency).with_request_log(false);
-                let started = mock_runtime.block_on(MockProvider::start(mock_config)).context("starting the mock provider failed")?;
+                let started = mock_runtime
+                    .block_on(MockProvider::start(mock_config))
+                    .context("starting the mock provider failed")?;
                 let url = started.base_url();
                 mock = Some(started);
                 url
@@ -124,7 +130,8 @@ impl Target {
 /// Rejects any URL that is not plain HTTP to a loopback address, so the load never leaves the
 /// machine.
 pub(crate) fn check_loopback(url: &str, option: &str) -> anyhow::Result<()> {
-    let parsed = Url::parse(url).with_context(|| format!("{option} {url:?} is not a URL; use http://127.0.0.1:PORT"))?;
+    let parsed =
+        Url::parse(url).with_context(|| format!("{option} {url:?} is not a URL; use http://127.0.0.1:PORT"))?;
     if parsed.scheme() != "http" {
         bail!("{option} {url:?} must use http://; the load generator only talks to loopback servers");
     }
@@ -194,8 +201,16 @@ pub(crate) struct SessionIds {
 
 /// Creates a task, the team (one AssistantAgent calling `model_base_url`) and `count`
 /// sessions of it.
-pub(crate) async fn set_up(api: &Api, model_base_url: &str, stream: bool, count: usize) -> anyhow::Result<Vec<SessionIds>> {
-    let task = api.post("/task", &json!({"name": "Load test", "version": "1.0.0"})).await.context("creating the task failed")?;
+pub(crate) async fn set_up(
+    api: &Api,
+    model_base_url: &str,
+    stream: bool,
+    count: usize,
+) -> anyhow::Result<Vec<SessionIds>> {
+    let task = api
+        .post("/task", &json!({"name": "Load test", "version": "1.0.0"}))
+        .await
+        .context("creating the task failed")?;
     let task_id = task["id"].as_str().context("the task has no id")?.to_owned();
     let team = api.post("/team", &team_body(model_base_url, stream)).await.context("creating the team failed")?;
     let team_id = team["id"].as_str().context("the team has no id")?.to_owned();

@@ -22,8 +22,8 @@ use crate::agent::structured::StructuredOutput;
 use crate::agent::{Agent, Response};
 use crate::message::{AgentMessage, MessageKind};
 use crate::model::{
-    AssistantContent, CreateContent, CreateRequest, CreateResult, FunctionCall, FunctionExecutionResult, LlmMessage, ModelClient,
-    ToolSchema,
+    AssistantContent, CreateContent, CreateRequest, CreateResult, FunctionCall, FunctionExecutionResult, LlmMessage,
+    ModelClient, ToolSchema,
 };
 use crate::run::{ChunkEvents, RunContext, RunError};
 use crate::tool::Workbench;
@@ -32,8 +32,7 @@ use crate::tool::Workbench;
 pub const PROVIDER: &str = "autogen_agentchat.agents.AssistantAgent";
 
 /// AgentChat's system message when a config sets none (0.5 and later).
-pub const DEFAULT_SYSTEM_MESSAGE: &str =
-    "You are a helpful AI assistant. Solve tasks using your tools. Reply with TERMINATE when the task has been completed.";
+pub const DEFAULT_SYSTEM_MESSAGE: &str = "You are a helpful AI assistant. Solve tasks using your tools. Reply with TERMINATE when the task has been completed.";
 
 /// AgentChat's description when a config sets none.
 pub const DEFAULT_DESCRIPTION: &str = "An agent that provides assistance with ability to use tools.";
@@ -193,11 +192,20 @@ impl AssistantAgent {
             CreateContent::Text(text) => AssistantContent::Text(text.clone()),
             CreateContent::FunctionCalls(calls) => AssistantContent::FunctionCalls(calls.clone()),
         };
-        self.context.add(LlmMessage::AssistantMessage { content, thought: result.thought.clone(), source: self.name.clone() });
+        self.context.add(LlmMessage::AssistantMessage {
+            content,
+            thought: result.thought.clone(),
+            source: self.name.clone(),
+        });
     }
 
     /// Calls the model on the current prompt, streaming when configured.
-    async fn infer(&self, request: CreateRequest, message_id: &str, context: &mut RunContext<'_>) -> Result<CreateResult, RunError> {
+    async fn infer(
+        &self,
+        request: CreateRequest,
+        message_id: &str,
+        context: &mut RunContext<'_>,
+    ) -> Result<CreateResult, RunError> {
         let client = self.model_client.as_ref();
         if !self.model_client_stream {
             return context.call_model(&self.name, client, &request).await;
@@ -251,7 +259,11 @@ impl AssistantAgent {
 
     /// Returns the HandoffMessage when the calls include a handoff: the first one wins and
     /// the other calls travel with it as context for the target.
-    fn handoff_reply(&self, result: &CreateResult, executed: &[(FunctionCall, FunctionExecutionResult)]) -> Option<AgentMessage> {
+    fn handoff_reply(
+        &self,
+        result: &CreateResult,
+        executed: &[(FunctionCall, FunctionExecutionResult)],
+    ) -> Option<AgentMessage> {
         let CreateContent::FunctionCalls(calls) = &result.content else {
             return None;
         };
@@ -260,7 +272,10 @@ impl AssistantAgent {
         let is_handoff = |name: &str| self.handoffs.iter().any(|handoff| handoff.name == name);
         let (others, other_results): (Vec<FunctionCall>, Vec<FunctionExecutionResult>) =
             executed.iter().filter(|(call, _)| !is_handoff(&call.name)).cloned().unzip();
-        let content = executed.iter().find(|(call, _)| call.name == selected.name).map_or_else(|| selected.message.clone(), |(_, result)| result.content.clone());
+        let content = executed
+            .iter()
+            .find(|(call, _)| call.name == selected.name)
+            .map_or_else(|| selected.message.clone(), |(_, result)| result.content.clone());
 
         let mut carried = Vec::new();
         if !others.is_empty() {
@@ -271,7 +286,11 @@ impl AssistantAgent {
             });
             carried.push(LlmMessage::FunctionExecutionResultMessage { content: other_results });
         } else if let Some(thought) = &result.thought {
-            carried.push(LlmMessage::AssistantMessage { content: AssistantContent::Text(thought.clone()), thought: None, source: self.name.clone() });
+            carried.push(LlmMessage::AssistantMessage {
+                content: AssistantContent::Text(thought.clone()),
+                thought: None,
+                source: self.name.clone(),
+            });
         }
 
         let mut message = AgentMessage::new(MessageKind::HandoffMessage, &self.name, Value::String(content));
@@ -282,8 +301,10 @@ impl AssistantAgent {
 
     /// Builds the ToolCallSummaryMessage of the non-handoff calls.
     fn summary(&self, executed: &[(FunctionCall, FunctionExecutionResult)]) -> Result<AgentMessage, RunError> {
-        let normal: Vec<&(FunctionCall, FunctionExecutionResult)> =
-            executed.iter().filter(|(call, _)| !self.handoffs.iter().any(|handoff| handoff.name == call.name)).collect();
+        let normal: Vec<&(FunctionCall, FunctionExecutionResult)> = executed
+            .iter()
+            .filter(|(call, _)| !self.handoffs.iter().any(|handoff| handoff.name == call.name))
+            .collect();
         let mut lines = Vec::with_capacity(normal.len());
         for (call, result) in &normal {
             let fields = [
@@ -298,14 +319,19 @@ impl AssistantAgent {
         }
 
         let (calls, results): (Vec<FunctionCall>, Vec<FunctionExecutionResult>) = normal.into_iter().cloned().unzip();
-        let mut message = AgentMessage::new(MessageKind::ToolCallSummaryMessage, &self.name, Value::String(lines.join("\n")));
+        let mut message =
+            AgentMessage::new(MessageKind::ToolCallSummaryMessage, &self.name, Value::String(lines.join("\n")));
         message.extra.insert("tool_calls".to_owned(), serde_json::to_value(calls).unwrap_or_default());
         message.extra.insert("results".to_owned(), serde_json::to_value(results).unwrap_or_default());
         Ok(message)
     }
 
     /// Makes the reflection call after tool use and builds its reply.
-    async fn reflect(&mut self, inner: &mut Vec<AgentMessage>, context: &mut RunContext<'_>) -> Result<AgentMessage, RunError> {
+    async fn reflect(
+        &mut self,
+        inner: &mut Vec<AgentMessage>,
+        context: &mut RunContext<'_>,
+    ) -> Result<AgentMessage, RunError> {
         let message_id = uuid::Uuid::now_v7().to_string();
         let mut request = self.request(false);
         request.tool_choice = Some("none".to_owned());
@@ -331,7 +357,11 @@ impl Agent for AssistantAgent {
         &self.description
     }
 
-    async fn on_messages(&mut self, messages: &[AgentMessage], context: &mut RunContext<'_>) -> Result<Response, RunError> {
+    async fn on_messages(
+        &mut self,
+        messages: &[AgentMessage],
+        context: &mut RunContext<'_>,
+    ) -> Result<Response, RunError> {
         for message in messages.iter().filter(|message| message.kind.is_chat_message()) {
             self.remember_incoming(message);
         }
@@ -348,7 +378,8 @@ impl Agent for AssistantAgent {
         let mut executed = Vec::new();
         for iteration in 0..self.max_tool_iterations {
             if let Some(thought) = &result.thought {
-                let mut event = AgentMessage::new(MessageKind::ThoughtEvent, &self.name, Value::String(thought.clone()));
+                let mut event =
+                    AgentMessage::new(MessageKind::ThoughtEvent, &self.name, Value::String(thought.clone()));
                 event.id = std::mem::replace(&mut message_id, uuid::Uuid::now_v7().to_string());
                 inner.push(event);
             }
@@ -362,10 +393,18 @@ impl Agent for AssistantAgent {
                 CreateContent::FunctionCalls(calls) => calls.clone(),
             };
 
-            let request_event = AgentMessage::new(MessageKind::ToolCallRequestEvent, &self.name, serde_json::to_value(&calls).unwrap_or_default());
+            let request_event = AgentMessage::new(
+                MessageKind::ToolCallRequestEvent,
+                &self.name,
+                serde_json::to_value(&calls).unwrap_or_default(),
+            );
             inner.push(request_event.with_usage(result.usage));
             let results = futures::future::join_all(calls.iter().map(|call| self.execute(call))).await;
-            inner.push(AgentMessage::new(MessageKind::ToolCallExecutionEvent, &self.name, serde_json::to_value(&results).unwrap_or_default()));
+            inner.push(AgentMessage::new(
+                MessageKind::ToolCallExecutionEvent,
+                &self.name,
+                serde_json::to_value(&results).unwrap_or_default(),
+            ));
             self.context.add(LlmMessage::FunctionExecutionResultMessage { content: results.clone() });
             executed = calls.into_iter().zip(results).collect();
 
@@ -378,7 +417,8 @@ impl Agent for AssistantAgent {
             result = self.infer(self.request(true), &message_id, context).await?;
         }
 
-        let chat_message = if self.reflects() { self.reflect(&mut inner, context).await? } else { self.summary(&executed)? };
+        let chat_message =
+            if self.reflects() { self.reflect(&mut inner, context).await? } else { self.summary(&executed)? };
         Ok(Response { chat_message, inner_messages: inner })
     }
 

@@ -11,14 +11,20 @@ use crate::agent::{Agent, AssistantAgent, ListMemory, ModelContext, StructuredOu
 use crate::component::ComponentModel;
 use crate::error::{FieldError, join_path};
 use crate::registry::{BuildContext, BuildResult, Registry, nested_component, parse_config, under};
-use crate::tool::builders::{build_tool_list, build_workbench};
 use crate::tool::Workbench;
+use crate::tool::builders::{build_tool_list, build_workbench};
 
 /// AgentChat agents that load in Python but that Aegis rejects, with the reason.
 pub(crate) const UNSUPPORTED: &[(&str, &str)] = &[
-    ("autogen_agentchat.agents.UserProxyAgent", "it waits for a human to type a reply, and Aegis runs teams unattended"),
+    (
+        "autogen_agentchat.agents.UserProxyAgent",
+        "it waits for a human to type a reply, and Aegis runs teams unattended",
+    ),
     ("autogen_agentchat.agents.CodeExecutorAgent", "it executes model-written code, which Aegis does not do"),
-    ("autogen_agentchat.agents.SocietyOfMindAgent", "it wraps an inner team behind one agent; nest the team as a participant instead"),
+    (
+        "autogen_agentchat.agents.SocietyOfMindAgent",
+        "it wraps an inner team behind one agent; nest the team as a participant instead",
+    ),
 ];
 
 /// Registers the built-in agents and their class-name aliases.
@@ -36,9 +42,13 @@ fn build_assistant(component: &ComponentModel, context: &BuildContext<'_>) -> Bu
     let mut problems = Vec::new();
 
     let client = match nested_component(component, "model_client")? {
-        Some(client) => context.model_client(&config.name, &client).map_err(|errors| under(errors, "config.model_client")),
-        None => Err(vec![FieldError::new("config.model_client", "missing", "an AssistantAgent needs a model_client")
-            .with_fix("add a model client component, such as autogen_ext.models.openai.OpenAIChatCompletionClient")]),
+        Some(client) => {
+            context.model_client(&config.name, &client).map_err(|errors| under(errors, "config.model_client"))
+        }
+        None => Err(vec![
+            FieldError::new("config.model_client", "missing", "an AssistantAgent needs a model_client")
+                .with_fix("add a model client component, such as autogen_ext.models.openai.OpenAIChatCompletionClient"),
+        ]),
     };
     let workbenches = collect(build_workbenches(component, context), &mut problems);
     let handoffs = collect(build_handoffs(component), &mut problems);
@@ -46,7 +56,11 @@ fn build_assistant(component: &ComponentModel, context: &BuildContext<'_>) -> Bu
     let memory = collect(build_memory(component, context), &mut problems);
     let output = collect(build_structured_output(component), &mut problems);
     if config.max_tool_iterations < 1 {
-        problems.push(FieldError::new("config.max_tool_iterations", "invalid_value", "max_tool_iterations must be at least 1"));
+        problems.push(FieldError::new(
+            "config.max_tool_iterations",
+            "invalid_value",
+            "max_tool_iterations must be at least 1",
+        ));
     }
     let client = collect(client, &mut problems);
     if let (Some(client), Some(handoffs)) = (&client, &handoffs)
@@ -54,8 +68,12 @@ fn build_assistant(component: &ComponentModel, context: &BuildContext<'_>) -> Bu
         && !client.model_info().function_calling
     {
         problems.push(
-            FieldError::new("config.handoffs", "invalid_value", "the model does not support function calling, which is needed for handoffs")
-                .with_fix("set model_info.function_calling to true on the model client, or remove the handoffs"),
+            FieldError::new(
+                "config.handoffs",
+                "invalid_value",
+                "the model does not support function calling, which is needed for handoffs",
+            )
+            .with_fix("set model_info.function_calling to true on the model client, or remove the handoffs"),
         );
     }
     if let (Some(workbenches), Some(handoffs)) = (&workbenches, &handoffs) {
@@ -100,12 +118,16 @@ fn build_workbenches(component: &ComponentModel, context: &BuildContext<'_>) -> 
     if let (Some(tools), Some(_)) = (tools, workbench)
         && tools.as_array().is_some_and(|list| !list.is_empty())
     {
-        return Err(vec![FieldError::new("config.tools", "conflict", "tools cannot be used with a workbench")
-            .with_fix("move the tools into the workbench's tools list")]);
+        return Err(vec![
+            FieldError::new("config.tools", "conflict", "tools cannot be used with a workbench")
+                .with_fix("move the tools into the workbench's tools list"),
+        ]);
     }
 
     let items: Vec<(String, &Value)> = match workbench {
-        Some(Value::Array(list)) => list.iter().enumerate().map(|(index, item)| (format!("config.workbench[{index}]"), item)).collect(),
+        Some(Value::Array(list)) => {
+            list.iter().enumerate().map(|(index, item)| (format!("config.workbench[{index}]"), item)).collect()
+        }
         Some(object) => vec![("config.workbench".to_owned(), object)],
         None => {
             let tools = build_tool_list(tools, "config.tools", context)?;
@@ -131,7 +153,11 @@ fn build_handoffs(component: &ComponentModel) -> BuildResult<Vec<Handoff>> {
         return Ok(Vec::new());
     };
     let specs: Vec<HandoffSpec> = serde_json::from_value(list.clone()).map_err(|error| {
-        vec![FieldError::new("config.handoffs", "invalid_config", format!("expected a list of target names or handoff objects: {error}"))]
+        vec![FieldError::new(
+            "config.handoffs",
+            "invalid_config",
+            format!("expected a list of target names or handoff objects: {error}"),
+        )]
     })?;
     let handoffs: Vec<Handoff> = specs.into_iter().map(Handoff::from_spec).collect();
 
@@ -161,7 +187,11 @@ fn check_tool_names(workbenches: &[Workbench], handoffs: &[Handoff]) -> Vec<Fiel
     let names: Vec<&str> = workbenches.iter().flat_map(Workbench::names).collect();
     for (index, name) in names.iter().enumerate() {
         if names[..index].contains(name) {
-            problems.push(FieldError::new("config.workbench", "duplicate", format!("tool name '{name}' is used twice")));
+            problems.push(FieldError::new(
+                "config.workbench",
+                "duplicate",
+                format!("tool name '{name}' is used twice"),
+            ));
         }
     }
     for (index, handoff) in handoffs.iter().enumerate() {

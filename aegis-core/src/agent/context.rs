@@ -85,20 +85,35 @@ impl ModelContext {
         let config: Config = parse_config(component)?;
         let positive = |key: &str, value: Option<usize>| match value {
             Some(size) if size > 0 => Ok(size),
-            Some(_) => Err(vec![FieldError::new(format!("config.{key}"), "invalid_value", format!("{key} must be greater than 0"))]),
+            Some(_) => Err(vec![FieldError::new(
+                format!("config.{key}"),
+                "invalid_value",
+                format!("{key} must be greater than 0"),
+            )]),
             None => Err(vec![FieldError::new(format!("config.{key}"), "missing", format!("{key} is required"))]),
         };
         let window = match resolved_provider {
             providers::UNBOUNDED => ContextWindow::Unbounded,
-            providers::BUFFERED => ContextWindow::Buffered { buffer_size: positive("buffer_size", config.buffer_size)? },
+            providers::BUFFERED => {
+                ContextWindow::Buffered { buffer_size: positive("buffer_size", config.buffer_size)? }
+            }
             providers::HEAD_AND_TAIL => ContextWindow::HeadAndTail {
                 head_size: positive("head_size", config.head_size)?,
                 tail_size: positive("tail_size", config.tail_size)?,
             },
             other => {
                 return Err(vec![
-                    FieldError::new("provider", "unsupported", format!("model context provider '{other}' is not supported yet"))
-                        .with_fix(format!("use one of: {}, {}, {}", providers::UNBOUNDED, providers::BUFFERED, providers::HEAD_AND_TAIL)),
+                    FieldError::new(
+                        "provider",
+                        "unsupported",
+                        format!("model context provider '{other}' is not supported yet"),
+                    )
+                    .with_fix(format!(
+                        "use one of: {}, {}, {}",
+                        providers::UNBOUNDED,
+                        providers::BUFFERED,
+                        providers::HEAD_AND_TAIL
+                    )),
                 ]);
             }
         };
@@ -136,7 +151,10 @@ impl ModelContext {
         let skipped = total - head_size - tail_size;
 
         let mut view = head.to_vec();
-        view.push(LlmMessage::UserMessage { content: format!("Skipped {skipped} messages."), source: "System".to_owned() });
+        view.push(LlmMessage::UserMessage {
+            content: format!("Skipped {skipped} messages."),
+            source: "System".to_owned(),
+        });
         view.extend_from_slice(tail);
         view
     }
@@ -181,7 +199,8 @@ mod tests {
     fn head_and_tail_inserts_placeholder() {
         let messages = ["a", "b", "c", "d", "e"].map(user).to_vec();
         let context = ModelContext::new(ContextWindow::HeadAndTail { head_size: 1, tail_size: 2 }, messages);
-        let skipped = LlmMessage::UserMessage { content: "Skipped 2 messages.".to_owned(), source: "System".to_owned() };
+        let skipped =
+            LlmMessage::UserMessage { content: "Skipped 2 messages.".to_owned(), source: "System".to_owned() };
         assert_eq!(context.view(), vec![user("a"), skipped, user("d"), user("e")]);
     }
 

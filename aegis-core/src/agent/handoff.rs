@@ -48,17 +48,25 @@ impl Handoff {
     pub(crate) fn from_spec(spec: HandoffSpec) -> Handoff {
         match spec {
             HandoffSpec::Target(target) => Handoff::with_defaults(target, None, None, None),
-            HandoffSpec::Full { target, description, name, message } => Handoff::with_defaults(target, description, name, message),
+            HandoffSpec::Full { target, description, name, message } => {
+                Handoff::with_defaults(target, description, name, message)
+            }
         }
     }
 
-    fn with_defaults(target: String, description: Option<String>, name: Option<String>, message: Option<String>) -> Handoff {
+    fn with_defaults(
+        target: String,
+        description: Option<String>,
+        name: Option<String>,
+        message: Option<String>,
+    ) -> Handoff {
         // AgentChat treats empty strings as unset.
         let set = |value: Option<String>| value.filter(|text| !text.is_empty());
         Handoff {
             description: set(description).unwrap_or_else(|| format!("Handoff to {target}.")),
             name: set(name).unwrap_or_else(|| format!("transfer_to_{target}").to_lowercase()),
-            message: set(message).unwrap_or_else(|| format!("Transferred to {target}, adopting the role of {target} immediately.")),
+            message: set(message)
+                .unwrap_or_else(|| format!("Transferred to {target}, adopting the role of {target} immediately.")),
             target,
         }
     }
@@ -77,7 +85,8 @@ impl Handoff {
     /// names.
     pub(crate) fn valid_name(name: &str) -> bool {
         let mut chars = name.chars();
-        chars.next().is_some_and(|first| first.is_alphabetic() || first == '_') && chars.all(|c| c.is_alphanumeric() || c == '_')
+        chars.next().is_some_and(|first| first.is_alphabetic() || first == '_')
+            && chars.all(|c| c.is_alphanumeric() || c == '_')
     }
 }
 

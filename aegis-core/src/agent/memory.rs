@@ -41,8 +41,12 @@ impl ListMemory {
     pub fn from_component(component: &ComponentModel, resolved_provider: &str) -> BuildResult<ListMemory> {
         if resolved_provider != PROVIDER {
             return Err(vec![
-                FieldError::new("provider", "unsupported", format!("memory provider '{resolved_provider}' is not supported yet"))
-                    .with_fix(format!("use {PROVIDER}")),
+                FieldError::new(
+                    "provider",
+                    "unsupported",
+                    format!("memory provider '{resolved_provider}' is not supported yet"),
+                )
+                .with_fix(format!("use {PROVIDER}")),
             ]);
         }
         #[derive(Deserialize)]
@@ -71,7 +75,9 @@ impl ListMemory {
             .contents
             .iter()
             .enumerate()
-            .map(|(index, entry)| format!("{}. {}", index + 1, crate::pyrepr::str_value(entry.get("content").unwrap_or(&Value::Null))))
+            .map(|(index, entry)| {
+                format!("{}. {}", index + 1, crate::pyrepr::str_value(entry.get("content").unwrap_or(&Value::Null)))
+            })
             .collect();
         let text = format!("\nRelevant memory content (in chronological order):\n{}\n", lines.join("\n"));
         context.add(LlmMessage::SystemMessage { content: text });

@@ -5,8 +5,8 @@
 //! thoughts, ...) that led to it. This is AgentChat's `on_messages` contract, so teams can
 //! treat built-in agents and a Rust user's own agents alike.
 
-pub(crate) mod builders;
 pub mod assistant;
+pub(crate) mod builders;
 pub mod context;
 pub mod handoff;
 pub mod memory;
@@ -43,7 +43,11 @@ pub trait Agent: Send {
     fn description(&self) -> &str;
 
     /// Handles the messages published since the agent's last turn and takes a turn.
-    async fn on_messages(&mut self, messages: &[AgentMessage], context: &mut RunContext<'_>) -> Result<Response, RunError>;
+    async fn on_messages(
+        &mut self,
+        messages: &[AgentMessage],
+        context: &mut RunContext<'_>,
+    ) -> Result<Response, RunError>;
 
     /// Returns the agent's state (its model context, for instance) as JSON, so a later run can
     /// continue from it with [`Agent::load_state`]. Stateless agents keep the default, `null`.

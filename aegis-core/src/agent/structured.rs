@@ -65,13 +65,18 @@ impl StructuredOutput {
     }
 
     fn validate(&self, reply: &str) -> Result<Map<String, Value>, RunError> {
-        let parsed: Value = serde_json::from_str(reply).map_err(|error| self.invalid(1, &format!("Invalid JSON: {error}")))?;
+        let parsed: Value =
+            serde_json::from_str(reply).map_err(|error| self.invalid(1, &format!("Invalid JSON: {error}")))?;
         let Value::Object(mut object) = parsed else {
             return Err(self.invalid(1, "Input should be an object"));
         };
 
         let properties = self.schema.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
-        let required: Vec<&str> = self.schema.get("required").and_then(Value::as_array).map_or_else(Vec::new, |list| list.iter().filter_map(Value::as_str).collect());
+        let required: Vec<&str> = self
+            .schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map_or_else(Vec::new, |list| list.iter().filter_map(Value::as_str).collect());
         let mut problems = Vec::new();
         let mut content = Map::new();
         for (field, field_schema) in &properties {
@@ -140,7 +145,8 @@ mod tests {
 
     #[test]
     fn valid_reply_keeps_schema_order() {
-        let message = grade().message("grader", r#"{"score": 10, "satisfactory": true, "reasoning": "ok", "extra": 1}"#).unwrap();
+        let message =
+            grade().message("grader", r#"{"score": 10, "satisfactory": true, "reasoning": "ok", "extra": 1}"#).unwrap();
         assert_eq!(message.kind.as_str(), "StructuredMessage[Grade]");
         let keys: Vec<&String> = message.content.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["reasoning", "satisfactory", "score"]);

@@ -28,11 +28,10 @@ pub(crate) async fn run_batch(shared: &Shared, spec: &RunSpec, lease: &Lease) ->
         return Err(RunError::new("ValueError", "a batch run's run_task.content must be an array"));
     };
 
-    let stored = shared
-        .storage
-        .batch_items(spec.run.id)
-        .await
-        .map_err(|error| RunError::new("StorageError", format!("reading the finished batch items failed: {error}")))?;
+    let stored =
+        shared.storage.batch_items(spec.run.id).await.map_err(|error| {
+            RunError::new("StorageError", format!("reading the finished batch items failed: {error}"))
+        })?;
     let mut results: BTreeMap<usize, BatchItem> = stored.into_iter().map(|item| (item.index, item)).collect();
     if !results.is_empty() {
         tracing::info!(run_id = %spec.run.id, attempt = lease.attempt, finished = results.len(), "resuming batch run");
@@ -41,7 +40,8 @@ pub(crate) async fn run_batch(shared: &Shared, spec: &RunSpec, lease: &Lease) ->
     // A plain FuturesUnordered topped up to the limit, because a `buffer_unordered` stream
     // over borrowing closures trips the compiler's higher-ranked lifetime check in
     // `tokio::spawn`.
-    let pending: Vec<(usize, &Value)> = items.iter().enumerate().filter(|(index, _)| !results.contains_key(index)).collect();
+    let pending: Vec<(usize, &Value)> =
+        items.iter().enumerate().filter(|(index, _)| !results.contains_key(index)).collect();
     let mut pending = pending.into_iter();
     let concurrency = shared.config.batch_concurrency.max(1);
     let mut executing = FuturesUnordered::new();
@@ -71,7 +71,13 @@ pub(crate) async fn run_batch(shared: &Shared, spec: &RunSpec, lease: &Lease) ->
 }
 
 /// Executes one item and stores its result; fails only when the store does.
-async fn run_item(shared: &Shared, spec: &RunSpec, lease: &Lease, index: usize, item: &Value) -> Result<BatchItem, RunError> {
+async fn run_item(
+    shared: &Shared,
+    spec: &RunSpec,
+    lease: &Lease,
+    index: usize,
+    item: &Value,
+) -> Result<BatchItem, RunError> {
     let run_task = RunTask { content: item.clone(), message_type: TaskMessageType::Dict, ..spec.run.run_task.clone() };
     let mut sink = DictSink(VecSink::default());
     let outcome = match build_team(shared, spec) {

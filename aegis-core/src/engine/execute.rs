@@ -14,9 +14,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use crate::engine::Shared;
 use crate::engine::batch;
 use crate::engine::control::{RunControl, Running, Stop};
-use crate::engine::Shared;
 use crate::message::{AgentMessage, MessageKind, RequestUsage};
 use crate::pyjson;
 use crate::registry::Overrides;
@@ -51,7 +51,9 @@ pub(crate) async fn execute(shared: &Arc<Shared>, spec: RunSpec, lease: Lease, c
         Ending::Finish(outcome) => store_outcome(shared, &lease, &outcome, session_id).await,
         Ending::Release => match shared.storage.release_run(&lease).await {
             Ok(()) => tracing::info!(%run_id, %session_id, attempt, "run released to the queue for the next start"),
-            Err(error) => tracing::warn!(%run_id, attempt, %error, "releasing the run failed; it is re-queued when its lease expires"),
+            Err(error) => {
+                tracing::warn!(%run_id, attempt, %error, "releasing the run failed; it is re-queued when its lease expires")
+            }
         },
         Ending::LeaseLost => tracing::warn!(%run_id, attempt, "lease lost; abandoning the run to its newer attempt"),
     }
@@ -132,7 +134,9 @@ async fn supervise(shared: &Shared, spec: &RunSpec, lease: &Lease, control: &Run
             outcome.session_state = state;
             outcome
         }
-        Ok(Attempt::Team { result: Err(error), .. }) if error.kind == RunErrorKind::LeaseLost => return Ending::LeaseLost,
+        Ok(Attempt::Team { result: Err(error), .. }) if error.kind == RunErrorKind::LeaseLost => {
+            return Ending::LeaseLost;
+        }
         Ok(Attempt::Team { result: Err(error), usage, .. }) => failed(Some(partial(sink.messages, None, usage)), error),
         Ok(Attempt::Batch(Ok(mut result))) => {
             result.duration = duration;
@@ -179,18 +183,18 @@ pub(crate) fn build_team(shared: &Shared, spec: &RunSpec) -> Result<Box<dyn Team
     let mut overrides = Overrides::from_team_metadata(&spec.team_metadata);
     overrides.stub_error_step = spec.stub_error_step;
     shared.registry.build_team(&spec.team_component, &overrides).map_err(|problems| {
-        let list: Vec<String> = problems.iter().map(|problem| format!("{}: {}", problem.field, problem.message)).collect();
+        let list: Vec<String> =
+            problems.iter().map(|problem| format!("{}: {}", problem.field, problem.message)).collect();
         RunError::new("ValueError", format!("the team component does not build: {}", list.join("; ")))
     })
 }
 
 /// Loads the team state the session's last complete run left, if any.
 async fn restore_state(shared: &Shared, spec: &RunSpec, team: &mut dyn Team) -> Result<(), RunError> {
-    let state = shared
-        .storage
-        .session_state(spec.run.session_id)
-        .await
-        .map_err(|error| RunError::new("StorageError", format!("reading the session's team state failed: {error}")))?;
+    let state =
+        shared.storage.session_state(spec.run.session_id).await.map_err(|error| {
+            RunError::new("StorageError", format!("reading the session's team state failed: {error}"))
+        })?;
     match state {
         Some(state) => team.load_state(&state),
         None => Ok(()),

@@ -36,7 +36,6 @@ use crate::storage::Storage;
 /// How long shutdown waits for released runs to be handed back to the store.
 const RELEASE_WAIT: Duration = Duration::from_secs(10);
 
-
 /// Settings of the run engine.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -179,7 +178,10 @@ impl Workers {
             shared.running.stop_all(&Stop::Release);
             if !wait_until_idle(&shared, RELEASE_WAIT).await {
                 let remaining = shared.running.len();
-                tracing::error!(remaining, "runs were not released in time; they are re-queued when their leases expire");
+                tracing::error!(
+                    remaining,
+                    "runs were not released in time; they are re-queued when their leases expire"
+                );
             }
         }
         shared.closed.cancel();

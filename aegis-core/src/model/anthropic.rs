@@ -157,7 +157,9 @@ impl AnthropicClient {
             let tools: Vec<Value> = request
                 .tools
                 .iter()
-                .map(|tool| json!({"name": tool.name, "description": tool.description, "input_schema": tool.parameters}))
+                .map(
+                    |tool| json!({"name": tool.name, "description": tool.description, "input_schema": tool.parameters}),
+                )
                 .collect();
             body.insert("tools".to_owned(), Value::Array(tools));
             let choice = match request.tool_choice.as_deref() {
@@ -204,8 +206,9 @@ impl AnthropicClient {
             "overloaded_error" => 529,
             _ => 500,
         };
-        ModelError::from_error_object(Some(status), &error, self.transport.provider, &self.model)
-            .unwrap_or_else(|| ModelError::from_response(status, &data.to_string(), self.transport.provider, &self.model))
+        ModelError::from_error_object(Some(status), &error, self.transport.provider, &self.model).unwrap_or_else(|| {
+            ModelError::from_response(status, &data.to_string(), self.transport.provider, &self.model)
+        })
     }
 }
 
@@ -228,7 +231,11 @@ impl ModelClient for AnthropicClient {
         self.create_checked(&body, request.json_output.as_ref()).await
     }
 
-    async fn create_stream(&self, request: &CreateRequest, chunks: &mut dyn ChunkSink) -> Result<CreateResult, ModelError> {
+    async fn create_stream(
+        &self,
+        request: &CreateRequest,
+        chunks: &mut dyn ChunkSink,
+    ) -> Result<CreateResult, ModelError> {
         let body = self.request_body(request, true);
         self.stream_checked(&body, request.json_output.as_ref(), chunks).await
     }
@@ -246,7 +253,8 @@ impl Exchange for AnthropicClient {
 
     async fn send_once(&self, body: &Value) -> Result<CreateResult, ModelError> {
         let reply = self.transport.send(self.post(body), &self.model).await?;
-        parse_message(&reply.body).map_err(|message| self.transport.invalid_response(&self.model, reply.status, message))
+        parse_message(&reply.body)
+            .map_err(|message| self.transport.invalid_response(&self.model, reply.status, message))
     }
 
     async fn stream_once(&self, body: &Value, chunks: &mut dyn ChunkSink) -> Result<CreateResult, ModelError> {
@@ -264,7 +272,11 @@ impl Exchange for AnthropicClient {
             let data: Value = match serde_json::from_str(&event.data) {
                 Ok(data) => data,
                 Err(error) if started => {
-                    return Err(stream::mid_stream(&self.transport, &self.model, format!("invalid event data: {error}")));
+                    return Err(stream::mid_stream(
+                        &self.transport,
+                        &self.model,
+                        format!("invalid event data: {error}"),
+                    ));
                 }
                 Err(error) => {
                     let message = format!("provider sent a stream event that is not JSON: {error}");
@@ -273,7 +285,8 @@ impl Exchange for AnthropicClient {
             };
             // The `type` inside the data repeats the event name; it decides when the name is
             // missing, as some proxies drop `event:` lines.
-            let name = if event.name.is_empty() { data["type"].as_str().unwrap_or_default().to_owned() } else { event.name };
+            let name =
+                if event.name.is_empty() { data["type"].as_str().unwrap_or_default().to_owned() } else { event.name };
             match name.as_str() {
                 "message_stop" => break,
                 "error" => {
@@ -306,14 +319,20 @@ fn to_anthropic_messages(messages: &[LlmMessage]) -> (String, Vec<Value>) {
             }
             LlmMessage::AssistantMessage { content: AssistantContent::FunctionCalls(calls), .. } => {
                 for call in calls {
-                    let input = serde_json::from_str::<Value>(&call.arguments).ok().filter(Value::is_object).unwrap_or_else(|| json!({}));
+                    let input = serde_json::from_str::<Value>(&call.arguments)
+                        .ok()
+                        .filter(Value::is_object)
+                        .unwrap_or_else(|| json!({}));
                     push("assistant", json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
                 }
             }
             LlmMessage::FunctionExecutionResultMessage { content } => {
                 for result in content {
-                    push("user", json!({"type": "tool_result", "tool_use_id": result.call_id,
-                                        "content": result.content, "is_error": result.is_error}));
+                    push(
+                        "user",
+                        json!({"type": "tool_result", "tool_use_id": result.call_id,
+                                        "content": result.content, "is_error": result.is_error}),
+                    );
                 }
             }
         }
@@ -357,8 +376,8 @@ struct UsageBody {
 
 /// Parses a 200 response body into a result, or explains why it is not a message.
 fn parse_message(text: &str) -> Result<CreateResult, String> {
-    let body: MessageBody =
-        serde_json::from_str(text).map_err(|error| format!("provider returned a body that is not a message: {error}"))?;
+    let body: MessageBody = serde_json::from_str(text)
+        .map_err(|error| format!("provider returned a body that is not a message: {error}"))?;
     let (Some(kind), Some(blocks)) = (body.kind, body.content) else {
         return Err("provider returned a body without `type` and `content`".to_owned());
     };
@@ -388,7 +407,10 @@ fn parse_message(text: &str) -> Result<CreateResult, String> {
     Ok(CreateResult {
         finish_reason,
         content,
-        usage: RequestUsage { prompt_tokens: usage.input_tokens.unwrap_or(0), completion_tokens: usage.output_tokens.unwrap_or(0) },
+        usage: RequestUsage {
+            prompt_tokens: usage.input_tokens.unwrap_or(0),
+            completion_tokens: usage.output_tokens.unwrap_or(0),
+        },
         cached: false,
         thought: Some(thought).filter(|thought| !thought.is_empty()),
     })
@@ -416,11 +438,14 @@ impl EventAssembler {
             }
             "content_block_start" if data["content_block"]["type"] == "tool_use" => {
                 let block = &data["content_block"];
-                self.calls.insert(index, FunctionCall {
-                    id: block["id"].as_str().unwrap_or_default().to_owned(),
-                    arguments: String::new(),
-                    name: block["name"].as_str().unwrap_or_default().to_owned(),
-                });
+                self.calls.insert(
+                    index,
+                    FunctionCall {
+                        id: block["id"].as_str().unwrap_or_default().to_owned(),
+                        arguments: String::new(),
+                        name: block["name"].as_str().unwrap_or_default().to_owned(),
+                    },
+                );
             }
             "content_block_delta" => self.apply_delta(index, &data["delta"], sink),
             "message_delta" => {
@@ -463,7 +488,8 @@ impl EventAssembler {
             }
         }
         let finish_reason = finish_reason(self.stop_reason.as_deref(), !calls.is_empty());
-        let content = if calls.is_empty() { CreateContent::Text(self.text) } else { CreateContent::FunctionCalls(calls) };
+        let content =
+            if calls.is_empty() { CreateContent::Text(self.text) } else { CreateContent::FunctionCalls(calls) };
         let thought = Some(self.thought).filter(|thought| !thought.is_empty());
         CreateResult { finish_reason, content, usage: self.usage, cached: false, thought }
     }

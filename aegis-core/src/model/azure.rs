@@ -62,7 +62,8 @@ pub struct AzureOpenAiConfig {
 /// Builds an Azure OpenAI client from a component `config`.
 pub fn from_config(config: &Value, env: &ProviderEnv, http: reqwest::Client) -> Result<OpenAiClient, String> {
     let parsed: AzureOpenAiConfig = serde_json::from_value(config.clone()).map_err(|error| error.to_string())?;
-    let present = |value: &Option<String>| value.as_deref().map(str::trim).filter(|text| !text.is_empty()).map(str::to_owned);
+    let present =
+        |value: &Option<String>| value.as_deref().map(str::trim).filter(|text| !text.is_empty()).map(str::to_owned);
 
     let env_endpoint = env.azure_openai_endpoint.as_deref();
     let Some(endpoint) = present(&parsed.azure_endpoint).or_else(|| env_endpoint.map(str::to_owned)) else {
@@ -80,7 +81,9 @@ pub fn from_config(config: &Value, env: &ProviderEnv, http: reqwest::Client) -> 
     // key goes nowhere.
     let api_key = match parsed.api_key.as_deref().and_then(Secret::new) {
         Some(key) => Some(key),
-        None if env_endpoint.is_some_and(|trusted| env_key_may_go_to(&endpoint, trusted)) => env.azure_openai_api_key.clone(),
+        None if env_endpoint.is_some_and(|trusted| env_key_may_go_to(&endpoint, trusted)) => {
+            env.azure_openai_api_key.clone()
+        }
         None => None,
     };
 
@@ -114,7 +117,10 @@ mod tests {
         let config = json!({"azure_endpoint": "https://r.openai.azure.com/", "azure_deployment": "gpt4o",
             "api_version": "2024-06-01", "model": "gpt-4o", "api_key": "k"});
         let client = from_config(&config, &ProviderEnv::default(), reqwest::Client::new()).unwrap();
-        assert_eq!(client.endpoint(), "https://r.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-06-01");
+        assert_eq!(
+            client.endpoint(),
+            "https://r.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-06-01"
+        );
     }
 
     #[test]

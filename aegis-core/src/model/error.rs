@@ -153,11 +153,18 @@ impl ModelError {
         let parsed: Option<Value> = serde_json::from_str(body).ok();
         let error = parsed.as_ref().and_then(|value| value.get("error"));
         let Some(error) = error else {
-            return ModelError::new(ModelErrorKind::from_status(status), summarise_body(body, status), llm_provider, model)
-                .with_status(status);
+            return ModelError::new(
+                ModelErrorKind::from_status(status),
+                summarise_body(body, status),
+                llm_provider,
+                model,
+            )
+            .with_status(status);
         };
-        ModelError::from_error_object(Some(status), error, llm_provider, model)
-            .unwrap_or_else(|| ModelError::new(ModelErrorKind::from_status(status), summarise_body(body, status), llm_provider, model).with_status(status))
+        ModelError::from_error_object(Some(status), error, llm_provider, model).unwrap_or_else(|| {
+            ModelError::new(ModelErrorKind::from_status(status), summarise_body(body, status), llm_provider, model)
+                .with_status(status)
+        })
     }
 
     /// Classifies a provider's `error` value: an object with `message`, `code` and `type`, or
@@ -165,7 +172,12 @@ impl ModelError {
     /// response; for an error event inside a 200 stream it is `None`, and an integer
     /// `error.code` (as OpenRouter and some proxies send) stands in for it. Returns `None` when
     /// `error` is neither an object nor a string.
-    pub fn from_error_object(status: Option<u16>, error: &Value, llm_provider: &str, model: &str) -> Option<ModelError> {
+    pub fn from_error_object(
+        status: Option<u16>,
+        error: &Value,
+        llm_provider: &str,
+        model: &str,
+    ) -> Option<ModelError> {
         let text_of = |key: &str| -> Option<String> {
             match error.get(key)? {
                 Value::String(text) => Some(text.clone()),
@@ -277,8 +289,16 @@ mod tests {
     fn classification_by_status_and_code() {
         check(429, r#"{"error":{"message":"slow down","type":"requests"}}"#, ModelErrorKind::RateLimitError);
         check(401, "{}", ModelErrorKind::AuthenticationError);
-        check(400, r#"{"error":{"code":"context_length_exceeded","message":"too long"}}"#, ModelErrorKind::ContextWindowExceededError);
-        check(400, r#"{"error":{"code":"content_filter","message":"no"}}"#, ModelErrorKind::ContentPolicyViolationError);
+        check(
+            400,
+            r#"{"error":{"code":"context_length_exceeded","message":"too long"}}"#,
+            ModelErrorKind::ContextWindowExceededError,
+        );
+        check(
+            400,
+            r#"{"error":{"code":"content_filter","message":"no"}}"#,
+            ModelErrorKind::ContentPolicyViolationError,
+        );
         check(400, r#"{"error":{"code":"model_not_found","message":"no"}}"#, ModelErrorKind::NotFoundError);
         check(418, "", ModelErrorKind::BadRequestError);
         check(502, "<html>bad gateway</html>", ModelErrorKind::BadGatewayError);
@@ -287,7 +307,12 @@ mod tests {
 
     #[test]
     fn message_comes_from_body() {
-        let error = ModelError::from_response(429, r#"{"error":{"message":"You've hit the rate limit","code":429}}"#, "openai", "m");
+        let error = ModelError::from_response(
+            429,
+            r#"{"error":{"message":"You've hit the rate limit","code":429}}"#,
+            "openai",
+            "m",
+        );
         assert_eq!(error.error_message(), "litellm.RateLimitError: You've hit the rate limit");
     }
 }

@@ -10,8 +10,8 @@
 pub mod anthropic;
 pub mod azure;
 pub(crate) mod builders;
-mod error;
 pub mod env;
+mod error;
 pub mod ollama;
 pub mod openai;
 pub mod replay;
@@ -268,7 +268,11 @@ pub trait ModelClient: Send + Sync {
     /// Sends one request, streaming the reply: each text piece goes to `chunks` as it arrives,
     /// and the assembled completion is returned at the end. Clients that cannot stream keep
     /// this default, which makes one `create` call and reports no pieces.
-    async fn create_stream(&self, request: &CreateRequest, chunks: &mut dyn ChunkSink) -> Result<CreateResult, ModelError> {
+    async fn create_stream(
+        &self,
+        request: &CreateRequest,
+        chunks: &mut dyn ChunkSink,
+    ) -> Result<CreateResult, ModelError> {
         let _ = chunks;
         self.create(request).await
     }

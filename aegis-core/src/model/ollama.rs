@@ -81,14 +81,25 @@ impl OllamaClient {
         let format = match parsed.response_format.filter(|value| !value.is_null()) {
             None => None,
             Some(Value::String(text)) if text == "json" => Some(JsonOutput::JsonObject),
-            Some(value) if value.get("type").and_then(Value::as_str).is_some_and(|kind| ["text", "json_object", "json_schema"].contains(&kind)) => {
+            Some(value)
+                if value
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|kind| ["text", "json_object", "json_schema"].contains(&kind)) =>
+            {
                 schema::parse_response_format(&value)?
             }
             Some(value @ Value::Object(_)) => {
                 schema::check_schema(&value)?;
-                Some(JsonOutput::JsonSchema(crate::model::JsonSchemaFormat { name: "response".to_owned(), schema: value, strict: true }))
+                Some(JsonOutput::JsonSchema(crate::model::JsonSchemaFormat {
+                    name: "response".to_owned(),
+                    schema: value,
+                    strict: true,
+                }))
             }
-            Some(other) => return Err(format!("response_format must be \"json\" or a JSON schema object, got {other}")),
+            Some(other) => {
+                return Err(format!("response_format must be \"json\" or a JSON schema object, got {other}"));
+            }
         };
         let headers = parsed
             .headers
@@ -151,8 +162,10 @@ impl OllamaClient {
             let tools: Vec<Value> = request
                 .tools
                 .iter()
-                .map(|tool| json!({"type": "function", "function": {
-                    "name": tool.name, "description": tool.description, "parameters": tool.parameters}}))
+                .map(|tool| {
+                    json!({"type": "function", "function": {
+                    "name": tool.name, "description": tool.description, "parameters": tool.parameters}})
+                })
                 .collect();
             body.insert("tools".to_owned(), Value::Array(tools));
         }
@@ -169,7 +182,6 @@ impl OllamaClient {
         }
         builder
     }
-
 }
 
 #[async_trait]
@@ -191,7 +203,11 @@ impl ModelClient for OllamaClient {
         self.create_checked(&body, self.json_output(request)).await
     }
 
-    async fn create_stream(&self, request: &CreateRequest, chunks: &mut dyn ChunkSink) -> Result<CreateResult, ModelError> {
+    async fn create_stream(
+        &self,
+        request: &CreateRequest,
+        chunks: &mut dyn ChunkSink,
+    ) -> Result<CreateResult, ModelError> {
         let body = self.request_body(request, true);
         self.stream_checked(&body, self.json_output(request), chunks).await
     }
@@ -210,10 +226,19 @@ impl Exchange for OllamaClient {
     async fn send_once(&self, body: &Value) -> Result<CreateResult, ModelError> {
         let reply = self.transport.send(self.post(body), &self.model).await?;
         let mut assembler = LineAssembler::default();
-        let line: ChatLine = serde_json::from_str(&reply.body)
-            .map_err(|error| self.transport.invalid_response(&self.model, reply.status, format!("provider returned a body that is not a chat reply: {error}")))?;
+        let line: ChatLine = serde_json::from_str(&reply.body).map_err(|error| {
+            self.transport.invalid_response(
+                &self.model,
+                reply.status,
+                format!("provider returned a body that is not a chat reply: {error}"),
+            )
+        })?;
         if !line.done || line.message.is_none() {
-            return Err(self.transport.invalid_response(&self.model, reply.status, "provider returned a chat reply without a finished message"));
+            return Err(self.transport.invalid_response(
+                &self.model,
+                reply.status,
+                "provider returned a chat reply without a finished message",
+            ));
         }
         assembler.apply(line, &mut NoSink);
         Ok(assembler.finish())
@@ -233,7 +258,9 @@ impl Exchange for OllamaClient {
             };
             let value: Value = match serde_json::from_str(&text) {
                 Ok(value) => value,
-                Err(error) if started => return Err(stream::mid_stream(&self.transport, &self.model, format!("invalid line: {error}"))),
+                Err(error) if started => {
+                    return Err(stream::mid_stream(&self.transport, &self.model, format!("invalid line: {error}")));
+                }
                 Err(error) => {
                     let message = format!("provider sent a stream line that is not JSON: {error}");
                     return Err(self.transport.invalid_response(&self.model, 200, message));
@@ -280,7 +307,10 @@ fn to_ollama_messages(message: &LlmMessage) -> Vec<Value> {
             let calls: Vec<Value> = calls
                 .iter()
                 .map(|call| {
-                    let arguments = serde_json::from_str::<Value>(&call.arguments).ok().filter(Value::is_object).unwrap_or_else(|| json!({}));
+                    let arguments = serde_json::from_str::<Value>(&call.arguments)
+                        .ok()
+                        .filter(Value::is_object)
+                        .unwrap_or_else(|| json!({}));
                     json!({"function": {"name": call.name, "arguments": arguments}})
                 })
                 .collect();

@@ -72,13 +72,13 @@ impl ReplayClient {
         let parsed: ReplayConfig = serde_json::from_value(config.clone()).map_err(|error| error.to_string())?;
         let mut entries = Vec::with_capacity(parsed.chat_completions.len());
         for (index, entry) in parsed.chat_completions.into_iter().enumerate() {
-            let entry = match entry {
-                Value::String(text) => ReplayEntry::Text(text),
-                other => ReplayEntry::Result(
-                    serde_json::from_value(other)
-                        .map_err(|error| format!("chat_completions[{index}] is not a string or CreateResult: {error}"))?,
-                ),
-            };
+            let entry =
+                match entry {
+                    Value::String(text) => ReplayEntry::Text(text),
+                    other => ReplayEntry::Result(serde_json::from_value(other).map_err(|error| {
+                        format!("chat_completions[{index}] is not a string or CreateResult: {error}")
+                    })?),
+                };
             entries.push(entry);
         }
         let mut client = ReplayClient::new(entries);
@@ -107,7 +107,11 @@ impl ModelClient for ReplayClient {
         self.next_result(request)
     }
 
-    async fn create_stream(&self, request: &CreateRequest, chunks: &mut dyn ChunkSink) -> Result<CreateResult, ModelError> {
+    async fn create_stream(
+        &self,
+        request: &CreateRequest,
+        chunks: &mut dyn ChunkSink,
+    ) -> Result<CreateResult, ModelError> {
         let result = self.next_result(request)?;
         if let CreateContent::Text(text) = &result.content {
             let words: Vec<&str> = text.split_whitespace().collect();

@@ -59,7 +59,9 @@ pub(crate) fn output_error(
 
     let instance: Value = match serde_json::from_str(text) {
         Ok(instance) => instance,
-        Err(error) => return Some(fail(format!("model output is not valid JSON for schema `{}`: {error}", format.name))),
+        Err(error) => {
+            return Some(fail(format!("model output is not valid JSON for schema `{}`: {error}", format.name)));
+        }
     };
     let validator = match jsonschema::validator_for(&format.schema) {
         Ok(validator) => validator,

@@ -42,7 +42,8 @@ pub(crate) struct SseEvent {
     pub(crate) data: String,
 }
 
-type EventStream = Pin<Box<dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>> + Send>>;
+type EventStream =
+    Pin<Box<dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>> + Send>>;
 
 /// Server-sent events of a response, with an idle deadline between reads.
 pub(crate) struct SseReader {

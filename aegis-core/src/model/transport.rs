@@ -48,8 +48,14 @@ pub(crate) struct Reply {
 
 impl Transport {
     /// Creates a transport from a component's `timeout` (seconds) and `max_retries`.
-    pub(crate) fn new(provider: &'static str, http: reqwest::Client, timeout: Option<f64>, max_retries: Option<u32>) -> Transport {
-        let seconds = timeout.filter(|seconds| seconds.is_finite() && *seconds > 0.0).unwrap_or(DEFAULT_TIMEOUT_SECONDS);
+    pub(crate) fn new(
+        provider: &'static str,
+        http: reqwest::Client,
+        timeout: Option<f64>,
+        max_retries: Option<u32>,
+    ) -> Transport {
+        let seconds =
+            timeout.filter(|seconds| seconds.is_finite() && *seconds > 0.0).unwrap_or(DEFAULT_TIMEOUT_SECONDS);
         Transport {
             http,
             timeout: Duration::from_secs_f64(seconds),
@@ -61,7 +67,8 @@ impl Transport {
     /// Sends a request and reads its whole body within the deadline. Error statuses become
     /// classified errors carrying the provider's `Retry-After`.
     pub(crate) async fn send(&self, builder: reqwest::RequestBuilder, model: &str) -> Result<Reply, ModelError> {
-        let response = builder.timeout(self.timeout).send().await.map_err(|error| self.transport_error(&error, model))?;
+        let response =
+            builder.timeout(self.timeout).send().await.map_err(|error| self.transport_error(&error, model))?;
         let status = response.status().as_u16();
         let retry_after = retry_after_seconds(response.headers());
         let body = response.text().await.map_err(|error| self.transport_error(&error, model))?;
@@ -75,7 +82,11 @@ impl Transport {
 
     /// Sends a request whose body will be streamed, waiting at most the deadline for the
     /// response headers. An error status is read whole and classified as in [`Transport::send`].
-    pub(crate) async fn open_stream(&self, builder: reqwest::RequestBuilder, model: &str) -> Result<reqwest::Response, ModelError> {
+    pub(crate) async fn open_stream(
+        &self,
+        builder: reqwest::RequestBuilder,
+        model: &str,
+    ) -> Result<reqwest::Response, ModelError> {
         let sent = tokio::time::timeout(self.timeout, builder.send()).await;
         let response = match sent {
             Err(_) => return Err(self.deadline_error(model)),
@@ -149,8 +160,9 @@ pub(crate) fn normalise_url(url: &str) -> String {
 /// the result is an `http` or `https` URL. The error names `field` and never repeats a query
 /// string or password, which may hold a key.
 pub(crate) fn endpoint_url(field: &str, base: &str, path: &str) -> Result<String, String> {
-    let mut url = reqwest::Url::parse(base)
-        .map_err(|error| format!("{field} `{}` is not a valid URL ({error}); use a URL such as https://host/v1", redact_url(base)))?;
+    let mut url = reqwest::Url::parse(base).map_err(|error| {
+        format!("{field} `{}` is not a valid URL ({error}); use a URL such as https://host/v1", redact_url(base))
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("{field} `{}` must use http or https", redact_url(base)));
     }
@@ -253,7 +265,12 @@ pub(crate) trait Exchange: Sync {
 }
 
 /// Fails a reply that does not match the requested JSON output.
-fn checked(result: CreateResult, json_output: Option<&JsonOutput>, provider: &str, model: &str) -> Result<CreateResult, ModelError> {
+fn checked(
+    result: CreateResult,
+    json_output: Option<&JsonOutput>,
+    provider: &str,
+    model: &str,
+) -> Result<CreateResult, ModelError> {
     match schema::output_error(&result, json_output, provider, model) {
         Some(error) => Err(error),
         None => Ok(result),

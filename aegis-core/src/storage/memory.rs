@@ -14,8 +14,9 @@ use uuid::Uuid;
 use crate::message::AgentMessage;
 use crate::resource::{BatchItem, Run, RunSpec, RunStatus, Session, Task, Team};
 use crate::storage::{
-    DeleteOutcome, DeleteTarget, Dependants, IdempotencyRecord, Keyset, Lease, ListFilter, Page, RequeueReport, RunEvent, RunEventKind, RunFilter, RunOutcome, Storage,
-    StorageError, StorageErrorKind, interrupted_outcome, session_limit,
+    DeleteOutcome, DeleteTarget, Dependants, IdempotencyRecord, Keyset, Lease, ListFilter, Page, RequeueReport,
+    RunEvent, RunEventKind, RunFilter, RunOutcome, Storage, StorageError, StorageErrorKind, interrupted_outcome,
+    session_limit,
 };
 use crate::timestamp::Timestamp;
 
@@ -195,9 +196,11 @@ impl State {
 
     /// Returns the run if `lease` still holds it.
     fn held(&mut self, lease: &Lease) -> Result<&mut StoredRun, StorageError> {
-        let run = self.runs.get_mut(&lease.run_id).ok_or_else(|| StorageError::lease_lost(lease.run_id, lease.attempt))?;
+        let run =
+            self.runs.get_mut(&lease.run_id).ok_or_else(|| StorageError::lease_lost(lease.run_id, lease.attempt))?;
         let owner_matches = run.lease.as_ref().is_some_and(|(owner, _)| *owner == lease.owner);
-        let is_held = run.spec.run.status == RunStatus::Active && run.spec.run.attempt == lease.attempt && owner_matches;
+        let is_held =
+            run.spec.run.status == RunStatus::Active && run.spec.run.attempt == lease.attempt && owner_matches;
         if !is_held {
             return Err(StorageError::lease_lost(lease.run_id, lease.attempt));
         }
@@ -326,8 +329,13 @@ impl Storage for MemoryStorage {
     async fn insert_run(&self, spec: &RunSpec) -> Result<(), StorageError> {
         let mut state = self.state();
         let id = spec.run.id;
-        let mut stored =
-            StoredRun { spec: spec.clone(), lease: None, cancel_reason: None, events: Vec::new(), batch_items: BTreeMap::new() };
+        let mut stored = StoredRun {
+            spec: spec.clone(),
+            lease: None,
+            cancel_reason: None,
+            events: Vec::new(),
+            batch_items: BTreeMap::new(),
+        };
         stored.push_status();
         insert_new(&mut state.runs, id, stored)?;
         if spec.run.status == RunStatus::Created {

@@ -96,7 +96,10 @@ impl StorageError {
 
     /// Creates the error a write under a stale lease gets.
     pub fn lease_lost(run_id: Uuid, attempt: u32) -> StorageError {
-        StorageError::new(StorageErrorKind::LeaseLost, format!("run {run_id} is no longer held under attempt {attempt}"))
+        StorageError::new(
+            StorageErrorKind::LeaseLost,
+            format!("run {run_id} is no longer held under attempt {attempt}"),
+        )
     }
 
     /// Returns the kind of failure.
@@ -266,7 +269,12 @@ pub struct IdempotencyRecord {
 
 impl IdempotencyRecord {
     /// Creates a record for a first use of `key`.
-    pub fn new(scope: impl Into<String>, key: impl Into<String>, request: impl Into<String>, resource_id: Uuid) -> IdempotencyRecord {
+    pub fn new(
+        scope: impl Into<String>,
+        key: impl Into<String>,
+        request: impl Into<String>,
+        resource_id: Uuid,
+    ) -> IdempotencyRecord {
         IdempotencyRecord {
             scope: scope.into(),
             key: key.into(),

@@ -114,8 +114,9 @@ impl Cursor {
     /// Decodes a cursor that [`Cursor::encode`] produced.
     pub fn decode(encoded: &str) -> Result<Cursor, FieldError> {
         let invalid = || {
-            FieldError::new("cursor", "invalid_value", "the cursor is not one this server issued")
-                .with_fix("pass meta.next_cursor of the previous page unchanged, or leave cursor out for the first page")
+            FieldError::new("cursor", "invalid_value", "the cursor is not one this server issued").with_fix(
+                "pass meta.next_cursor of the previous page unchanged, or leave cursor out for the first page",
+            )
         };
 
         let text = decode_hex(encoded).ok_or_else(invalid)?;
@@ -126,7 +127,9 @@ impl Cursor {
                 let id = Uuid::try_parse(id).map_err(|_| invalid())?;
                 (*order, CursorKey::Keyset(Keyset::new(created_at, id)))
             }
-            [CURSOR_VERSION, order, "p", position] => (*order, CursorKey::Position(position.parse().map_err(|_| invalid())?)),
+            [CURSOR_VERSION, order, "p", position] => {
+                (*order, CursorKey::Position(position.parse().map_err(|_| invalid())?))
+            }
             _ => return Err(invalid()),
         };
         let order = SortOrder::parse(order).map_err(|_| invalid())?;
@@ -184,7 +187,11 @@ impl PageRequest {
     ///
     /// Rejects a limit outside 1 to [`MAX_LIMIT`], an unknown order, a cursor this server did
     /// not issue, and an `order` that differs from the cursor's.
-    pub fn from_query(limit: Option<&str>, order: Option<&str>, cursor: Option<&str>) -> Result<PageRequest, Vec<FieldError>> {
+    pub fn from_query(
+        limit: Option<&str>,
+        order: Option<&str>,
+        cursor: Option<&str>,
+    ) -> Result<PageRequest, Vec<FieldError>> {
         let mut problems = Vec::new();
 
         let limit = match limit {
@@ -193,8 +200,12 @@ impl PageRequest {
                 Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => limit,
                 _ => {
                     problems.push(
-                        FieldError::new("limit", "invalid_value", format!("limit must be a whole number from 1 to {MAX_LIMIT}, got '{text}'"))
-                            .with_fix(format!("ask for at most {MAX_LIMIT} rows and follow meta.next_cursor for more")),
+                        FieldError::new(
+                            "limit",
+                            "invalid_value",
+                            format!("limit must be a whole number from 1 to {MAX_LIMIT}, got '{text}'"),
+                        )
+                        .with_fix(format!("ask for at most {MAX_LIMIT} rows and follow meta.next_cursor for more")),
                     );
                     DEFAULT_LIMIT
                 }
@@ -221,9 +232,15 @@ impl PageRequest {
                 FieldError::new(
                     "order",
                     "cursor_mismatch",
-                    format!("the cursor was issued for order={}, but the request asks for order={}", cursor.order.as_str(), order.as_str()),
+                    format!(
+                        "the cursor was issued for order={}, but the request asks for order={}",
+                        cursor.order.as_str(),
+                        order.as_str()
+                    ),
                 )
-                .with_fix("keep the order of the first page while following its cursors, or start again without a cursor"),
+                .with_fix(
+                    "keep the order of the first page while following its cursors, or start again without a cursor",
+                ),
             );
         }
         if !problems.is_empty() {
@@ -379,7 +396,10 @@ mod tests {
     #[test]
     fn query_defaults_and_limits() {
         assert_eq!(PageRequest::from_query(None, None, None).unwrap(), PageRequest::default());
-        assert_eq!(PageRequest::from_query(Some("100"), Some("asc"), None).unwrap(), PageRequest::first(100, SortOrder::Asc));
+        assert_eq!(
+            PageRequest::from_query(Some("100"), Some("asc"), None).unwrap(),
+            PageRequest::first(100, SortOrder::Asc)
+        );
         for limit in ["0", "101", "-1", "ten", ""] {
             let problems = PageRequest::from_query(Some(limit), None, None).unwrap_err();
             assert_eq!(problems[0].field, "limit", "limit={limit}");

@@ -43,8 +43,8 @@ use crate::resource::{
     TeamResult,
 };
 use crate::storage::{
-    DeleteOutcome, DeleteTarget, Dependants, IdempotencyRecord, Lease, ListFilter, PageRequest, RunEventKind, RunFilter, RunOutcome, SortOrder, Storage,
-    StorageError, StorageErrorKind,
+    DeleteOutcome, DeleteTarget, Dependants, IdempotencyRecord, Lease, ListFilter, PageRequest, RunEventKind,
+    RunFilter, RunOutcome, SortOrder, Storage, StorageError, StorageErrorKind,
 };
 use crate::timestamp::Timestamp;
 
@@ -230,9 +230,17 @@ pub async fn check_tasks(store: &dyn Storage) {
     assert_eq!(store.get_task(Uuid::now_v7()).await.expect("get_task of an unknown id"), None);
 
     let all = store.list_tasks(&ListFilter::default()).await.expect("list_tasks");
-    assert_eq!(ids(all.items.iter().take(3).map(|row| row.id)), ids(written.iter().rev().map(|row| row.id)), "newest first");
+    assert_eq!(
+        ids(all.items.iter().take(3).map(|row| row.id)),
+        ids(written.iter().rev().map(|row| row.id)),
+        "newest first"
+    );
     let limited = store.list_tasks(&ListFilter::first(2, SortOrder::Desc)).await.expect("list_tasks with a limit");
-    assert_eq!(ids(limited.items.iter().map(|row| row.id)), ids(written.iter().rev().take(2).map(|row| row.id)), "limit 2");
+    assert_eq!(
+        ids(limited.items.iter().map(|row| row.id)),
+        ids(written.iter().rev().take(2).map(|row| row.id)),
+        "limit 2"
+    );
     assert!(limited.has_more(), "list_tasks with limit 2 of 3 or more rows has more");
 
     let duplicate = Task { name: "duplicate".to_owned(), ..written[0].clone() };
@@ -253,9 +261,17 @@ pub async fn check_teams(store: &dyn Storage) {
     assert_eq!(store.get_team(Uuid::now_v7()).await.expect("get_team of an unknown id"), None);
 
     let all = store.list_teams(&ListFilter::default()).await.expect("list_teams");
-    assert_eq!(ids(all.items.iter().take(3).map(|row| row.id)), ids(written.iter().rev().map(|row| row.id)), "newest first");
+    assert_eq!(
+        ids(all.items.iter().take(3).map(|row| row.id)),
+        ids(written.iter().rev().map(|row| row.id)),
+        "newest first"
+    );
     let limited = store.list_teams(&ListFilter::first(2, SortOrder::Desc)).await.expect("list_teams with a limit");
-    assert_eq!(ids(limited.items.iter().map(|row| row.id)), ids(written.iter().rev().take(2).map(|row| row.id)), "limit 2");
+    assert_eq!(
+        ids(limited.items.iter().map(|row| row.id)),
+        ids(written.iter().rev().take(2).map(|row| row.id)),
+        "limit 2"
+    );
     assert!(limited.has_more(), "list_teams with limit 2 of 3 or more rows has more");
 
     let duplicate = Team { name: Some("duplicate".to_owned()), ..written[0].clone() };
@@ -278,9 +294,18 @@ pub async fn check_sessions(store: &dyn Storage) {
     assert_eq!(store.get_session(Uuid::now_v7()).await.expect("get_session of an unknown id"), None);
 
     let all = store.list_sessions(&ListFilter::default()).await.expect("list_sessions");
-    assert_eq!(ids(all.items.iter().take(3).map(|row| row.id)), ids(written.iter().rev().map(|row| row.id)), "newest first");
-    let limited = store.list_sessions(&ListFilter::first(2, SortOrder::Desc)).await.expect("list_sessions with a limit");
-    assert_eq!(ids(limited.items.iter().map(|row| row.id)), ids(written.iter().rev().take(2).map(|row| row.id)), "limit 2");
+    assert_eq!(
+        ids(all.items.iter().take(3).map(|row| row.id)),
+        ids(written.iter().rev().map(|row| row.id)),
+        "newest first"
+    );
+    let limited =
+        store.list_sessions(&ListFilter::first(2, SortOrder::Desc)).await.expect("list_sessions with a limit");
+    assert_eq!(
+        ids(limited.items.iter().map(|row| row.id)),
+        ids(written.iter().rev().take(2).map(|row| row.id)),
+        "limit 2"
+    );
     assert!(limited.has_more(), "list_sessions with limit 2 of 3 or more rows has more");
 
     let duplicate = Session { name: Some("duplicate".to_owned()), ..written[0].clone() };
@@ -709,9 +734,14 @@ pub async fn check_cancel(store: &dyn Storage) {
     }
     assert_eq!(store.request_cancel(Uuid::now_v7(), "no such run").await.expect("request_cancel"), None);
 
-    let cancelled = store.request_cancel(queued.run.id, "wrong rubric").await.expect("request_cancel").expect("the run");
+    let cancelled =
+        store.request_cancel(queued.run.id, "wrong rubric").await.expect("request_cancel").expect("the run");
     assert_eq!(cancelled.status, RunStatus::Stopped, "a created run stops at once");
-    let stop_reason = cancelled.team_result.as_ref().and_then(|result| result.task_result.as_ref()).and_then(|task| task.stop_reason.clone());
+    let stop_reason = cancelled
+        .team_result
+        .as_ref()
+        .and_then(|result| result.task_result.as_ref())
+        .and_then(|task| task.stop_reason.clone());
     assert_eq!(stop_reason.as_deref(), Some("wrong rubric"), "the reason is the stop_reason");
     assert!(cancelled.finished_at.is_some(), "a cancelled run has finished_at");
     assert_eq!(store.get_run(queued.run.id).await.expect("get_run"), Some(cancelled.clone()), "the cancel is stored");
@@ -725,12 +755,20 @@ pub async fn check_cancel(store: &dyn Storage) {
     store.request_cancel(running.run.id, "second").await.expect("request_cancel");
     let requests = store.cancel_requests("owner-a").await.expect("cancel_requests");
     assert_eq!(requests, vec![(running.run.id, "first".to_owned())], "the owner sees the first reason");
-    assert_eq!(store.cancel_requests("owner-c").await.expect("cancel_requests"), Vec::new(), "other owners see nothing");
+    assert_eq!(
+        store.cancel_requests("owner-c").await.expect("cancel_requests"),
+        Vec::new(),
+        "other owners see nothing"
+    );
 
     let message = AgentMessage::text("marker", "before the cancel");
     store.append_message(&lease, &message).await.expect("append_message");
     store.finish_run(&lease, &RunOutcome::stopped("first", vec![message.clone()], None)).await.expect("finish_run");
-    assert_eq!(store.cancel_requests("owner-a").await.expect("cancel_requests"), Vec::new(), "a finished run has no request");
+    assert_eq!(
+        store.cancel_requests("owner-a").await.expect("cancel_requests"),
+        Vec::new(),
+        "a finished run has no request"
+    );
     let finished = store.get_run(running.run.id).await.expect("get_run").expect("the run");
     let again = store.request_cancel(running.run.id, "third").await.expect("request_cancel").expect("the run");
     assert_eq!(again, finished, "cancelling a terminal run changes nothing");
@@ -768,7 +806,8 @@ pub async fn check_events(store: &dyn Storage) {
     store.finish_run(&lease, &stopped_outcome()).await.expect("finish_run");
 
     let status = |status: RunStatus, attempt: u32| RunEventKind::Status { status, attempt };
-    let message = |attempt: u32, index: usize| RunEventKind::Message { attempt, message: Box::new(appended[index].clone()) };
+    let message =
+        |attempt: u32, index: usize| RunEventKind::Message { attempt, message: Box::new(appended[index].clone()) };
     let expected = vec![
         status(RunStatus::Created, 1),
         status(RunStatus::Active, 1),
@@ -809,7 +848,11 @@ pub async fn check_release(store: &dyn Storage) {
     assert_eq!(run.attempt, 2, "a released run gets the next attempt");
     assert_eq!(run.messages, Vec::new(), "the released attempt's messages are dropped");
     assert_kind(store.release_run(&lease).await, StorageErrorKind::LeaseLost, "release_run twice");
-    assert_kind(store.finish_run(&lease, &stopped_outcome()).await, StorageErrorKind::LeaseLost, "finish_run after release");
+    assert_kind(
+        store.finish_run(&lease, &stopped_outcome()).await,
+        StorageErrorKind::LeaseLost,
+        "finish_run after release",
+    );
 
     let (claimed, lease) = store.claim_run("owner-b", LONG_LEASE).await.expect("claim_run").expect("the released run");
     assert_eq!(claimed.run.id, written.run.id);
@@ -919,10 +962,18 @@ pub async fn check_batch_items(store: &dyn Storage) {
 
     tokio::time::sleep(EXPIRY_WAIT).await;
     store.requeue_expired(3).await.expect("requeue_expired");
-    assert_kind(store.save_batch_item(&lease, &item(2, RunStatus::Complete)).await, StorageErrorKind::LeaseLost, "save_batch_item after re-queue");
+    assert_kind(
+        store.save_batch_item(&lease, &item(2, RunStatus::Complete)).await,
+        StorageErrorKind::LeaseLost,
+        "save_batch_item after re-queue",
+    );
 
     let items = store.batch_items(written.run.id).await.expect("batch_items");
-    assert_eq!(items, vec![item(0, RunStatus::Complete), item(1, RunStatus::Complete)], "items by index survive the re-queue");
+    assert_eq!(
+        items,
+        vec![item(0, RunStatus::Complete), item(1, RunStatus::Complete)],
+        "items by index survive the re-queue"
+    );
     assert_eq!(store.batch_items(Uuid::now_v7()).await.expect("batch_items"), Vec::new());
     drain(store).await;
 }
@@ -934,7 +985,9 @@ pub async fn check_concurrent_counters(store: &Arc<dyn Storage>) {
     let mut tasks = Vec::new();
     for _ in 0..CALLERS {
         let store = Arc::clone(store);
-        tasks.push(tokio::spawn(async move { store.next_session_counter(session.id, "race").await.expect("next_session_counter") }));
+        tasks.push(tokio::spawn(async move {
+            store.next_session_counter(session.id, "race").await.expect("next_session_counter")
+        }));
     }
     let mut values = HashSet::new();
     for task in tasks {
@@ -1182,13 +1235,21 @@ pub async fn check_updates(store: &dyn Storage) {
     let mut changed = session.clone();
     changed.team_metadata.insert("model".to_owned(), json!("gpt-4.1"));
     assert!(store.update_session(&changed).await.expect("update_session"), "update_session of a stored session");
-    assert_eq!(store.get_session(session.id).await.expect("get_session"), Some(changed), "the session after its update");
+    assert_eq!(
+        store.get_session(session.id).await.expect("get_session"),
+        Some(changed),
+        "the session after its update"
+    );
 
     let spec = run_spec(&session);
     store.insert_run(&spec).await.expect("insert_run");
     let run = store.set_run_archived(spec.run.id, true).await.expect("set_run_archived").expect("the run");
     assert!(run.archived, "set_run_archived returns the archived run");
-    assert_eq!(store.get_run(spec.run.id).await.expect("get_run").map(|run| run.archived), Some(true), "the run reads archived");
+    assert_eq!(
+        store.get_run(spec.run.id).await.expect("get_run").map(|run| run.archived),
+        Some(true),
+        "the run reads archived"
+    );
     let mut archived_runs = RunFilter::session(session.id);
     archived_runs.archived = Some(true);
     assert_eq!(store.list_runs(&archived_runs).await.expect("list_runs").items.len(), 1, "the run lists as archived");
@@ -1210,9 +1271,17 @@ pub async fn check_deletes(store: &dyn Storage) {
     store.put_idempotency_key(&key).await.expect("put_idempotency_key");
 
     let blocked = store.delete(DeleteTarget::Task(session.task_id), false).await.expect("delete task");
-    assert_eq!(blocked, DeleteOutcome::HasDependants(Dependants::new(vec![session.id], vec![spec.run.id])), "a used task");
+    assert_eq!(
+        blocked,
+        DeleteOutcome::HasDependants(Dependants::new(vec![session.id], vec![spec.run.id])),
+        "a used task"
+    );
     let blocked = store.delete(DeleteTarget::Team(session.team_id), false).await.expect("delete team");
-    assert_eq!(blocked, DeleteOutcome::HasDependants(Dependants::new(vec![session.id], vec![spec.run.id])), "a used team");
+    assert_eq!(
+        blocked,
+        DeleteOutcome::HasDependants(Dependants::new(vec![session.id], vec![spec.run.id])),
+        "a used team"
+    );
     let blocked = store.delete(DeleteTarget::Session(session.id), true).await.expect("delete session");
     assert_eq!(blocked, DeleteOutcome::RunsNotTerminal(vec![spec.run.id]), "a cascade over a queued run");
     let blocked = store.delete(DeleteTarget::Run(spec.run.id), false).await.expect("delete run");
@@ -1226,7 +1295,11 @@ pub async fn check_deletes(store: &dyn Storage) {
     let deleted = store.delete(DeleteTarget::Run(spec.run.id), false).await.expect("delete run");
     assert_eq!(deleted, DeleteOutcome::Deleted(Dependants::default()), "a terminal run");
     assert_eq!(store.get_run(spec.run.id).await.expect("get_run"), None, "the deleted run is gone");
-    assert_eq!(store.list_run_events(spec.run.id, 0, 100).await.expect("list_run_events"), Vec::new(), "its events are gone");
+    assert_eq!(
+        store.list_run_events(spec.run.id, 0, 100).await.expect("list_run_events"),
+        Vec::new(),
+        "its events are gone"
+    );
     let reused = IdempotencyRecord::new("POST /api/v1/run", key.key.clone(), "{}", Uuid::now_v7());
     let stored = store.put_idempotency_key(&reused).await.expect("put_idempotency_key");
     assert_eq!(stored.resource_id, reused.resource_id, "the run's idempotency key is gone");

@@ -10,7 +10,10 @@ use crate::component::ComponentModel;
 use crate::error::{FieldError, join_path};
 use crate::registry::{BuildContext, BuildResult, Registry, nested_component, parse_config, under};
 use crate::team::group_chat::{GroupChatConfig, Participant};
-use crate::team::{GroupChat, RoundRobin, RoundRobinGroupChatConfig, Selector, SelectorConfig, SwarmSelection, Team, round_robin, selector, swarm};
+use crate::team::{
+    GroupChat, RoundRobin, RoundRobinGroupChatConfig, Selector, SelectorConfig, SwarmSelection, Team, round_robin,
+    selector, swarm,
+};
 use crate::termination::TerminationCondition;
 
 /// AgentChat teams that load in Python but that Aegis rejects, with the reason.
@@ -50,26 +53,41 @@ fn build_selector(component: &ComponentModel, context: &BuildContext<'_>) -> Bui
     let mut problems = Vec::new();
 
     let client = match nested_component(component, "model_client")? {
-        Some(client) => context.model_client(&format!("{team_name}/selector"), &client).map_err(|errors| under(errors, "config.model_client")),
-        None => Err(vec![FieldError::new("config.model_client", "missing", "a SelectorGroupChat needs a model_client to pick speakers")]),
+        Some(client) => context
+            .model_client(&format!("{team_name}/selector"), &client)
+            .map_err(|errors| under(errors, "config.model_client")),
+        None => Err(vec![FieldError::new(
+            "config.model_client",
+            "missing",
+            "a SelectorGroupChat needs a model_client to pick speakers",
+        )]),
     };
     let selector_context = match nested_component(component, "model_context")? {
         Some(model_context) => {
             let provider = context.registry.resolve(&model_context.provider);
-            ModelContext::from_component(&model_context, provider).map_err(|errors| under(errors, "config.model_context"))
+            ModelContext::from_component(&model_context, provider)
+                .map_err(|errors| under(errors, "config.model_context"))
         }
         None => Ok(ModelContext::default()),
     };
     if config.max_selector_attempts < 1 {
-        problems.push(FieldError::new("config.max_selector_attempts", "invalid_value", "max_selector_attempts must be at least 1"));
+        problems.push(FieldError::new(
+            "config.max_selector_attempts",
+            "invalid_value",
+            "max_selector_attempts must be at least 1",
+        ));
     }
     let members = build_members(component, context);
     if let Ok((participants, _)) = &members
         && participants.len() < 2
     {
         problems.push(
-            FieldError::new("config.participants", "invalid_value", "a SelectorGroupChat needs at least two participants")
-                .with_fix("add a participant, or use a RoundRobinGroupChat for a single agent"),
+            FieldError::new(
+                "config.participants",
+                "invalid_value",
+                "a SelectorGroupChat needs at least two participants",
+            )
+            .with_fix("add a participant, or use a RoundRobinGroupChat for a single agent"),
         );
     }
 
@@ -115,8 +133,10 @@ fn build_members(component: &ComponentModel, context: &BuildContext<'_>) -> Buil
 /// Builds `config.participants`: agents, or teams nested as one participant.
 fn build_participants(component: &ComponentModel, context: &BuildContext<'_>) -> BuildResult<Vec<Participant>> {
     let Some(list) = component.config.get("participants").and_then(Value::as_array) else {
-        return Err(vec![FieldError::new("config.participants", "missing", "a team needs a participants list")
-            .with_fix("add at least one agent component to config.participants")]);
+        return Err(vec![
+            FieldError::new("config.participants", "missing", "a team needs a participants list")
+                .with_fix("add at least one agent component to config.participants"),
+        ]);
     };
     if list.is_empty() {
         return Err(vec![FieldError::new("config.participants", "empty", "a team needs at least one participant")]);
@@ -137,8 +157,12 @@ fn build_participants(component: &ComponentModel, context: &BuildContext<'_>) ->
             Ok(participant) => {
                 if participants.iter().any(|earlier| earlier.name() == participant.name()) {
                     problems.push(
-                        FieldError::new(join_path(&path, "config.name"), "duplicate", format!("participant name '{}' is used twice", participant.name()))
-                            .with_fix("give every participant a unique name"),
+                        FieldError::new(
+                            join_path(&path, "config.name"),
+                            "duplicate",
+                            format!("participant name '{}' is used twice", participant.name()),
+                        )
+                        .with_fix("give every participant a unique name"),
                     );
                 }
                 participants.push(participant);

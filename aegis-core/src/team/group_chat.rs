@@ -60,7 +60,11 @@ impl Participant {
 
     /// Takes one turn: returns the delta (everything the turn produced, already recorded) and
     /// the chat messages the other participants receive.
-    async fn take_turn(&mut self, inbox: Vec<AgentMessage>, context: &mut RunContext<'_>) -> Result<(Vec<AgentMessage>, Vec<AgentMessage>), RunError> {
+    async fn take_turn(
+        &mut self,
+        inbox: Vec<AgentMessage>,
+        context: &mut RunContext<'_>,
+    ) -> Result<(Vec<AgentMessage>, Vec<AgentMessage>), RunError> {
         match self {
             Participant::Agent(agent) => {
                 let response = agent.on_messages(&inbox, context).await?;
@@ -111,7 +115,12 @@ pub trait SpeakerSelection: Send {
     }
 
     /// Returns the index of the next speaker.
-    async fn select(&mut self, thread: &[AgentMessage], roster: &Roster, events: &mut TeamEvents<'_, '_>) -> Result<usize, RunError>;
+    async fn select(
+        &mut self,
+        thread: &[AgentMessage],
+        roster: &Roster,
+        events: &mut TeamEvents<'_, '_>,
+    ) -> Result<usize, RunError>;
 
     /// Returns the selection state (such as the previous speaker) for a saved team state.
     fn save(&self) -> Value;
@@ -223,7 +232,11 @@ impl<S: SpeakerSelection> GroupChat<S> {
         TeamOutcome { stop_reason: Some(stop_reason) }
     }
 
-    async fn run_loop(&mut self, task: Vec<AgentMessage>, context: &mut RunContext<'_>) -> Result<TeamOutcome, RunError> {
+    async fn run_loop(
+        &mut self,
+        task: Vec<AgentMessage>,
+        context: &mut RunContext<'_>,
+    ) -> Result<TeamOutcome, RunError> {
         self.selection.validate_start(&task, &self.roster)?;
         self.publish(&task, &task, None);
         if let Some(reason) = self.should_stop(&task, false) {
@@ -235,7 +248,9 @@ impl<S: SpeakerSelection> GroupChat<S> {
             let speaker = self.selection.select(&self.thread, &self.roster, &mut events).await?;
             if self.emit_team_events {
                 let names = json!([self.roster.names[speaker]]);
-                context.emit(&AgentMessage::new(MessageKind::SelectSpeakerEvent, self.selection.manager_name(), names)).await?;
+                context
+                    .emit(&AgentMessage::new(MessageKind::SelectSpeakerEvent, self.selection.manager_name(), names))
+                    .await?;
             }
             tracing::debug!(run_id = %context.run_id(), team = %self.name, agent = %self.roster.names[speaker], "speaker selected");
 
@@ -255,7 +270,11 @@ impl<S: SpeakerSelection> Team for GroupChat<S> {
         self.run_loop(vec![task], context).await
     }
 
-    async fn run_messages(&mut self, task: Vec<AgentMessage>, context: &mut RunContext<'_>) -> Result<TeamOutcome, RunError> {
+    async fn run_messages(
+        &mut self,
+        task: Vec<AgentMessage>,
+        context: &mut RunContext<'_>,
+    ) -> Result<TeamOutcome, RunError> {
         self.run_loop(task, context).await
     }
 
@@ -285,13 +304,13 @@ impl<S: SpeakerSelection> Team for GroupChat<S> {
         if states.len() != self.participants.len() {
             return Err(invalid("the number of participants differs from the team's"));
         }
-        let pending: Vec<Vec<AgentMessage>> =
-            serde_json::from_value(state["pending"].clone()).map_err(|_| invalid("pending is not a list of message lists"))?;
+        let pending: Vec<Vec<AgentMessage>> = serde_json::from_value(state["pending"].clone())
+            .map_err(|_| invalid("pending is not a list of message lists"))?;
         if pending.len() != self.participants.len() {
             return Err(invalid("pending does not match the participants"));
         }
-        let thread: Vec<AgentMessage> =
-            serde_json::from_value(state["message_thread"].clone()).map_err(|_| invalid("message_thread is not a list of messages"))?;
+        let thread: Vec<AgentMessage> = serde_json::from_value(state["message_thread"].clone())
+            .map_err(|_| invalid("message_thread is not a list of messages"))?;
         let turn = state["current_turn"].as_u64().ok_or_else(|| invalid("current_turn is not a number"))?;
 
         for (participant, participant_state) in self.participants.iter_mut().zip(states) {
@@ -312,8 +331,8 @@ mod tests {
 
     use super::*;
     use crate::agent::{AssistantAgent, AssistantAgentConfig};
-    use crate::model::replay::ReplayClient;
     use crate::model::LlmMessage;
+    use crate::model::replay::ReplayClient;
     use crate::run::VecSink;
     use crate::team::{RoundRobin, RoundRobinGroupChat};
     use crate::termination::{MaxMessageTermination, MaxMessageTerminationConfig};
@@ -353,9 +372,13 @@ mod tests {
         let mut context = RunContext::new(uuid::Uuid::now_v7(), &mut sink);
         let outcome = second.run(AgentMessage::text("user", "Again."), &mut context).await.unwrap();
 
-        let spoken: Vec<(&str, &str)> = sink.messages.iter().map(|message| (message.source.as_str(), message.content.as_str().unwrap())).collect();
+        let spoken: Vec<(&str, &str)> =
+            sink.messages.iter().map(|message| (message.source.as_str(), message.content.as_str().unwrap())).collect();
         assert_eq!(spoken, [("alice", "a2"), ("bob", "b2")]);
-        assert_eq!(outcome.stop_reason.as_deref(), Some("Maximum number of messages 3 reached, current message count: 3"));
+        assert_eq!(
+            outcome.stop_reason.as_deref(),
+            Some("Maximum number of messages 3 reached, current message count: 3")
+        );
         assert_eq!(second.thread.len(), first.thread.len() + 3);
         assert_eq!(second.save_state()["message_thread"].as_array().unwrap().len(), 6);
         let alice_prompt = match &second.participants[0] {
@@ -367,7 +390,9 @@ mod tests {
             .iter()
             .map(|message| match message {
                 LlmMessage::UserMessage { content, .. } => content.clone(),
-                LlmMessage::AssistantMessage { content: crate::model::AssistantContent::Text(text), .. } => text.clone(),
+                LlmMessage::AssistantMessage { content: crate::model::AssistantContent::Text(text), .. } => {
+                    text.clone()
+                }
                 other => format!("{other:?}"),
             })
             .collect();

@@ -44,7 +44,11 @@ pub trait Team: Send {
     /// Runs the team on several task messages at once, as a team nested in another team is
     /// run on the messages published since its last turn. Teams that take one task message
     /// keep the default, which accepts exactly one.
-    async fn run_messages(&mut self, task: Vec<AgentMessage>, context: &mut RunContext<'_>) -> Result<TeamOutcome, RunError> {
+    async fn run_messages(
+        &mut self,
+        task: Vec<AgentMessage>,
+        context: &mut RunContext<'_>,
+    ) -> Result<TeamOutcome, RunError> {
         let mut task = task;
         match (task.pop(), task.is_empty()) {
             (Some(only), true) => self.run(only, context).await,

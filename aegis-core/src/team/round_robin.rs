@@ -35,7 +35,12 @@ impl SpeakerSelection for RoundRobin {
         "RoundRobinGroupChatManager"
     }
 
-    async fn select(&mut self, _thread: &[crate::message::AgentMessage], roster: &Roster, _events: &mut TeamEvents<'_, '_>) -> Result<usize, RunError> {
+    async fn select(
+        &mut self,
+        _thread: &[crate::message::AgentMessage],
+        roster: &Roster,
+        _events: &mut TeamEvents<'_, '_>,
+    ) -> Result<usize, RunError> {
         let speaker = self.next % roster.names.len().max(1);
         self.next = (speaker + 1) % roster.names.len().max(1);
         Ok(speaker)
@@ -46,9 +51,9 @@ impl SpeakerSelection for RoundRobin {
     }
 
     fn load(&mut self, state: &Value) -> Result<(), RunError> {
-        let next = state["next_speaker_index"]
-            .as_u64()
-            .ok_or_else(|| RunError::new("ValueError", "invalid RoundRobinGroupChat state: next_speaker_index is not a number"))?;
+        let next = state["next_speaker_index"].as_u64().ok_or_else(|| {
+            RunError::new("ValueError", "invalid RoundRobinGroupChat state: next_speaker_index is not a number")
+        })?;
         self.next = usize::try_from(next).unwrap_or(0);
         Ok(())
     }

@@ -91,7 +91,12 @@ pub struct Selector {
 
 impl Selector {
     /// Creates the selection for a team called `team_name`.
-    pub fn new(config: &SelectorConfig, client: Arc<dyn ModelClient>, context: ModelContext, team_name: &str) -> Selector {
+    pub fn new(
+        config: &SelectorConfig,
+        client: Arc<dyn ModelClient>,
+        context: ModelContext,
+        team_name: &str,
+    ) -> Selector {
         Selector {
             client,
             label: format!("{team_name}/selector"),
@@ -111,7 +116,9 @@ impl Selector {
             .iter()
             .filter_map(|message| match message {
                 LlmMessage::UserMessage { content, source } => Some(format!("{source}: {content}")),
-                LlmMessage::AssistantMessage { content: AssistantContent::Text(text), source, .. } => Some(format!("{source}: {text}")),
+                LlmMessage::AssistantMessage { content: AssistantContent::Text(text), source, .. } => {
+                    Some(format!("{source}: {text}"))
+                }
                 LlmMessage::AssistantMessage { content: AssistantContent::FunctionCalls(calls), source, .. } => {
                     let calls = serde_json::to_value(calls).unwrap_or_default();
                     let message = AgentMessage::new(MessageKind::ToolCallRequestEvent, source.clone(), calls);
@@ -129,7 +136,9 @@ impl Selector {
             .names
             .iter()
             .zip(&roster.descriptions)
-            .map(|(name, description)| format!("{name}: {description}").split_whitespace().collect::<Vec<_>>().join(" "))
+            .map(|(name, description)| {
+                format!("{name}: {description}").split_whitespace().collect::<Vec<_>>().join(" ")
+            })
             .collect();
         lines.join("\n").trim().to_owned()
     }
@@ -139,11 +148,17 @@ impl Selector {
         let participants = Value::String(repr_value(&json!(candidates)));
         let history = Value::String(self.history());
         let fields = [("roles", &roles), ("participants", &participants), ("history", &history)];
-        crate::pyrepr::format_named(&self.prompt, &fields).map_err(|error| RunError::new(error.error_type, error.message))
+        crate::pyrepr::format_named(&self.prompt, &fields)
+            .map_err(|error| RunError::new(error.error_type, error.message))
     }
 
     /// Asks the model until it names a valid speaker or the attempts run out.
-    async fn ask(&mut self, roster: &Roster, candidates: &[&str], events: &mut TeamEvents<'_, '_>) -> Result<usize, RunError> {
+    async fn ask(
+        &mut self,
+        roster: &Roster,
+        candidates: &[&str],
+        events: &mut TeamEvents<'_, '_>,
+    ) -> Result<usize, RunError> {
         let prompt = self.render_prompt(roster, candidates)?;
         let family = self.client.model_info().family;
         let mut messages = if OPENAI_FAMILIES.contains(&family.as_str()) {
@@ -155,7 +170,11 @@ impl Selector {
 
         for attempt in 1..=self.max_attempts {
             let answer = self.call(messages.clone(), events).await?;
-            messages.push(LlmMessage::AssistantMessage { content: AssistantContent::Text(answer.clone()), thought: None, source: "selector".to_owned() });
+            messages.push(LlmMessage::AssistantMessage {
+                content: AssistantContent::Text(answer.clone()),
+                thought: None,
+                source: "selector".to_owned(),
+            });
             let mentions = mentioned(&answer, &roster.names);
             let feedback = match mentions.as_slice() {
                 [] => format!("No valid name was mentioned. Please select from: {candidate_list}."),
@@ -163,7 +182,9 @@ impl Selector {
                     format!("Repeated speaker is not allowed, please select a different name from: {candidate_list}.")
                 }
                 [index] => return Ok(*index),
-                _ => format!("Expected exactly one name to be mentioned. Please select only one from: {candidate_list}."),
+                _ => {
+                    format!("Expected exactly one name to be mentioned. Please select only one from: {candidate_list}.")
+                }
             };
             tracing::debug!(run_id = %events.context.run_id(), team = %self.label, attempt, answer = %answer, "selector answer rejected");
             messages.push(LlmMessage::UserMessage { content: feedback, source: "user".to_owned() });
@@ -192,7 +213,10 @@ impl Selector {
             events.context.call_model(&self.label, self.client.as_ref(), &request).await?
         };
         let CreateContent::Text(answer) = result.content else {
-            return Err(RunError::new("AssertionError", "the selector model answered with function calls instead of a name"));
+            return Err(RunError::new(
+                "AssertionError",
+                "the selector model answered with function calls instead of a name",
+            ));
         };
         if self.streaming && events.emit_team_events {
             let event = AgentMessage::new(MessageKind::SelectorEvent, manager, Value::String(answer.clone()));
@@ -253,14 +277,21 @@ impl SpeakerSelection for Selector {
     fn observe(&mut self, messages: &[AgentMessage]) {
         for message in messages.iter().filter(|message| message.kind.is_chat_message()) {
             if message.kind == MessageKind::HandoffMessage {
-                let carried: Vec<LlmMessage> = serde_json::from_value(message.extra.get("context").cloned().unwrap_or(Value::Null)).unwrap_or_default();
+                let carried: Vec<LlmMessage> =
+                    serde_json::from_value(message.extra.get("context").cloned().unwrap_or(Value::Null))
+                        .unwrap_or_default();
                 carried.into_iter().for_each(|llm_message| self.context.add(llm_message));
             }
             self.context.add(message.to_model_message());
         }
     }
 
-    async fn select(&mut self, _thread: &[AgentMessage], roster: &Roster, events: &mut TeamEvents<'_, '_>) -> Result<usize, RunError> {
+    async fn select(
+        &mut self,
+        _thread: &[AgentMessage],
+        roster: &Roster,
+        events: &mut TeamEvents<'_, '_>,
+    ) -> Result<usize, RunError> {
         let candidates: Vec<&str> = roster
             .names
             .iter()

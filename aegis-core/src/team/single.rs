@@ -27,7 +27,11 @@ impl Team for SingleAgentTeam {
         self.run_messages(vec![task], context).await
     }
 
-    async fn run_messages(&mut self, task: Vec<AgentMessage>, context: &mut RunContext<'_>) -> Result<TeamOutcome, RunError> {
+    async fn run_messages(
+        &mut self,
+        task: Vec<AgentMessage>,
+        context: &mut RunContext<'_>,
+    ) -> Result<TeamOutcome, RunError> {
         let response = self.agent.on_messages(&task, context).await?;
         for message in response.inner_messages.iter().chain(std::iter::once(&response.chat_message)) {
             context.emit(message).await?;

@@ -34,7 +34,10 @@ fn handoff_target(message: &AgentMessage) -> Option<&str> {
 fn not_a_participant(target: &str, roster: &Roster) -> RunError {
     RunError::new(
         "ValueError",
-        format!("The handoff target {target} is not one of the participants {}.", crate::pyrepr::repr_value(&json!(roster.names))),
+        format!(
+            "The handoff target {target} is not one of the participants {}.",
+            crate::pyrepr::repr_value(&json!(roster.names))
+        ),
     )
 }
 
@@ -51,11 +54,17 @@ impl SpeakerSelection for SwarmSelection {
         }
     }
 
-    async fn select(&mut self, thread: &[AgentMessage], roster: &Roster, _events: &mut TeamEvents<'_, '_>) -> Result<usize, RunError> {
+    async fn select(
+        &mut self,
+        thread: &[AgentMessage],
+        roster: &Roster,
+        _events: &mut TeamEvents<'_, '_>,
+    ) -> Result<usize, RunError> {
         let Some(target) = thread.iter().rev().find_map(handoff_target) else {
             return Ok(self.current);
         };
-        let index = roster.names.iter().position(|name| name == target).ok_or_else(|| not_a_participant(target, roster))?;
+        let index =
+            roster.names.iter().position(|name| name == target).ok_or_else(|| not_a_participant(target, roster))?;
         self.current = index;
         Ok(index)
     }

@@ -10,10 +10,10 @@ use crate::error::FieldError;
 use crate::registry::{BuildContext, BuildResult, Registry, parse_config, under};
 use crate::termination::message_match::providers;
 use crate::termination::{
-    AndTermination, ExternalTermination, FunctionCallTermination, HandoffTermination, MaxMessageTermination, OrTermination,
-    SourceMatchTermination, StopMessageTermination, TerminationCondition, TextMentionTermination, TextMessageTermination,
-    TimeoutTermination, TokenUsageTermination, TokenUsageTerminationConfig, combinator, external, max_message, text_mention,
-    timeout, token_usage,
+    AndTermination, ExternalTermination, FunctionCallTermination, HandoffTermination, MaxMessageTermination,
+    OrTermination, SourceMatchTermination, StopMessageTermination, TerminationCondition, TextMentionTermination,
+    TextMessageTermination, TimeoutTermination, TokenUsageTermination, TokenUsageTerminationConfig, combinator,
+    external, max_message, text_mention, timeout, token_usage,
 };
 
 type Built = BuildResult<Box<dyn TerminationCondition>>;
@@ -61,8 +61,10 @@ fn build_stop_message(_component: &ComponentModel, _context: &BuildContext<'_>) 
 fn build_token_usage(component: &ComponentModel, _context: &BuildContext<'_>) -> Built {
     let config: TokenUsageTerminationConfig = parse_config(component)?;
     if config.max_total_token.is_none() && config.max_prompt_token.is_none() && config.max_completion_token.is_none() {
-        return Err(vec![FieldError::new("config", "missing", "a TokenUsageTermination needs at least one limit")
-            .with_fix("set max_total_token, max_prompt_token or max_completion_token")]);
+        return Err(vec![
+            FieldError::new("config", "missing", "a TokenUsageTermination needs at least one limit")
+                .with_fix("set max_total_token, max_prompt_token or max_completion_token"),
+        ]);
     }
     Ok(Box::new(TokenUsageTermination::new(config)))
 }
@@ -133,9 +135,16 @@ fn build_or(component: &ComponentModel, context: &BuildContext<'_>) -> Built {
 }
 
 /// Builds `config.conditions`, collecting the problems of every part.
-fn build_parts(component: &ComponentModel, context: &BuildContext<'_>) -> BuildResult<Vec<Box<dyn TerminationCondition>>> {
+fn build_parts(
+    component: &ComponentModel,
+    context: &BuildContext<'_>,
+) -> BuildResult<Vec<Box<dyn TerminationCondition>>> {
     let Some(list) = component.config.get("conditions").and_then(Value::as_array) else {
-        return Err(vec![FieldError::new("config.conditions", "missing", "a combined condition needs a conditions list")]);
+        return Err(vec![FieldError::new(
+            "config.conditions",
+            "missing",
+            "a combined condition needs a conditions list",
+        )]);
     };
     let mut parts = Vec::with_capacity(list.len());
     let mut problems = Vec::new();

@@ -38,10 +38,9 @@ impl TerminationCondition for MaxMessageTermination {
         if self.terminated() {
             return None;
         }
-        let counted = delta
-            .iter()
-            .filter(|message| self.config.include_agent_event || message.kind.is_chat_message())
-            .count() as u64;
+        let counted =
+            delta.iter().filter(|message| self.config.include_agent_event || message.kind.is_chat_message()).count()
+                as u64;
         self.count += counted;
         if !self.terminated() {
             return None;

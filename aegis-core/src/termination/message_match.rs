@@ -107,7 +107,8 @@ impl HandoffTermination {
 
 impl MessageMatcher for HandoffMatcher {
     fn matches(&self, message: &AgentMessage) -> Option<String> {
-        let to_target = message.kind == MessageKind::HandoffMessage && message.extra.get("target").and_then(Value::as_str) == Some(&self.target);
+        let to_target = message.kind == MessageKind::HandoffMessage
+            && message.extra.get("target").and_then(Value::as_str) == Some(&self.target);
         to_target.then(|| format!("Handoff to {} from {} detected.", self.target, message.source))
     }
 }
@@ -154,7 +155,8 @@ impl TextMessageTermination {
 impl MessageMatcher for TextMessageMatcher {
     fn matches(&self, message: &AgentMessage) -> Option<String> {
         let from_source = self.source.as_ref().is_none_or(|source| *source == message.source);
-        (message.kind == MessageKind::TextMessage && from_source).then(|| format!("Text message received from '{}'", message.source))
+        (message.kind == MessageKind::TextMessage && from_source)
+            .then(|| format!("Text message received from '{}'", message.source))
     }
 }
 
@@ -181,7 +183,8 @@ impl MessageMatcher for FunctionCallMatcher {
             return None;
         }
         let results = message.content.as_array()?;
-        let executed = results.iter().any(|result| result.get("name").and_then(Value::as_str) == Some(&self.function_name));
+        let executed =
+            results.iter().any(|result| result.get("name").and_then(Value::as_str) == Some(&self.function_name));
         executed.then(|| format!("Function '{}' was executed.", self.function_name))
     }
 }

@@ -41,7 +41,10 @@ impl TerminationCondition for TextMentionTermination {
         let from_source = |message: &AgentMessage| {
             self.config.sources.as_ref().is_none_or(|sources| sources.contains(&message.source))
         };
-        let mentioned = delta.iter().filter(|message| from_source(message)).any(|message| message.to_text().contains(&self.config.text));
+        let mentioned = delta
+            .iter()
+            .filter(|message| from_source(message))
+            .any(|message| message.to_text().contains(&self.config.text));
         if !mentioned {
             return None;
         }

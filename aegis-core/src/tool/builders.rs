@@ -26,8 +26,10 @@ pub const STATIC_STREAM_WORKBENCH: &str = "autogen_core.tools.StaticStreamWorkbe
 pub(crate) fn build_tool(component: &ComponentModel, context: &BuildContext<'_>) -> BuildResult<BoundTool> {
     let provider = context.registry.resolve(&component.provider);
     if provider != FUNCTION_TOOL {
-        return Err(vec![FieldError::new("provider", "unknown_provider", format!("unknown tool provider '{}'", component.provider))
-            .with_fix(format!("use {FUNCTION_TOOL} with the name of a tool registered in the Aegis registry"))]);
+        return Err(vec![
+            FieldError::new("provider", "unknown_provider", format!("unknown tool provider '{}'", component.provider))
+                .with_fix(format!("use {FUNCTION_TOOL} with the name of a tool registered in the Aegis registry")),
+        ]);
     }
 
     #[derive(Deserialize)]
@@ -46,12 +48,17 @@ pub(crate) fn build_tool(component: &ComponentModel, context: &BuildContext<'_>)
             } else {
                 format!("use one of the registered tools: {}", known.join(", "))
             };
-            Err(vec![FieldError::new(
-                "config.name",
-                "unknown_tool",
-                format!("FunctionTool '{}' has no registered Rust tool; Aegis never runs a tool's Python source_code", config.name),
-            )
-            .with_fix(fix)])
+            Err(vec![
+                FieldError::new(
+                    "config.name",
+                    "unknown_tool",
+                    format!(
+                        "FunctionTool '{}' has no registered Rust tool; Aegis never runs a tool's Python source_code",
+                        config.name
+                    ),
+                )
+                .with_fix(fix),
+            ])
         }
     }
 }
@@ -61,8 +68,12 @@ pub(crate) fn build_workbench(component: &ComponentModel, context: &BuildContext
     let provider = context.registry.resolve(&component.provider);
     if provider != STATIC_WORKBENCH && provider != STATIC_STREAM_WORKBENCH {
         return Err(vec![
-            FieldError::new("provider", "unsupported", format!("workbench provider '{}' is not supported yet", component.provider))
-                .with_fix(format!("use {STATIC_WORKBENCH} or {STATIC_STREAM_WORKBENCH}")),
+            FieldError::new(
+                "provider",
+                "unsupported",
+                format!("workbench provider '{}' is not supported yet", component.provider),
+            )
+            .with_fix(format!("use {STATIC_WORKBENCH} or {STATIC_STREAM_WORKBENCH}")),
         ]);
     }
 
@@ -97,7 +108,9 @@ pub(crate) fn build_tool_list(
                 Ok(built) => tools.push(built),
                 Err(errors) => problems.extend(under(errors, &item_path)),
             },
-            Err(error) => problems.push(FieldError::new(item_path, "invalid_component", format!("not a component: {error}"))),
+            Err(error) => {
+                problems.push(FieldError::new(item_path, "invalid_component", format!("not a component: {error}")))
+            }
         }
     }
     if problems.is_empty() { Ok(tools) } else { Err(problems) }

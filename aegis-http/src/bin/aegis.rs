@@ -128,7 +128,8 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.engine.max_attempts = args.max_attempts;
     config.engine.batch_concurrency = args.batch_concurrency;
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace);
-    config.retention = (args.retention_days > 0).then(|| Duration::from_secs(args.retention_days.saturating_mul(86_400)));
+    config.retention =
+        (args.retention_days > 0).then(|| Duration::from_secs(args.retention_days.saturating_mul(86_400)));
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime failed")?;
     runtime.block_on(serve(config, shutdown_signal()))

@@ -18,9 +18,7 @@ pub(super) fn message(completion: &Completion, answer: &Answer) -> Value {
 /// Builds the lines of a streamed reply: one per text piece (or one with the tool calls),
 /// then the final `done` line.
 pub(super) fn stream_lines(completion: &Completion, answer: &Answer) -> Vec<String> {
-    let partial = |message: Value| {
-        json!({"model": completion.model, "created_at": created_at(completion), "message": message, "done": false})
-    };
+    let partial = |message: Value| json!({"model": completion.model, "created_at": created_at(completion), "message": message, "done": false});
     let mut lines: Vec<Value> = match answer {
         Answer::Text(pieces) => {
             pieces.iter().map(|piece| partial(json!({"role": "assistant", "content": piece}))).collect()

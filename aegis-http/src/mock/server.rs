@@ -24,12 +24,12 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use super::completion::{self, Answer, Completion};
-use super::{anthropic, ollama};
 use super::config::{DefaultReply, MockConfig};
 use super::conn::{CloseSignal, Connection, MockListener};
 use super::grade;
 use super::reply::MockReply;
 use super::request::{self, RecordedRequest};
+use super::{anthropic, ollama};
 
 const CHAT_COMPLETIONS_PATH: &str = "/v1/chat/completions";
 const MODELS_PATH: &str = "/v1/models";
@@ -229,7 +229,9 @@ async fn chat_completion(shared: &Shared, connection: &Connection, body: Option<
         _ => shared.config.model.clone(),
     };
     // Anthropic carries the system prompt beside the messages.
-    let system_tokens = body.get("system").map_or(0, |system| completion::count_words(&completion::message_text(&json!({"content": system}))));
+    let system_tokens = body
+        .get("system")
+        .map_or(0, |system| completion::count_words(&completion::message_text(&json!({"content": system}))));
     let completion = Completion::new(sequence, model, completion::prompt_tokens(messages) + system_tokens);
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let include_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);

@@ -38,7 +38,8 @@ impl ListQuery {
     /// Returns the page the query asks for.
     pub(crate) fn page(&self) -> Result<PageRequest, ApiError> {
         let get = |name: &str| self.0.get(name).map(String::as_str);
-        PageRequest::from_query(get("limit"), get("order"), get("cursor")).map_err(|problems| Error::Invalid(problems).into())
+        PageRequest::from_query(get("limit"), get("order"), get("cursor"))
+            .map_err(|problems| Error::Invalid(problems).into())
     }
 
     /// Returns the filter of `GET /task` and `GET /team`.
@@ -107,7 +108,9 @@ impl ListQuery {
                 "archived",
                 "invalid_value",
                 format!("'{other}' is not one of false, true, any"),
-                Some("use archived=true for archived rows only, archived=any for all rows, or leave it out to hide archived rows"),
+                Some(
+                    "use archived=true for archived rows only, archived=any for all rows, or leave it out to hide archived rows",
+                ),
             )),
         }
     }

@@ -57,12 +57,16 @@ async fn healthz() -> &'static str {
 async fn not_found(uri: Uri) -> ApiError {
     let message = format!("No route for {}", uri.path());
     ApiError::new(StatusCode::NOT_FOUND, &message).with_error(
-        FieldError::new("path", "not_found", message.to_lowercase()).with_fix("see the API reference for the routes under /api/v1"),
+        FieldError::new("path", "not_found", message.to_lowercase())
+            .with_fix("see the API reference for the routes under /api/v1"),
     )
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     let message = format!("Method {method} is not allowed on {}", uri.path());
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, &message)
-        .with_error(FieldError::new("method", "method_not_allowed", message.to_lowercase()))
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, &message).with_error(FieldError::new(
+        "method",
+        "method_not_allowed",
+        message.to_lowercase(),
+    ))
 }

@@ -56,7 +56,12 @@ fn parse_wait(raw: &str) -> Result<Duration, ApiError> {
     let fix = format!("give the seconds to wait for the run to end, from 0 to {max}, such as wait=30");
     match seconds {
         Some(seconds) => Ok(Duration::from_secs_f64(seconds)),
-        None => Err(ApiError::invalid("wait", "invalid_value", format!("'{raw}' is not a number of seconds from 0 to {max}"), Some(&fix))),
+        None => Err(ApiError::invalid(
+            "wait",
+            "invalid_value",
+            format!("'{raw}' is not a number of seconds from 0 to {max}"),
+            Some(&fix),
+        )),
     }
 }
 
@@ -117,7 +122,12 @@ fn parse_cancel_body(headers: &HeaderMap, body: &[u8]) -> Result<Option<String>,
     }
     let value: Value = crate::extract::parse_body(body)?;
     if value.get("reason").is_some_and(|reason| !reason.is_string() && !reason.is_null()) {
-        return Err(ApiError::invalid("reason", "invalid_type", "reason must be a string", Some("send {\"reason\": \"why the run is stopped\"} or an empty body")));
+        return Err(ApiError::invalid(
+            "reason",
+            "invalid_type",
+            "reason must be a string",
+            Some("send {\"reason\": \"why the run is stopped\"} or an empty body"),
+        ));
     }
     let parsed: CancelBody = serde_json::from_value(value).unwrap_or_default();
     Ok(parsed.reason)
@@ -148,7 +158,10 @@ mod tests {
         assert_eq!(parse_cancel_body(&HeaderMap::new(), b"").unwrap(), None);
         assert_eq!(parse_cancel_body(&json, b"").unwrap(), None);
         assert_eq!(parse_cancel_body(&json, b"{}").unwrap(), None);
-        assert_eq!(parse_cancel_body(&json, br#"{"reason": "wrong rubric"}"#).unwrap().as_deref(), Some("wrong rubric"));
+        assert_eq!(
+            parse_cancel_body(&json, br#"{"reason": "wrong rubric"}"#).unwrap().as_deref(),
+            Some("wrong rubric")
+        );
     }
 
     #[test]

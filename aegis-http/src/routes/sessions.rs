@@ -19,7 +19,8 @@ pub(super) async fn create(
     reserved: ReservedId,
     ApiJson(new): ApiJson<NewSession>,
 ) -> Result<Envelope<Value>, ApiError> {
-    let session = reserved.create_or_get(|id| aegis.create_session_with_id(id, new), |id| aegis.get_session(id)).await?;
+    let session =
+        reserved.create_or_get(|id| aegis.create_session_with_id(id, new), |id| aegis.get_session(id)).await?;
     Ok(Envelope::created("Session created.", masked(&session)))
 }
 
@@ -41,7 +42,11 @@ pub(super) async fn update(
     Ok(Envelope::ok("Session updated.", masked(&updated)))
 }
 
-pub(super) async fn delete(State(aegis): State<Aegis>, PathId(id): PathId, query: ListQuery) -> Result<Envelope<Value>, ApiError> {
+pub(super) async fn delete(
+    State(aegis): State<Aegis>,
+    PathId(id): PathId,
+    query: ListQuery,
+) -> Result<Envelope<Value>, ApiError> {
     let dependants = aegis.delete(DeleteTarget::Session(id), query.cascade()?).await?;
     Ok(super::deleted("Session deleted.", id, &dependants))
 }

@@ -149,7 +149,10 @@ async fn follow(aegis: Aegis, id: Uuid, mut after: u64, sender: mpsc::Sender<Eve
 }
 
 /// Sends the chunks already received without waiting; returns `false` when the client is gone.
-async fn forward_waiting_chunks(chunks: &mut Option<broadcast::Receiver<AgentMessage>>, sender: &mpsc::Sender<Event>) -> bool {
+async fn forward_waiting_chunks(
+    chunks: &mut Option<broadcast::Receiver<AgentMessage>>,
+    sender: &mpsc::Sender<Event>,
+) -> bool {
     let Some(receiver) = chunks else {
         return true;
     };
@@ -194,7 +197,9 @@ async fn next_chunk(chunks: &mut Option<broadcast::Receiver<AgentMessage>>) -> O
 fn stored_event(event: &RunEvent) -> Event {
     let base = Event::default().id(event.seq.to_string());
     match &event.kind {
-        RunEventKind::Message { message, .. } => base.event("message").data(serde_json::to_string(message).unwrap_or_default()),
+        RunEventKind::Message { message, .. } => {
+            base.event("message").data(serde_json::to_string(message).unwrap_or_default())
+        }
         RunEventKind::Status { status, attempt } => {
             base.event("status").data(json!({"status": status, "attempt": attempt}).to_string())
         }

@@ -38,7 +38,11 @@ pub(super) async fn update(
     Ok(Envelope::ok("Task updated.", aegis.update_task(id, patch).await?))
 }
 
-pub(super) async fn delete(State(aegis): State<Aegis>, PathId(id): PathId, query: ListQuery) -> Result<Envelope<Value>, ApiError> {
+pub(super) async fn delete(
+    State(aegis): State<Aegis>,
+    PathId(id): PathId,
+    query: ListQuery,
+) -> Result<Envelope<Value>, ApiError> {
     let dependants = aegis.delete(DeleteTarget::Task(id), query.cascade()?).await?;
     Ok(super::deleted("Task deleted.", id, &dependants))
 }

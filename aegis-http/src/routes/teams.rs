@@ -50,7 +50,11 @@ pub(super) async fn update(
     Ok(Envelope::ok("Team updated.", masked(&updated)))
 }
 
-pub(super) async fn delete(State(aegis): State<Aegis>, PathId(id): PathId, query: ListQuery) -> Result<Envelope<Value>, ApiError> {
+pub(super) async fn delete(
+    State(aegis): State<Aegis>,
+    PathId(id): PathId,
+    query: ListQuery,
+) -> Result<Envelope<Value>, ApiError> {
     let dependants = aegis.delete(DeleteTarget::Team(id), query.cascade()?).await?;
     Ok(super::deleted("Team deleted.", id, &dependants))
 }

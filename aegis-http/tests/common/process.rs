@@ -61,7 +61,9 @@ impl AegisProcess {
     /// Sends SIGTERM and waits for a clean exit.
     pub async fn stop(mut self) {
         self.signal("-TERM").await;
-        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("the server exits after SIGTERM");
+        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the server exits after SIGTERM");
         assert!(exit.unwrap().success(), "the server exited with an error");
     }
 }

@@ -51,7 +51,10 @@ fn check_parameter_type(key: &str, value: &Value) -> Result<(), String> {
     let (valid, expected) = match key {
         "temperature" | "top_p" | "frequency_penalty" | "presence_penalty" => (value.is_number(), "a number"),
         "max_tokens" | "max_completion_tokens" | "seed" | "n" => (value.is_i64() || value.is_u64(), "an integer"),
-        "stop" => (value.is_string() || value.as_array().is_some_and(|items| items.iter().all(Value::is_string)), "a string or a list of strings"),
+        "stop" => (
+            value.is_string() || value.as_array().is_some_and(|items| items.iter().all(Value::is_string)),
+            "a string or a list of strings",
+        ),
         "parallel_tool_calls" => (value.is_boolean(), "true or false"),
         "user" | "reasoning_effort" => (value.is_string(), "a string"),
         "logit_bias" => (value.is_object(), "an object"),
@@ -197,7 +200,8 @@ impl OpenAiClient {
             Some(value) => schema::parse_response_format(&value)?,
             None => None,
         };
-        let stream_options = common.stream_options.filter(|value| !value.is_null()).unwrap_or_else(|| json!({"include_usage": true}));
+        let stream_options =
+            common.stream_options.filter(|value| !value.is_null()).unwrap_or_else(|| json!({"include_usage": true}));
 
         Ok(OpenAiClient {
             transport: Transport::new(provider, http, common.timeout, common.max_retries),
@@ -310,7 +314,6 @@ impl OpenAiClient {
         }
         builder
     }
-
 }
 
 #[async_trait]
@@ -332,7 +335,11 @@ impl ModelClient for OpenAiClient {
         self.create_checked(&body, self.json_output(request)).await
     }
 
-    async fn create_stream(&self, request: &CreateRequest, chunks: &mut dyn ChunkSink) -> Result<CreateResult, ModelError> {
+    async fn create_stream(
+        &self,
+        request: &CreateRequest,
+        chunks: &mut dyn ChunkSink,
+    ) -> Result<CreateResult, ModelError> {
         let body = self.request_body(request, true);
         self.stream_checked(&body, self.json_output(request), chunks).await
     }
@@ -350,7 +357,8 @@ impl Exchange for OpenAiClient {
 
     async fn send_once(&self, body: &Value) -> Result<CreateResult, ModelError> {
         let reply = self.transport.send(self.post(body), &self.model).await?;
-        wire::parse_completion(&reply.body).map_err(|message| self.transport.invalid_response(&self.model, reply.status, message))
+        wire::parse_completion(&reply.body)
+            .map_err(|message| self.transport.invalid_response(&self.model, reply.status, message))
     }
 
     async fn stream_once(&self, body: &Value, chunks: &mut dyn ChunkSink) -> Result<CreateResult, ModelError> {
@@ -418,8 +426,18 @@ mod tests {
         });
         let client = OpenAiClient::from_config(&config, &ProviderEnv::default(), reqwest::Client::new()).unwrap();
         let body = client.request_body(&CreateRequest::default(), true);
-        for key in ["temperature", "top_p", "max_tokens", "seed", "stop", "frequency_penalty", "presence_penalty",
-            "parallel_tool_calls", "user", "reasoning_effort"] {
+        for key in [
+            "temperature",
+            "top_p",
+            "max_tokens",
+            "seed",
+            "stop",
+            "frequency_penalty",
+            "presence_penalty",
+            "parallel_tool_calls",
+            "user",
+            "reasoning_effort",
+        ] {
             assert_eq!(body[key], config[key], "{key}");
         }
         assert_eq!(body["response_format"], json!({"type": "json_object"}));
@@ -442,11 +460,18 @@ mod parameter_tests {
 
     #[test]
     fn wrong_parameter_types_are_rejected() {
-        for (key, value) in [("temperature", json!("hot")), ("max_tokens", json!(1.5)), ("stop", json!([1])), ("parallel_tool_calls", json!("yes"))] {
+        for (key, value) in [
+            ("temperature", json!("hot")),
+            ("max_tokens", json!(1.5)),
+            ("stop", json!([1])),
+            ("parallel_tool_calls", json!("yes")),
+        ] {
             let error = super::check_parameter_type(key, &value).unwrap_err();
             assert!(error.contains(key), "{error}");
         }
-        for (key, value) in [("temperature", json!(0)), ("temperature", json!(0.7)), ("max_tokens", json!(100)), ("stop", json!("END"))] {
+        for (key, value) in
+            [("temperature", json!(0)), ("temperature", json!(0.7)), ("max_tokens", json!(100)), ("stop", json!("END"))]
+        {
             assert!(super::check_parameter_type(key, &value).is_ok(), "{key}: {value}");
         }
     }

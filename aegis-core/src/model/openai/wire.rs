@@ -120,14 +120,17 @@ struct UsageBody {
 
 impl From<UsageBody> for RequestUsage {
     fn from(usage: UsageBody) -> RequestUsage {
-        RequestUsage { prompt_tokens: usage.prompt_tokens.unwrap_or(0), completion_tokens: usage.completion_tokens.unwrap_or(0) }
+        RequestUsage {
+            prompt_tokens: usage.prompt_tokens.unwrap_or(0),
+            completion_tokens: usage.completion_tokens.unwrap_or(0),
+        }
     }
 }
 
 /// Parses a 200 response body into a result, or explains why it is not a completion.
 pub(crate) fn parse_completion(text: &str) -> Result<CreateResult, String> {
-    let body: CompletionBody =
-        serde_json::from_str(text).map_err(|error| format!("provider returned a body that is not a chat completion: {error}"))?;
+    let body: CompletionBody = serde_json::from_str(text)
+        .map_err(|error| format!("provider returned a body that is not a chat completion: {error}"))?;
     let Some(choice) = body.choices.into_iter().next() else {
         return Err("provider returned a chat completion without choices".to_owned());
     };
@@ -223,8 +226,8 @@ impl ChunkAssembler {
         if data.trim() == "[DONE]" {
             return Ok(ChunkOutcome::Done);
         }
-        let chunk: ChunkBody =
-            serde_json::from_str(data).map_err(|error| format!("provider sent a stream event that is not a chunk: {error}"))?;
+        let chunk: ChunkBody = serde_json::from_str(data)
+            .map_err(|error| format!("provider sent a stream event that is not a chunk: {error}"))?;
         if let Some(error) = chunk.error.filter(|error| !error.is_null()) {
             return Ok(ChunkOutcome::Error(error));
         }
@@ -288,7 +291,8 @@ impl ChunkAssembler {
     pub(crate) fn finish(self) -> CreateResult {
         let calls: Vec<FunctionCall> = self.calls.into_values().collect();
         let finish_reason = finish_reason(self.finish_reason.as_deref(), !calls.is_empty());
-        let content = if calls.is_empty() { CreateContent::Text(self.text) } else { CreateContent::FunctionCalls(calls) };
+        let content =
+            if calls.is_empty() { CreateContent::Text(self.text) } else { CreateContent::FunctionCalls(calls) };
         let thought = Some(self.thought).filter(|thought| !thought.is_empty());
         CreateResult { finish_reason, content, usage: self.usage.unwrap_or_default(), cached: false, thought }
     }
