@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -377,8 +378,9 @@ fn unknown_provider(field: &str, provider: &str, role: &str, known: &[&str]) -> 
 
 /// Parses a component's `config` into `T`, reporting serde's complaint at its JSON path.
 pub fn parse_config<T: DeserializeOwned>(component: &ComponentModel) -> BuildResult<T> {
-    let deserializer = component.config.clone();
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+    // Borrowing the config avoids a deep copy of the JSON on every build, and the engine
+    // builds the team once per run.
+    serde_path_to_error::deserialize(&component.config).map_err(|error| {
         let path = error.path().to_string();
         let parent = if path == "." { "config".to_owned() } else { join_path("config", &path) };
         let message = error.into_inner().to_string();
@@ -399,7 +401,7 @@ pub fn nested_component(component: &ComponentModel, key: &str) -> BuildResult<Op
     let Some(value) = component.config.get(key).filter(|value| !value.is_null()) else {
         return Ok(None);
     };
-    serde_json::from_value(value.clone()).map(Some).map_err(|error| {
+    ComponentModel::deserialize(value).map(Some).map_err(|error| {
         vec![
             FieldError::new(join_path("config", key), "invalid_component", format!("not a component: {error}"))
                 .with_fix("give an object with at least `provider` and `config`"),

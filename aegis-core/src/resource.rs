@@ -1,6 +1,6 @@
 //! The four resources of the Aegis API: tasks, teams, sessions and runs.
 //!
-//! A [`Task`] is a catalogue entry (what to do), a [`Team`] holds AutoGen component JSON (who
+//! A [`Task`] is a catalogue entry (what to do), a [`Team`] contains AutoGen component JSON (who
 //! does it), a [`Session`] links one task to one team and carries `team_metadata` overrides,
 //! and a [`Run`] is one execution of the session's team on one `run_task`. Each resource has a
 //! `New*` counterpart: the fields a caller supplies when creating it.
@@ -196,7 +196,7 @@ impl RunStatus {
 }
 
 crate::wire_enum! {
-    /// How a run's `run_task.content` is to be read.
+    /// The reading of a run's `run_task.content`.
     pub enum TaskMessageType {
         /// `content` is a string, sent to the team as is.
         Text => "text",
@@ -212,16 +212,16 @@ pub struct RunTask {
     pub source: String,
     /// A string for `text`, an object for `dict`.
     pub content: Value,
-    /// How `content` is to be read.
+    /// The reading of `content`.
     pub message_type: TaskMessageType,
 }
 
-/// What a team run produced: its messages and why it stopped.
+/// The output of a team run: its messages and the reason it stopped.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskResult {
     /// The messages the team produced, without the task message.
     pub messages: Vec<AgentMessage>,
-    /// Why the team stopped; `null` when it stopped without a termination condition firing.
+    /// The reason the team stopped, or `null` when no termination condition fired.
     pub stop_reason: Option<String>,
 }
 
@@ -381,7 +381,7 @@ impl NewRun {
     }
 }
 
-/// What a worker needs to execute a run: the run plus the snapshots taken at acceptance.
+/// The input of a worker: the run plus the snapshots taken when it was accepted.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunSpec {
     /// The run as accepted.

@@ -15,7 +15,7 @@ use crate::message::{AgentMessage, MessageKind, RequestUsage};
 use crate::model::{ChunkSink, CreateRequest, CreateResult, ModelClient, ModelError};
 use crate::resource::ErrorDetails;
 
-/// Why a run could not finish normally.
+/// The reason a run could not finish normally.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum RunErrorKind {
@@ -88,7 +88,7 @@ impl fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
-/// Where a run's messages go as they are produced.
+/// The destination of a run's messages as they are produced.
 #[async_trait]
 pub trait MessageSink: Send {
     /// Records one message.
@@ -239,7 +239,7 @@ impl<'a> RunContext<'a> {
     }
 }
 
-/// The span around one model call, so that the client's own events (retries) carry the run.
+/// Opens the span around one model call, so the client's own events (retries) carry the run.
 fn model_call_span(run_id: Uuid, agent: &str, client: &dyn ModelClient) -> tracing::Span {
     tracing::info_span!(
         "model call",

@@ -302,7 +302,8 @@ async fn header_and_metadata_secrets_are_masked() {
 
     for response in [&team, &created, &got, &listed] {
         let text = response.to_string();
-        assert!(!text.contains("sk-header-secret") && !text.contains("sk-metadata-secret"), "secret leaked: {text}");
+        assert!(!text.contains("sk-header-secret"), "header secret leaked: {text}");
+        assert!(!text.contains("sk-metadata-secret"), "metadata secret leaked: {text}");
     }
     assert_eq!(got["data"]["team_metadata"]["model"], "gpt-4o");
 }

@@ -67,7 +67,7 @@ struct GradedAnswer {
 }
 
 impl GradedAnswer {
-    /// The human verdict: partially correct answers count as satisfactory from half marks.
+    /// Returns the human verdict; partially correct answers count as satisfactory from half marks.
     fn human_satisfactory(&self) -> bool {
         self.expected_satisfactory.unwrap_or(self.human_score >= 0.5)
     }
@@ -137,7 +137,7 @@ fn read_answers(path: &PathBuf, limit: Option<usize>) -> anyhow::Result<Vec<Grad
     }
     answers.truncate(limit.unwrap_or(usize::MAX));
     if answers.is_empty() {
-        bail!("{} holds no answers", path.display());
+        bail!("{} contains no answers; give a JSONL file of graded answers", path.display());
     }
     Ok(answers)
 }
@@ -270,7 +270,7 @@ async fn walk(client: &Client, args: &Args, answers: &[GradedAnswer]) -> anyhow:
     Ok(())
 }
 
-/// The tutorial's team: one AssistantAgent grading with an OpenAI-compatible model.
+/// Builds the tutorial's team: one AssistantAgent grading with an OpenAI-compatible model.
 fn team_body(model: &str) -> Value {
     json!({
         "component": {

@@ -49,7 +49,7 @@ pub struct FunctionExecutionResult {
     pub content: String,
     /// The tool's name.
     pub name: String,
-    /// The id of the call this answers.
+    /// The id of the call this result belongs to.
     pub call_id: String,
     /// Whether the call failed.
     #[serde(default)]
@@ -80,7 +80,7 @@ pub enum LlmMessage {
     UserMessage {
         /// Message text.
         content: String,
-        /// Who wrote it.
+        /// The author: `user` or an agent name.
         source: String,
     },
     /// An earlier reply of the model itself.
@@ -104,7 +104,7 @@ pub enum LlmMessage {
 pub struct ToolSchema {
     /// Tool name.
     pub name: String,
-    /// What the tool does.
+    /// The tool's purpose, shown to the model.
     #[serde(default)]
     pub description: String,
     /// JSON schema of the arguments.
@@ -127,7 +127,7 @@ pub struct JsonSchemaFormat {
     pub strict: bool,
 }
 
-/// How the reply must be formatted.
+/// The required format of a reply.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum JsonOutput {
@@ -161,7 +161,7 @@ impl CreateRequest {
 }
 
 crate::wire_enum! {
-    /// Why the model stopped, in AutoGen's vocabulary.
+    /// The reason a model stopped, in AutoGen's vocabulary.
     pub enum FinishReason {
         /// A natural end or a stop sequence.
         Stop => "stop",
@@ -171,7 +171,7 @@ crate::wire_enum! {
         FunctionCalls => "function_calls",
         /// The provider filtered the content.
         ContentFilter => "content_filter",
-        /// The provider did not say.
+        /// The provider gave no reason.
         Unknown => "unknown",
     }
 }
@@ -189,7 +189,7 @@ pub enum CreateContent {
 /// One completion, in AutoGen's `CreateResult` shape.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CreateResult {
-    /// Why the model stopped.
+    /// The reason the model stopped.
     pub finish_reason: FinishReason,
     /// Text or function calls.
     pub content: CreateContent,
@@ -204,7 +204,7 @@ pub struct CreateResult {
     pub thought: Option<String>,
 }
 
-/// What a model can do, in AutoGen's `model_info` shape.
+/// A model's capabilities, in AutoGen's `model_info` shape.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ModelInfo {

@@ -61,7 +61,7 @@ use crate::timestamp::Timestamp;
 pub use memory::MemoryStorage;
 pub use page::{Cursor, CursorKey, DEFAULT_LIMIT, Keyset, MAX_LIMIT, Page, PageRequest, SortOrder};
 
-/// What went wrong in a store.
+/// The kind of a store failure.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StorageErrorKind {
@@ -137,7 +137,7 @@ pub struct Lease {
     pub expires_at: Timestamp,
 }
 
-/// How a run ended.
+/// The end of a run: its status, result and error.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct RunOutcome {

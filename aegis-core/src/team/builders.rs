@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::agent::ModelContext;
@@ -146,7 +147,7 @@ fn build_participants(component: &ComponentModel, context: &BuildContext<'_>) ->
     let mut problems = Vec::new();
     for (index, value) in list.iter().enumerate() {
         let path = format!("config.participants[{index}]");
-        let member: ComponentModel = match serde_json::from_value(value.clone()) {
+        let member: ComponentModel = match ComponentModel::deserialize(value) {
             Ok(member) => member,
             Err(error) => {
                 problems.push(FieldError::new(&path, "invalid_component", format!("not a component: {error}")));
