@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 
 use crate::engine::Shared;
 use crate::engine::batch;
+use crate::engine::budget;
 use crate::engine::control::{RunControl, Running, Stop};
 use crate::message::{AgentMessage, MessageKind, RequestUsage};
 use crate::pyjson;
@@ -158,6 +159,12 @@ enum Attempt {
 }
 
 async fn attempt(shared: &Shared, spec: &RunSpec, lease: &Lease, sink: &mut StoreSink<'_>) -> Attempt {
+    if let Err(error) = budget::check(shared, &spec.run).await {
+        return match spec.run.batch_mode {
+            true => Attempt::Batch(Err(error)),
+            false => Attempt::Team { result: Err(error), usage: RequestUsage::default(), state: None },
+        };
+    }
     if spec.run.batch_mode {
         return Attempt::Batch(batch::run_batch(shared, spec, lease).await);
     }
