@@ -3,9 +3,9 @@
 //! Handlers return `Result<_, ApiError>` so `?` works on service calls, and every error leaves
 //! through [`IntoResponse`] here: `{"message", "meta": {"errors": [{field, code, message,
 //! fix}]}, "data": null}`. Status codes: 400 for malformed JSON, 401 for a missing or invalid
-//! API key, 403 for a body that names another user, 404 for unknown ids (and other users'
-//! rows), 415 for a non-JSON body, 422 for well-formed input that is invalid, 429 for a key
-//! over its rate limit, 500/503 for store failures (which never expose internals beyond a
+//! API key, 403 for a body that names another user, and 404 for unknown ids (and other users'
+//! rows). 415 is for a non-JSON body, 422 for well-formed input that is invalid, 429 for a key
+//! over its rate limit, and 500/503 for store failures (which never expose internals beyond a
 //! one-line cause).
 
 use axum::Json;

@@ -4,7 +4,7 @@
 //! The rate limit is a token bucket per key. A bucket holds up to [`BURST_SECONDS`] seconds'
 //! worth of requests (at least [`MIN_BURST`]), so a client may send a short burst after a
 //! quiet spell, and refills at the configured rate. A request that finds the bucket empty gets
-//! 429 in the error envelope with `Retry-After`, the whole seconds until the bucket holds a
+//! 429 in the error envelope with `Retry-After`, the whole seconds until the bucket contains a
 //! request again. Buckets live in the memory of one process, so with several replicas behind
 //! a load balancer a key may send up to the rate to each replica.
 
@@ -21,11 +21,11 @@ use aegis_core::FieldError;
 use crate::auth::caller::Caller;
 use crate::error::ApiError;
 
-/// Seconds of requests a full bucket holds.
+/// The capacity of a bucket, in seconds of requests at the configured rate.
 pub const BURST_SECONDS: f64 = 2.0;
 
-/// The fewest requests a full bucket holds, so a rate below one request per second still
-/// admits a request and its retry.
+/// The minimum capacity of a bucket, in requests, so a rate below one request per second
+/// still admits a request and its retry.
 pub const MIN_BURST: f64 = 2.0;
 
 /// Limits on what each API key may do.
@@ -75,7 +75,7 @@ impl RateLimiter {
     }
 
     /// Takes one request from the bucket of key `index` at `now`, or returns how long until
-    /// the bucket holds one.
+    /// the bucket contains one.
     fn acquire(&self, index: usize, now: Instant) -> Result<(), Duration> {
         let Some(bucket) = self.buckets.get(index) else {
             return Ok(());
@@ -93,8 +93,8 @@ impl RateLimiter {
     }
 }
 
-/// Answers 429 when the caller's key has used up its rate; anonymous requests and servers
-/// without a rate limit pass.
+/// Rejects a request with 429 when the caller's key has used up its rate. Anonymous requests
+/// and servers without a rate limit pass.
 pub(crate) async fn limit_rate(
     State(limiter): State<Option<Arc<RateLimiter>>>,
     request: Request,

@@ -1,6 +1,6 @@
 //! API keys, per-user isolation, rate limits and token budgets, over the real server on
-//! 127.0.0.1:0 with a temporary SQLite file and the mock provider on loopback; the bind
-//! checks start the real `aegis` binary.
+//! 127.0.0.1:0 with a temporary SQLite file and the mock provider on loopback. The bind and
+//! flag checks start the real `aegis` binary.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,7 +26,7 @@ use common::{Api, run_body, session_body, task_body, team_body};
 const ALICE_KEY: &str = "alice-key-7f3c9a1e5b";
 const BOB_KEY: &str = "bob-key-2d8e6f4a0c91";
 
-/// A server with Alice's and Bob's keys on `db`, calling `mock`.
+/// Starts a server with Alice's and Bob's keys on `db`, calling `mock`.
 async fn start_server(db: &Path, mock: &MockProvider, limits: LimitsConfig) -> RunningServer {
     let mut serve = ServeConfig::new(db, "127.0.0.1:0".parse().unwrap());
     serve.provider_env = ProviderEnv::with_openai_base_url(mock.base_url());
@@ -36,7 +36,7 @@ async fn start_server(db: &Path, mock: &MockProvider, limits: LimitsConfig) -> R
     start(serve).await.unwrap()
 }
 
-/// A client of `server` that sends `Authorization` with `value`, or none.
+/// Builds a client of `server` that sends `Authorization: <authorization>`, or no header.
 fn client(server: &RunningServer, authorization: Option<&str>) -> Api {
     let mut headers = HeaderMap::new();
     if let Some(value) = authorization {
@@ -351,7 +351,7 @@ async fn token_budget_fails_later_runs() {
     assert_eq!(bobs["data"][0]["status"], "complete", "the budget is per user: {bobs}");
     server.stop().await.unwrap();
 
-    // Usage is read from the store, so the budget holds after a restart.
+    // Usage is read from the store, so the budget still applies after a restart.
     let restarted = start_server(&db, &mock, limits).await;
     let alice = user(&restarted, ALICE_KEY);
     let third = create(&alice, "/run", &without_user(run_body(&rows.session, &rows.task))).await;
@@ -394,7 +394,8 @@ async fn open_bind_without_keys_is_rejected() {
 
     let stderr = failed_start(spawn_binary(&db, &["--bind", "0.0.0.0:0"])).await;
     assert!(stderr.contains("refusing to listen on 0.0.0.0:0"), "{stderr}");
-    assert!(stderr.contains("--api-keys") && stderr.contains("--allow-unauthenticated"), "{stderr}");
+    assert!(stderr.contains("--api-keys"), "{stderr}");
+    assert!(stderr.contains("--allow-unauthenticated"), "{stderr}");
     assert!(!db.exists(), "a rejected start created the database");
 
     let mut child = spawn_binary(&db, &["--bind", "0.0.0.0:0", "--allow-unauthenticated"]);
@@ -409,7 +410,8 @@ async fn bad_api_keys_fail_without_echo() {
     let dir = TempDir::new().unwrap();
     let secret = "leaky-secret-value";
     let stderr = failed_start(spawn_binary(&dir.path().join("aegis.db"), &["--api-keys", secret])).await;
-    assert!(stderr.contains("invalid --api-keys") && stderr.contains("KEY=USER_ID"), "{stderr}");
+    assert!(stderr.contains("invalid --api-keys"), "{stderr}");
+    assert!(stderr.contains("KEY=USER_ID"), "{stderr}");
     assert!(!stderr.contains(secret), "the key was printed: {stderr}");
 
     let stderr = failed_start(spawn_binary(&dir.path().join("aegis.db"), &["--rate-limit-rps", "5"])).await;

@@ -2,11 +2,15 @@
 //! fails with `BudgetExceededError` instead of calling a model.
 //!
 //! Usage is summed from the store ([`Storage::tokens_used_by`]), not counted in memory, so
-//! the budget holds across restarts and across replicas sharing one database.
+//! the budget applies across restarts and across replicas sharing one database.
 //!
 //! NOTE: the budget is checked once, when a run starts executing. A run that starts under
 //! the budget finishes even if it crosses it, and runs of one user that start at the same
 //! time all pass the check, so a user can overshoot by the usage of their concurrent runs.
+//!
+//! NOTE: the stores sum over every stored run of the user at each run start, which grows
+//! with the user's history; a per-user counter updated when a run finishes would remove the
+//! scan.
 //!
 //! [`EngineConfig::token_budget`]: crate::engine::EngineConfig::token_budget
 //! [`Storage::tokens_used_by`]: crate::storage::Storage::tokens_used_by

@@ -2,7 +2,7 @@
 //!
 //! A row belongs to the user in its `created_by_user_id`. An authenticated caller sees and
 //! changes only its own rows; any other row, including rows without a user from before keys
-//! were configured, answers 404 as an unknown id does. An anonymous caller (a server without
+//! were configured, gets 404 as an unknown id does. An anonymous caller (a server without
 //! keys) sees every row.
 
 use std::sync::Arc;

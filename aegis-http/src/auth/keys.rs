@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn parse_rejects_bad_entries_without_echoing_keys() {
         let cases = [
-            (format!("{ALICE_KEY}"), ApiKeysError::NotAPair { position: 1 }),
+            (ALICE_KEY.to_owned(), ApiKeysError::NotAPair { position: 1 }),
             (format!("{ALICE_KEY}=alice,{BOB_KEY}= "), ApiKeysError::EmptyUser { position: 2 }),
             ("short=carol".to_owned(), ApiKeysError::TooShort { position: 1, user_id: "carol".to_owned(), length: 5 }),
             (format!("{ALICE_KEY}=alice,{ALICE_KEY}=bob"), ApiKeysError::Duplicate { position: 2, first: 1 }),

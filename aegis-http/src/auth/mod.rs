@@ -3,7 +3,7 @@
 //! With API keys configured ([`AuthConfig::api_keys`]), every route under `/api/v1` except
 //! the public ones needs `Authorization: Bearer <key>`, and the key's user id becomes the
 //! caller ([`middleware`]). Handlers then act for that user only ([`caller`]): creates are
-//! stamped with the user as `created_by_user_id`, and rows of other users answer 404 as if
+//! stamped with the user as `created_by_user_id`, and rows of other users get 404 as if
 //! they did not exist, so ids of other users' rows do not leak. Without keys every request is
 //! anonymous and sees every row, as before keys existed, and [`AuthConfig::check_bind`] keeps
 //! such a server on a loopback address unless the operator opts out.

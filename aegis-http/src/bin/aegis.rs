@@ -106,14 +106,14 @@ struct ServeArgs {
     allow_unauthenticated: bool,
 
     /// Requests per second each API key may send to this process, with bursts of up to two
-    /// seconds' worth; over it, requests get 429 with Retry-After. Limits are per replica.
-    /// Needs --api-keys. Unset means no limit.
+    /// seconds' worth. Requests over the limit get 429 with Retry-After. Limits are per
+    /// replica and need --api-keys. Unset means no limit.
     #[arg(long, env = "AEGIS_RATE_LIMIT_RPS")]
     rate_limit_rps: Option<f64>,
 
-    /// Tokens (prompt plus completion, summed over the stored runs) each user may use; a run
-    /// of a user at or over it fails with BudgetExceededError without calling a model. Unset
-    /// means no budget.
+    /// Tokens (prompt plus completion, summed over the stored runs) each user may use. A run
+    /// of a user at or over the budget fails with BudgetExceededError without calling a
+    /// model. Unset means no budget.
     #[arg(long, env = "AEGIS_TOKEN_BUDGET")]
     token_budget: Option<u64>,
 
