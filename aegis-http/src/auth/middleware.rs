@@ -111,6 +111,27 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn public_route_in_nested_router_is_open() {
+        use axum::Router;
+        use axum::routing::get;
+        use tower::ServiceExt;
+
+        let keys: ApiKeys = "alice-key-0123456789=alice".parse().unwrap();
+        let api = Router::new()
+            .route("/openapi.json", get(|| async { "{}" }))
+            .route("/task", get(|| async { "[]" }))
+            .layer(axum::middleware::from_fn_with_state(keys, authenticate));
+        let app = Router::new().nest("/api/v1", api);
+        let get_path = |path: &str| Request::builder().uri(path).body(axum::body::Body::empty()).unwrap();
+
+        let open = app.clone().oneshot(get_path("/api/v1/openapi.json")).await.unwrap();
+        assert_eq!(open.status(), StatusCode::OK, "the full path decides, not the one inside the nest");
+        let closed = app.oneshot(get_path("/api/v1/task")).await.unwrap();
+        assert_eq!(closed.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(closed.headers()[WWW_AUTHENTICATE], "Bearer");
+    }
+
     #[test]
     fn bearer_scheme_is_case_insensitive() {
         let with =
