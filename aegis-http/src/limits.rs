@@ -1,7 +1,7 @@
 //! Per-key limits: the request rate of each API key, and the settings of the per-user token
 //! budget, which the run engine enforces.
 //!
-//! The rate limit is a token bucket per key. A bucket holds up to [`BURST_SECONDS`] seconds'
+//! The rate limit is a token bucket per key. A bucket contains up to [`BURST_SECONDS`] seconds'
 //! worth of requests (at least [`MIN_BURST`]), so a client may send a short burst after a
 //! quiet spell, and refills at the configured rate. A request that finds the bucket empty gets
 //! 429 in the error envelope with `Retry-After`, the whole seconds until the bucket contains a
@@ -35,7 +35,7 @@ pub struct LimitsConfig {
     /// Requests per second each API key may send, per process; `None` sets no limit.
     pub rate_limit_rps: Option<f64>,
     /// Tokens (prompt plus completion) each user's runs may use in total; `None` sets no
-    /// budget. The engine checks it when a run starts (see `EngineConfig::token_budget`).
+    /// budget. The engine checks it before each model call (see `EngineConfig::token_budget`).
     pub token_budget: Option<u64>,
 }
 

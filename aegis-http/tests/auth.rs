@@ -360,6 +360,37 @@ async fn token_budget_fails_later_runs() {
     restarted.stop().await.unwrap();
 }
 
+#[tokio::test]
+async fn token_budget_stops_run_between_calls() {
+    let mock = MockProvider::start(MockConfig::default()).await.unwrap();
+    let dir = TempDir::new().unwrap();
+    let mut limits = LimitsConfig::default();
+    limits.token_budget = Some(1);
+    let server = start_server(&dir.path().join("aegis.db"), &mock, limits).await;
+    let alice = user(&server, ALICE_KEY);
+
+    // One agent taking three turns makes three model calls; the first one uses the budget.
+    let agent = team_body(None)["component"].clone();
+    let team = json!({"component": {
+        "provider": "autogen_agentchat.teams.RoundRobinGroupChat",
+        "component_type": "team",
+        "config": {"participants": [agent], "max_turns": 3}
+    }});
+    let task = create(&alice, "/task", &without_user(task_body())).await;
+    let team = create(&alice, "/team", &team).await;
+    let (task_id, team_id) = (task["id"].as_str().unwrap(), team["id"].as_str().unwrap());
+    let session = create(&alice, "/session", &without_user(session_body(task_id, team_id))).await;
+    let run = create(&alice, "/run", &without_user(run_body(session["id"].as_str().unwrap(), task_id))).await;
+    let run = alice.wait_terminal(run["id"].as_str().unwrap(), Duration::from_secs(30)).await;
+
+    assert_eq!(run["status"], "error", "{run}");
+    assert_eq!(run["error_details"]["type"], "BudgetExceededError", "{run}");
+    assert_eq!(mock.requests().len(), 1, "the run called the model after the budget was used");
+    assert_eq!(run["messages"].as_array().unwrap().len(), 1, "the first reply is kept: {run}");
+    assert!(run["team_result"]["usage"]["prompt_tokens"].as_u64().unwrap() > 0, "{run}");
+    server.stop().await.unwrap();
+}
+
 /// Starts `aegis serve` with `args` on a fresh database and returns the child.
 fn spawn_binary(db: &Path, args: &[&str]) -> tokio::process::Child {
     Command::new(env!("CARGO_BIN_EXE_aegis"))

@@ -18,7 +18,7 @@
 //! the next attempt number, so the next start executes them again.
 
 mod batch;
-mod budget;
+pub(crate) mod budget;
 pub(crate) mod control;
 mod execute;
 
@@ -58,8 +58,8 @@ pub struct EngineConfig {
     /// Items of one batch run executed at once.
     pub batch_concurrency: usize,
     /// Tokens (prompt plus completion) each user's runs may use in total, summed from the
-    /// store. A run of a user at or over the budget fails with `BudgetExceededError` before its
-    /// first model call. `None` sets no budget.
+    /// store. A run of a user at or over the budget fails with `BudgetExceededError` instead of
+    /// making its next model call. `None` sets no budget.
     pub token_budget: Option<u64>,
 }
 

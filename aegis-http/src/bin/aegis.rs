@@ -112,8 +112,8 @@ struct ServeArgs {
     rate_limit_rps: Option<f64>,
 
     /// Tokens (prompt plus completion, summed over the stored runs) each user may use. A run
-    /// of a user at or over the budget fails with BudgetExceededError without calling a
-    /// model. Unset means no budget.
+    /// of a user at or over the budget fails with BudgetExceededError instead of making its
+    /// next model call. Unset means no budget.
     #[arg(long, env = "AEGIS_TOKEN_BUDGET")]
     token_budget: Option<u64>,
 
