@@ -173,6 +173,17 @@ mod tests {
         assert_eq!(anonymous.as_deref(), Some("bob"), "without keys the body is taken as given");
     }
 
+    #[tokio::test]
+    async fn missing_caller_fails_closed() {
+        let request = axum::http::Request::builder().uri("/task").body(()).unwrap();
+        let (mut parts, ()) = request.into_parts();
+        let error = Caller::from_request_parts(&mut parts, &()).await.unwrap_err();
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+
+        parts.extensions.insert(alice());
+        assert_eq!(Caller::from_request_parts(&mut parts, &()).await.unwrap(), alice());
+    }
+
     #[test]
     fn referenced_hides_other_users_rows() {
         let id = Uuid::now_v7();
