@@ -16,21 +16,36 @@
 //! # }
 //! ```
 
+pub mod auth;
 mod envelope;
 pub mod error;
 mod extract;
 mod idempotency;
+pub mod limits;
 #[cfg(feature = "mock")]
 pub mod mock;
 mod routes;
 pub mod server;
+
+use std::sync::Arc;
 
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
-/// Builds the full application: the API routes plus request tracing.
+use crate::auth::AuthConfig;
+use crate::limits::{LimitsConfig, RateLimiter};
+
+/// Builds the full application without API keys or rate limits: the API routes plus request
+/// tracing.
 pub fn app(aegis: aegis_core::Aegis) -> Router {
-    routes::router(aegis).layer(TraceLayer::new_for_http())
+    app_with(aegis, &AuthConfig::default(), &LimitsConfig::default())
+}
+
+/// Builds the full application with authentication and rate limits.
+pub fn app_with(aegis: aegis_core::Aegis, auth: &AuthConfig, limits: &LimitsConfig) -> Router {
+    let keys = auth.api_keys.clone();
+    let limiter = limits.rate_limit_rps.map(|rps| Arc::new(RateLimiter::new(rps, keys.len())));
+    routes::router(aegis, keys, limiter).layer(TraceLayer::new_for_http())
 }
