@@ -20,17 +20,22 @@ mod envelope;
 pub mod error;
 mod extract;
 mod idempotency;
+mod metrics;
 #[cfg(feature = "mock")]
 pub mod mock;
 mod routes;
 pub mod server;
+pub mod telemetry;
 
 use axum::Router;
-use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
-/// Builds the full application: the API routes plus request tracing.
+/// Builds the full application: the API routes plus request ids, tracing and metrics. The
+/// first call in a process installs the Prometheus recorder that `/metrics` renders.
 pub fn app(aegis: aegis_core::Aegis) -> Router {
-    routes::router(aegis).layer(TraceLayer::new_for_http())
+    crate::metrics::handle();
+    // The telemetry layer stays the outermost, so every response gets a request id and
+    // counts in the metrics, including those of other layers' rejections.
+    routes::router(aegis).layer(axum::middleware::from_fn(telemetry::observe))
 }

@@ -66,6 +66,7 @@ mod documents;
 mod error;
 mod events;
 mod listing;
+mod probe;
 mod reader;
 mod runs;
 mod schema;
@@ -351,5 +352,19 @@ impl Storage for SqliteStore {
 
     async fn batch_items(&self, run_id: Uuid) -> Result<Vec<BatchItem>, StorageError> {
         self.readers.read(move |conn| sessions::batch_items(conn, run_id)).await
+    }
+
+    async fn ready(&self) -> Result<(), StorageError> {
+        if !self.writer.is_running() {
+            return Err(StorageError::new(
+                aegis_core::storage::StorageErrorKind::Unavailable,
+                "the sqlite writer thread has stopped",
+            ));
+        }
+        self.readers.read(probe::check_schema).await
+    }
+
+    async fn count_runs(&self, status: aegis_core::RunStatus) -> Result<u64, StorageError> {
+        self.readers.read(move |conn| probe::count_runs(conn, &status)).await
     }
 }

@@ -1,6 +1,7 @@
 //! The `/api/v1` routes: one module per resource, all over one [`Aegis`] instance.
 
 mod list_query;
+mod probes;
 mod runs;
 mod sessions;
 mod stream;
@@ -40,6 +41,8 @@ pub(crate) fn router(aegis: Aegis) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
+        .route("/readyz", get(probes::readyz))
+        .route("/metrics", get(crate::metrics::render))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(aegis)
