@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+pub mod config;
 mod envelope;
 pub mod error;
 mod extract;

@@ -62,7 +62,9 @@ pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
 fn install() -> Option<PrometheusHandle> {
     let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(HTTP_REQUEST_DURATION.to_owned()), HTTP_BUCKETS)
-        .and_then(|builder| builder.set_buckets_for_metric(Matcher::Full(MODEL_CALL_DURATION.to_owned()), MODEL_BUCKETS));
+        .and_then(|builder| {
+            builder.set_buckets_for_metric(Matcher::Full(MODEL_CALL_DURATION.to_owned()), MODEL_BUCKETS)
+        });
     let recorder = match builder {
         Ok(builder) => builder.build_recorder(),
         Err(error) => {

@@ -60,6 +60,7 @@
 //! # }
 //! ```
 
+mod backup;
 mod config;
 mod deletion;
 mod documents;
@@ -87,6 +88,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use backup::{BackupError, BackupReport, backup};
 pub use config::{SqliteConfig, Synchronous};
 pub use error::StoreOpenError;
 pub use schema::SCHEMA_VERSION;

@@ -26,7 +26,12 @@ pub(super) async fn readyz(State(aegis): State<Aegis>) -> Result<Envelope<Value>
         Ok(Ok(())) => Ok(Envelope::ok("Ready", json!({"store": "ok"}))),
         Ok(Err(error)) => {
             tracing::warn!(%error, "readiness check failed");
-            Err(not_ready("store", "unavailable", &error.to_string(), "check that the database is reachable and migrated"))
+            Err(not_ready(
+                "store",
+                "unavailable",
+                &error.to_string(),
+                "check that the database is reachable and migrated",
+            ))
         }
         Err(_elapsed) => {
             tracing::warn!(timeout_s = STORE_TIMEOUT.as_secs(), "readiness check timed out");
