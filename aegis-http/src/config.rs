@@ -60,7 +60,7 @@ pub enum ConfigError {
         path: PathBuf,
         /// The key.
         key: String,
-        /// What is wrong, from clap or the TOML type check.
+        /// The reason, from clap or the TOML type check.
         message: String,
     },
     /// The merged settings are rejected as a whole, such as two keys that conflict.
@@ -128,8 +128,8 @@ pub fn merge_config_file(
         return unchanged(matches);
     }
 
-    // Flags after the subcommand's own belong to the subcommand, which takes no positional
-    // arguments, so appending them is the same as typing them last.
+    // Everything after a subcommand's name belongs to that subcommand, so flags appended at
+    // the end reach it as if typed last.
     let merged = command
         .clone()
         .try_get_matches_from(args.into_iter().chain(extra.into_iter().map(OsString::from)))
@@ -157,7 +157,8 @@ pub fn valid_keys(command: &Command) -> Vec<&str> {
 }
 
 fn unknown_key(path: &Path, command: &Command, key: &str) -> ConfigError {
-    // snake_case spellings of a valid key are the likeliest mistake, so they match exactly.
+    // A snake_case spelling of a valid key is the likeliest mistake, so the comparison uses
+    // the kebab-case form and such a key gets its valid spelling as the suggestion.
     let kebab = key.replace('_', "-");
     let keys = valid_keys(command);
     let suggestion = keys

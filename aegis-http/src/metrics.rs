@@ -11,7 +11,7 @@
 //!
 //! The recorder is process-wide: [`crate::app`] installs it the first time it builds a
 //! router, and every server in the process reports into it. When another recorder is
-//! already installed, `/metrics` answers 503 and the other recorder keeps every value.
+//! already installed, `/metrics` returns 503 and the other recorder keeps every value.
 //!
 //! Every name starts with `aegis_`. The HTTP series use the matched route template (such as
 //! `/api/v1/run/{id}`), not the raw path, so the number of series stays bounded; requests that
@@ -68,13 +68,13 @@ fn install() -> Option<PrometheusHandle> {
     let recorder = match builder {
         Ok(builder) => builder.build_recorder(),
         Err(error) => {
-            tracing::error!(%error, "building the prometheus recorder failed; /metrics answers 503");
+            tracing::error!(%error, "building the prometheus recorder failed; /metrics returns 503");
             return None;
         }
     };
     let handle = recorder.handle();
     if let Err(error) = metrics::set_global_recorder(recorder) {
-        tracing::warn!(%error, "another metrics recorder is installed; /metrics answers 503");
+        tracing::warn!(%error, "another metrics recorder is installed; /metrics returns 503");
         return None;
     }
 

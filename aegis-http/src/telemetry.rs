@@ -2,8 +2,8 @@
 //! HTTP metrics.
 //!
 //! A request keeps the `x-request-id` its client sent when the value is 1 to
-//! [`MAX_REQUEST_ID_LEN`] visible ASCII characters; otherwise it gets a new UUID v7, which
-//! sorts by time. Handlers see the id in the request's headers, and every response carries
+//! [`MAX_REQUEST_ID_LEN`] visible ASCII characters. Any other request gets a new UUID v7,
+//! which sorts by time. Handlers see the id in the request's headers, and every response carries
 //! it back. The request's span (`request`) holds `request_id`, `method`, `route` (the matched
 //! template, such as `/api/v1/run/{id}`) and, once the response head is ready, `status`, so
 //! every event a handler logs names its request. A `request finished` event closes it.
@@ -26,7 +26,7 @@ use crate::metrics::{HTTP_REQUEST_DURATION, HTTP_REQUESTS_TOTAL};
 /// The header that carries a request's id, in both directions.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The longest client-sent request id that is kept; a longer one is replaced.
+/// The maximum length of a client-sent request id that is kept; a longer one is replaced.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// The `route` label of requests that matched no route, which keeps unknown paths from

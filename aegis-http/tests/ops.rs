@@ -139,39 +139,60 @@ async fn readyz_and_request_ids() {
 }
 
 #[tokio::test]
-async fn json_logs_carry_request_fields() {
+async fn json_logs_carry_request_and_run_fields() {
+    let mock = MockProvider::start(MockConfig::default()).await.unwrap();
     let dir = TempDir::new().unwrap();
     let db = dir.path().join("aegis.db");
     let mut child = Command::new(AEGIS)
         .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json", "--db"])
         .arg(&db)
         .env_remove("AEGIS_CONFIG")
-        .env("AEGIS_LOG", "info")
+        .env("AEGIS_LOG", "info,aegis_core=debug")
+        .env("OPENAI_BASE_URL", mock.base_url())
+        .env("OPENAI_API_KEY", "sk-test-key")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let addr = read_listening_line(child.stdout.take().unwrap()).await;
-    let response = reqwest::Client::new()
-        .get(format!("http://{addr}/api/v1/task/{}", uuid::Uuid::now_v7()))
+    let api = Api::new(read_listening_line(child.stdout.take().unwrap()).await.parse().unwrap());
+    let response = api
+        .http
+        .get(format!("{}/api/v1/task/{}", api.base, uuid::Uuid::now_v7()))
         .header("x-request-id", "log-check-1")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
+    let (task_id, session_id) = session_with(&api, json!({})).await;
+    let run_id = create_run(&api, &run_body(&session_id, &task_id)).await;
+    assert_eq!(wait_run(&api, &run_id).await["status"], "complete");
 
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let finished = loop {
+    let (mut request, mut model_call) = (None, None);
+    while request.is_none() || model_call.is_none() {
         let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
         let event: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         if event["fields"]["message"] == "request finished" && event["span"]["request_id"] == "log-check-1" {
-            break event;
+            request = Some(event);
+        } else if event["fields"]["message"] == "model call finished" {
+            model_call = Some(event);
         }
-    };
-    assert_eq!(finished["span"]["method"], "GET", "{finished}");
-    assert_eq!(finished["span"]["route"], "/api/v1/task/{id}", "{finished}");
-    assert_eq!(finished["span"]["status"], 404, "{finished}");
+    }
+
+    let request = request.unwrap();
+    assert_eq!(request["span"]["method"], "GET", "{request}");
+    assert_eq!(request["span"]["route"], "/api/v1/task/{id}", "{request}");
+    assert_eq!(request["span"]["status"], 404, "{request}");
+
+    let model_call = model_call.unwrap();
+    let spans = model_call["spans"].as_array().unwrap();
+    let run_span = spans.iter().find(|span| span["name"] == "run").unwrap_or_else(|| panic!("{model_call}"));
+    assert_eq!(run_span["run_id"], run_id.as_str(), "{model_call}");
+    assert_eq!(run_span["session_id"], session_id.as_str(), "{model_call}");
+    assert_eq!(model_call["fields"]["agent"], "automarking_agent", "{model_call}");
+    assert_eq!(model_call["fields"]["gen_ai.request.model"], "gpt-4o-mini", "{model_call}");
+    assert!(model_call["fields"]["gen_ai.usage.input_tokens"].as_u64().unwrap() > 0, "{model_call}");
     child.kill().await.unwrap();
 }
 
@@ -206,8 +227,8 @@ async fn serve_with(extra: &[&str], env: &[(&str, &str)]) -> std::process::Outpu
     let mut child = command.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    // A server that starts is stopped once it answers, by which time its signal handlers are
-    // installed.
+    // A server that starts is stopped once /readyz responds, by which time its signal
+    // handlers are installed.
     if let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
         let addr = line.strip_prefix("listening on ").unwrap().to_owned();
         let ready = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
@@ -361,8 +382,8 @@ async fn backup_while_server_writes() {
         store.ready().await.unwrap();
         store.close().await;
     }
-    // Each backup is a snapshot taken after the one before, so it holds every run the
-    // earlier one holds.
+    // Each backup is a snapshot taken after the one before, so it contains every run the
+    // earlier one contains.
     let mut previous: Vec<String> = Vec::new();
     for backup in &backups {
         let store = SqliteStore::open_default(backup).await.unwrap();

@@ -4,7 +4,7 @@
 //! SQLite's online backup API copies the pages of the source to the destination. Copying in
 //! several steps would restart whenever another connection writes between two steps, which
 //! a busy server does all the time, so the copy is one step. In WAL mode that step reads one
-//! snapshot while the server's writer goes on committing, and the copy holds exactly the
+//! snapshot while the server's writer goes on committing, and the copy contains exactly the
 //! transactions committed before the step began.
 //!
 //! The copy is written to `<out>.partial` first, checked with `PRAGMA quick_check`, flushed
@@ -28,7 +28,7 @@ const BUSY_RETRIES: u32 = 100;
 /// The pause between two attempts of a busy copy step.
 const BUSY_PAUSE: Duration = Duration::from_millis(50);
 
-/// What a finished [`backup`] wrote.
+/// The summary of a finished [`backup`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BackupReport {

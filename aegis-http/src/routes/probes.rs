@@ -1,6 +1,6 @@
-//! `GET /readyz`: whether this process should get traffic. `/healthz` only says the process
-//! is up; readiness also needs the store to answer at the schema version this build expects,
-//! and the server not to be shutting down.
+//! `GET /readyz`: whether this process should get traffic. `/healthz` only reports that the
+//! process is up. Readiness also needs the store to respond at the schema version this build
+//! expects, and the server not to be shutting down.
 
 use std::time::Duration;
 
@@ -13,11 +13,11 @@ use aegis_core::{Aegis, FieldError};
 use crate::envelope::Envelope;
 use crate::error::ApiError;
 
-/// How long the store may take to answer; a probe must return before its own timeout, which
-/// is commonly a few seconds.
+/// How long the store may take to respond before the probe returns 503 with a timeout. A
+/// caller whose own probe timeout is shorter counts the probe as failed when it gives up.
 const STORE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Answers 200 when the store is ready, else 503 in the error envelope naming the cause.
+/// Returns 200 when the store is ready, else 503 in the error envelope naming the cause.
 pub(super) async fn readyz(State(aegis): State<Aegis>) -> Result<Envelope<Value>, ApiError> {
     if aegis.is_draining() {
         return Err(not_ready("server", "draining", "the server is shutting down", "send requests to another replica"));
@@ -35,7 +35,7 @@ pub(super) async fn readyz(State(aegis): State<Aegis>) -> Result<Envelope<Value>
         }
         Err(_elapsed) => {
             tracing::warn!(timeout_s = STORE_TIMEOUT.as_secs(), "readiness check timed out");
-            let message = format!("the store did not answer within {} seconds", STORE_TIMEOUT.as_secs());
+            let message = format!("the store did not respond within {} seconds", STORE_TIMEOUT.as_secs());
             Err(not_ready("store", "timeout", &message, "check that the database is reachable"))
         }
     }
