@@ -22,7 +22,7 @@ use aegis_http::mock::{MockConfig, MockProvider, MockReply};
 use aegis_http::server::{ServeConfig, StoreChoice, start};
 use aegis_store_postgres::testing::TestDatabase;
 use aegis_store_sqlite::SqliteStore;
-use common::process::{AegisProcess, args, create_run, session_with, wait_run, wait_status};
+use common::process::{AegisProcess, args, create_run, read_listening_line, session_with, wait_run, wait_status};
 use common::{Api, run_body};
 
 const AEGIS: &str = env!("CARGO_BIN_EXE_aegis");
@@ -194,17 +194,6 @@ async fn json_logs_carry_request_and_run_fields() {
     assert_eq!(model_call["fields"]["gen_ai.request.model"], "gpt-4o-mini", "{model_call}");
     assert!(model_call["fields"]["gen_ai.usage.input_tokens"].as_u64().unwrap() > 0, "{model_call}");
     child.kill().await.unwrap();
-}
-
-/// Reads a child's first stdout line, `listening on <addr>`, and returns the address.
-async fn read_listening_line(stdout: tokio::process::ChildStdout) -> String {
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the process prints its address within 30 s")
-        .unwrap()
-        .expect("the process printed a line");
-    line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}")).to_owned()
 }
 
 /// Starts `aegis serve` with `extra` arguments and environment, stops it with SIGTERM once it
