@@ -546,8 +546,8 @@ pub trait Storage: Send + Sync {
     /// Returns the recorded item results of a batch run, by index.
     async fn batch_items(&self, run_id: Uuid) -> Result<Vec<BatchItem>, StorageError>;
 
-    /// Checks that the store can serve requests: the backend answers a read and its schema is
-    /// at the version this build migrates to. Fails with [`StorageErrorKind::Unavailable`]
+    /// Checks that the store can serve requests: the backend completes a read and its schema
+    /// is at the version this build migrates to. Fails with [`StorageErrorKind::Unavailable`]
     /// naming what is wrong. Cheap enough for a readiness probe every few seconds.
     async fn ready(&self) -> Result<(), StorageError>;
     /// Counts the runs in `status`, such as the queue depth (`created` runs), for metrics.
