@@ -2,11 +2,8 @@
 //! `aegis backup` and `aegis mock-provider`.
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
 
 use aegis_http::config::merge_config_file;
@@ -57,7 +54,7 @@ pub(crate) struct MockProviderArgs {
     /// Address to listen on; port 0 picks a free port. Only loopback addresses are accepted
     /// unless --allow-non-loopback is given.
     #[arg(long, env = "AEGIS_MOCK_BIND", default_value = "127.0.0.1:8081")]
-    bind: SocketAddr,
+    bind: std::net::SocketAddr,
 
     /// Accept a bind address other than loopback. The mock answers anyone who can reach it.
     #[arg(long)]
@@ -99,7 +96,10 @@ pub(crate) fn run_mock_provider(
     args: &MockProviderArgs,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    use std::time::Duration;
+
     use aegis_http::mock::{DefaultReply, MockConfig, MockProvider};
+    use anyhow::Context;
 
     let default_reply = match args.reply {
         MockReplyMode::Automark => DefaultReply::Automark,
