@@ -56,7 +56,8 @@ pub(crate) struct MockProviderArgs {
     #[arg(long, env = "AEGIS_MOCK_BIND", default_value = "127.0.0.1:8081")]
     bind: std::net::SocketAddr,
 
-    /// Accept a bind address other than loopback. The mock answers anyone who can reach it.
+    /// Accept a bind address other than loopback. The mock then serves any client that can
+    /// reach it.
     #[arg(long)]
     allow_non_loopback: bool,
 
@@ -111,7 +112,8 @@ pub(crate) fn run_mock_provider(
         .with_latency(Duration::from_millis(args.latency_ms))
         .with_model(&args.model)
         .with_default_reply(default_reply)
-        // Nobody can read a standalone server's request log, which would grow without bound.
+        // A standalone server has no caller to read its request log, which would grow without
+        // bound.
         .with_request_log(false);
     if let Some(key) = &args.api_key {
         config = config.with_api_key(key);
