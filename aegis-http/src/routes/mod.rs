@@ -1,6 +1,7 @@
 //! The `/api/v1` routes: one module per resource, all over one [`Aegis`] instance.
 
 mod list_query;
+mod probes;
 mod runs;
 mod sessions;
 mod stream;
@@ -41,11 +42,17 @@ pub(crate) fn router(aegis: Aegis, keys: ApiKeys, limiter: Option<Arc<RateLimite
         .route("/run/{id}/stream", get(stream::stream))
         .layer(axum::middleware::from_fn_with_state(aegis.clone(), crate::idempotency::reserve))
         .layer(axum::middleware::from_fn_with_state(limiter, crate::limits::limit_rate))
+        .layer(axum::middleware::from_fn_with_state(keys.clone(), crate::auth::middleware::authenticate));
+    // Metrics name routes, models and error types, so they need a key like the API does.
+    let metrics = Router::new()
+        .route("/metrics", get(crate::metrics::render))
         .layer(axum::middleware::from_fn_with_state(keys, crate::auth::middleware::authenticate));
 
     Router::new()
         .nest("/api/v1", api)
+        .merge(metrics)
         .route("/healthz", get(healthz))
+        .route("/readyz", get(probes::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(aegis)
