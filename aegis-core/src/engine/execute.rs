@@ -43,8 +43,8 @@ pub(crate) async fn execute(shared: &Arc<Shared>, spec: RunSpec, lease: Lease, c
     let run_id = spec.run.id;
     let session_id = spec.run.session_id;
     let attempt = lease.attempt;
-    shared.running.notify_change();
-    tracing::info!(%run_id, %session_id, attempt, "run started");
+    shared.running.notify_change(run_id);
+    tracing::debug!(%run_id, %session_id, attempt, "run started");
 
     let ending = supervise(shared, &spec, &lease, &control).await;
     match ending {
@@ -59,7 +59,7 @@ pub(crate) async fn execute(shared: &Arc<Shared>, spec: RunSpec, lease: Lease, c
     }
 
     shared.running.remove(run_id);
-    shared.running.notify_change();
+    shared.running.notify_change(run_id);
 }
 
 async fn store_outcome(shared: &Shared, lease: &Lease, outcome: &RunOutcome, session_id: uuid::Uuid) {
@@ -69,7 +69,7 @@ async fn store_outcome(shared: &Shared, lease: &Lease, outcome: &RunOutcome, ses
             let status = outcome.status.as_str();
             match &outcome.error_message {
                 Some(error) => tracing::warn!(%run_id, %session_id, attempt, status, error = %error, "run ended"),
-                None => tracing::info!(%run_id, %session_id, attempt, status, "run ended"),
+                None => tracing::debug!(%run_id, %session_id, attempt, status, "run ended"),
             }
         }
         Err(error) if *error.kind() == StorageErrorKind::LeaseLost => {
@@ -268,7 +268,7 @@ impl MessageSink for StoreSink<'_> {
         match self.storage.append_message(self.lease, &stored).await {
             Ok(()) => {
                 self.messages.push(stored);
-                self.running.notify_change();
+                self.running.notify_change(self.lease.run_id);
                 Ok(())
             }
             Err(error) if *error.kind() == StorageErrorKind::LeaseLost => Err(RunError::lease_lost(error.to_string())),
