@@ -302,8 +302,12 @@ impl Aegis {
             estimated_completion_time: None,
             messages: Vec::new(),
         };
-        let spec =
-            RunSpec { run, team_component: team.component, team_metadata: session.team_metadata, stub_error_step };
+        let spec = RunSpec {
+            run,
+            team_component: Arc::new(team.component),
+            team_metadata: session.team_metadata,
+            stub_error_step,
+        };
         self.shared.storage.insert_run(&spec).await?;
         self.shared.wake.notify_one();
         tracing::debug!(run_id = %spec.run.id, session_id = %spec.run.session_id, "run accepted");

@@ -270,8 +270,11 @@ async fn dispatch(shared: Arc<Shared>, shutdown: CancellationToken) {
                 Err(_) => break,
             }
         }
-        let claims = permits.iter().map(|_| shared.storage.claim_run(&shared.owner, shared.config.lease));
-        let results = futures::future::join_all(claims).await;
+        let claim = || shared.storage.claim_run(&shared.owner, shared.config.lease);
+        let results = match permits.len() {
+            1 => vec![claim().await],
+            _ => futures::future::join_all(permits.iter().map(|_| claim())).await,
+        };
 
         let mut queue_empty = false;
         let mut failure = None;
