@@ -4,17 +4,18 @@
 #
 #   scripts/callgrind-server.sh [BIN_DIR] [RUNS]
 #
-# BIN_DIR holds release builds of `aegis` and `loadgen` (default target/release and
-# target/release/examples). The script starts `aegis serve` under callgrind on a fresh SQLite
+# BIN_DIR holds release builds of `aegis` and of `loadgen`, in BIN_DIR or BIN_DIR/examples
+# (default: the release directory of $CARGO_TARGET_DIR, else of target). The script starts `aegis serve` under callgrind on a fresh SQLite
 # file, warms it up with 200 runs of `loadgen --plain`, zeroes the counters, drives RUNS runs
 # (default 1000) with `loadgen --plain --plain-threads 16`, and dumps the counters. It prints
 # the instructions per run and leaves the profile in $OUT (default /tmp/aegis-callgrind) for
 # callgrind_annotate. Everything listens on 127.0.0.1 only.
 set -euo pipefail
 
-target=${CARGO_TARGET_DIR:-target}
-aegis=${1:-$target/release}/aegis
-loadgen=${1:-$target/release/examples}/loadgen
+bin_dir=${1:-${CARGO_TARGET_DIR:-target}/release}
+aegis=$bin_dir/aegis
+loadgen=$bin_dir/examples/loadgen
+[ -x "$loadgen" ] || loadgen=$bin_dir/loadgen
 runs=${2:-1000}
 out=${OUT:-/tmp/aegis-callgrind}
 port=${PORT:-18931}
