@@ -166,8 +166,8 @@ impl RunChanges {
     /// while the run does not change, so callers select it beside a poll interval.
     pub async fn changed(&mut self) {
         if self.receiver.changed().await.is_err() {
-            // The table keeps the sender while this receiver lives, so this is unreachable;
-            // waiting forever is the behaviour of a run that does not change.
+            // The table keeps the sender while this receiver lives, so this branch does not run.
+            // Waiting forever is what a run that never changes looks like.
             std::future::pending::<()>().await;
         }
     }
