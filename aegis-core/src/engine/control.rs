@@ -144,7 +144,7 @@ impl Running {
     /// Returns a receiver that wakes when this process changes the run `run_id`.
     pub(crate) fn subscribe_run(&self, run_id: Uuid) -> RunChanges {
         let receiver = lock(&self.run_changes).entry(run_id).or_insert_with(|| watch::channel(0).0).subscribe();
-        RunChanges { run_id, receiver, table: Arc::clone(&self.run_changes) }
+        RunChanges { run_id, receiver: Some(receiver), table: Arc::clone(&self.run_changes) }
     }
 }
 
@@ -152,22 +152,28 @@ impl Running {
 #[derive(Debug)]
 pub struct RunChanges {
     run_id: Uuid,
-    receiver: watch::Receiver<u64>,
+    /// Always `Some` until `drop`, which drops it while it holds the table's lock.
+    receiver: Option<watch::Receiver<u64>>,
     table: Arc<Mutex<HashMap<Uuid, watch::Sender<u64>>>>,
 }
 
 impl RunChanges {
     /// Marks the changes so far as seen.
     pub fn mark_seen(&mut self) {
-        self.receiver.borrow_and_update();
+        if let Some(receiver) = &mut self.receiver {
+            receiver.borrow_and_update();
+        }
     }
 
     /// Waits until the run changes after the last [`RunChanges::mark_seen`]. Never returns
     /// while the run does not change, so callers select it beside a poll interval.
     pub async fn changed(&mut self) {
-        if self.receiver.changed().await.is_err() {
-            // The table keeps the sender while this receiver lives, so this branch does not run.
-            // Waiting forever is what a run that never changes looks like.
+        // The table keeps the sender while the receiver lives, so neither early exit happens.
+        // Waiting forever is what a run that never changes looks like.
+        let Some(receiver) = &mut self.receiver else {
+            return std::future::pending().await;
+        };
+        if receiver.changed().await.is_err() {
             std::future::pending::<()>().await;
         }
     }
@@ -176,8 +182,10 @@ impl RunChanges {
 impl Drop for RunChanges {
     fn drop(&mut self) {
         let mut table = lock(&self.table);
-        // This receiver still counts, so 1 means it is the run's last waiter.
-        if table.get(&self.run_id).is_some_and(|sender| sender.receiver_count() <= 1) {
+        // Dropping the receiver under the lock keeps two waiters that leave at once from each
+        // seeing the other's receiver and both leaving the counter behind.
+        self.receiver = None;
+        if table.get(&self.run_id).is_some_and(|sender| sender.receiver_count() == 0) {
             table.remove(&self.run_id);
         }
     }
@@ -202,8 +210,9 @@ mod tests {
         second_changes.mark_seen();
 
         running.notify_change(first);
-        assert!(first_changes.receiver.has_changed().unwrap(), "the changed run's waiter was not woken");
-        assert!(!second_changes.receiver.has_changed().unwrap(), "another run's waiter was woken");
+        let has_changed = |changes: &RunChanges| changes.receiver.as_ref().unwrap().has_changed().unwrap();
+        assert!(has_changed(&first_changes), "the changed run's waiter was not woken");
+        assert!(!has_changed(&second_changes), "another run's waiter was woken");
     }
 
     #[test]
