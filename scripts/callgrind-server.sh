@@ -7,7 +7,9 @@
 # BIN_DIR holds release builds of `aegis` and of `loadgen`, in BIN_DIR or BIN_DIR/examples
 # (default: the release directory of $CARGO_TARGET_DIR, else of target). The script starts `aegis serve` under callgrind on a fresh SQLite
 # file, warms it up with 200 runs of `loadgen --plain`, zeroes the counters, drives RUNS runs
-# (default 1000) with `loadgen --plain --plain-threads 16`, and dumps the counters. It prints
+# (default 1000) with `loadgen --plain --plain-threads 16`, and dumps the counters. With
+# CONCURRENCY=N set, the warm-up and the measured runs use the closed loop at N workers instead
+# (`--concurrency N --runs RUNS`: each run created, then long-polled until terminal). It prints
 # the instructions per run and leaves the profile in $OUT (default /tmp/aegis-callgrind) for
 # callgrind_annotate. Everything listens on 127.0.0.1 only.
 set -euo pipefail
@@ -33,10 +35,20 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 
-"$loadgen" --server "http://127.0.0.1:$port" --server-pid "$server" --plain --plain-runs 200 --json >"$out/warmup.json"
+drive() {
+  local count=$1
+  if [ -n "${CONCURRENCY:-}" ]; then
+    "$loadgen" --server "http://127.0.0.1:$port" --server-pid "$server" --concurrency "$CONCURRENCY" \
+      --runs "$count" --duration-s 3600 --run-timeout-s 3600 --rss-every-s 0 --json
+  else
+    "$loadgen" --server "http://127.0.0.1:$port" --server-pid "$server" --plain --plain-threads 16 \
+      --plain-runs "$count" --json
+  fi
+}
+
+drive 200 >"$out/warmup.json"
 callgrind_control -z "$server" >/dev/null
-"$loadgen" --server "http://127.0.0.1:$port" --server-pid "$server" --plain --plain-threads 16 \
-  --plain-runs "$runs" --json | tee "$out/measured.json"
+drive "$runs" | tee "$out/measured.json"
 callgrind_control -d "$server" >/dev/null
 
 # The dump after zeroing is the file with the highest part number.
