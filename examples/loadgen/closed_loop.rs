@@ -43,17 +43,19 @@ impl LoopStats {
 }
 
 /// Runs one worker per session until the duration or the run count is reached, then waits
-/// for the runs in flight. A hard bound of `duration + run_timeout` plus a margin ends
-/// workers that still hang, counting each as an error.
-pub(crate) async fn run(api: &Api, sessions: Vec<SessionIds>, config: LoopConfig) -> LoopStats {
+/// for the runs in flight. Worker `i` talks to `replicas[i % replicas.len()]`. A hard bound
+/// of `duration + run_timeout` plus a margin ends workers that still hang, counting each as
+/// an error.
+pub(crate) async fn run(replicas: &[Api], sessions: Vec<SessionIds>, config: LoopConfig) -> LoopStats {
     let stats = Arc::new(Mutex::new(LoopStats::default()));
     let started_runs = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + config.duration;
 
     let mut workers = tokio::task::JoinSet::new();
-    for ids in sessions {
-        let (api, stats, started_runs) = (api.clone(), Arc::clone(&stats), Arc::clone(&started_runs));
+    for (index, ids) in sessions.into_iter().enumerate() {
+        let api = replicas[index % replicas.len()].clone();
+        let (stats, started_runs) = (Arc::clone(&stats), Arc::clone(&started_runs));
         workers.spawn(async move {
             while Instant::now() < deadline {
                 let ticket = started_runs.fetch_add(1, Ordering::Relaxed);

@@ -61,6 +61,12 @@ struct Args {
     #[arg(long, requires = "server")]
     server_pid: Option<u32>,
 
+    /// Another replica on the same database as --server (loopback only); repeat for more.
+    /// The closed loop's workers take the servers in turn, so each replica gets an equal
+    /// share of the load. CPU time and memory stay those of --server-pid alone.
+    #[arg(long = "also-server", requires = "server", conflicts_with = "plain")]
+    also_servers: Vec<String>,
+
     /// Chat Completions base URL of a running model provider (loopback only) for the team's
     /// model client, instead of starting the bundled mock in this process.
     #[arg(long)]
@@ -274,6 +280,11 @@ impl ServerUsage {
 
 fn measure_closed_loop(args: &Args, target: &Target, client_runtime: &Runtime) -> anyhow::Result<()> {
     let api = Api::new(&target.base, args.concurrency)?;
+    let mut replicas = vec![api.clone()];
+    for url in &args.also_servers {
+        target::check_loopback(url, "--also-server")?;
+        replicas.push(Api::new(url.trim_end_matches('/'), args.concurrency)?);
+    }
     let sessions =
         client_runtime.block_on(target::set_up(&api, &target.model_base_url, args.stream, args.concurrency))?;
     let config = LoopConfig {
@@ -288,7 +299,7 @@ fn measure_closed_loop(args: &Args, target: &Target, client_runtime: &Runtime) -
         (Some(pid), every_s) if every_s > 0 => Some(proc_stats::RssSampler::start(pid, Duration::from_secs(every_s))?),
         _ => None,
     };
-    let mut stats = client_runtime.block_on(closed_loop::run(&api, sessions, config));
+    let mut stats = client_runtime.block_on(closed_loop::run(&replicas, sessions, config));
     let rss_series = sampler.map(proc_stats::RssSampler::finish).unwrap_or_default();
     let after = ServerUsage::sample(target.measured)?;
 
