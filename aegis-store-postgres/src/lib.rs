@@ -251,6 +251,14 @@ impl Storage for PostgresStore {
         runs::list_runs(&*self.client().await?, filter).await
     }
 
+    async fn count_queued_before(&self, created_at: Timestamp, id: Uuid) -> Result<u64, StorageError> {
+        runs::count_queued_before(&*self.client().await?, created_at, id).await
+    }
+
+    async fn recent_run_durations(&self, team_id: Option<Uuid>, limit: usize) -> Result<Vec<Duration>, StorageError> {
+        runs::recent_run_durations(&*self.client().await?, team_id, limit).await
+    }
+
     async fn claim_run(&self, owner: &str, lease: Duration) -> Result<Option<(RunSpec, Lease)>, StorageError> {
         in_transaction!(self, "claiming a run", |tx| runs::claim_run(&tx, owner, lease).await)
     }

@@ -19,6 +19,7 @@
 
 mod batch;
 pub(crate) mod control;
+pub mod estimate;
 mod execute;
 
 use std::sync::Arc;
