@@ -72,6 +72,10 @@ pub struct ServeConfig {
     pub engine: EngineConfig,
     /// Provider keys and hosts the model clients fall back to.
     pub provider_env: ProviderEnv,
+    /// Hosts model clients may call besides the defaults (loopback, the providers' hosts and
+    /// those of `provider_env`), as patterns such as `models.internal:8000` or
+    /// `*.openai.azure.com`; see `aegis_core::model::hosts`.
+    pub allowed_model_hosts: Vec<String>,
     /// How long shutdown lets executing runs finish before it hands them back to the queue.
     pub shutdown_grace: Duration,
     /// Terminal runs that finished longer ago than this are deleted with their messages,
@@ -99,6 +103,7 @@ impl ServeConfig {
             store,
             engine: EngineConfig::default(),
             provider_env: ProviderEnv::from_process_env(),
+            allowed_model_hosts: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
             retention: None,
         }
@@ -215,9 +220,12 @@ async fn close_sqlite(store: Arc<SqliteStore>) {
 async fn prepare(config: &ServeConfig) -> anyhow::Result<(Aegis, OpenedStore, TcpListener)> {
     // Settings are checked before the database is touched, so a typo never creates a file.
     config.engine.validate().map_err(anyhow::Error::msg)?;
+    let mut registry = Registry::with_builtins(config.provider_env.clone());
+    for pattern in &config.allowed_model_hosts {
+        registry.allow_model_host(pattern)?;
+    }
 
     let store = open_store(config).await?;
-    let registry = Registry::with_builtins(config.provider_env.clone());
     let aegis = Aegis::new(store.shared(), registry, config.engine.clone()).map_err(anyhow::Error::msg)?;
     let listener = TcpListener::bind(config.bind).await.with_context(|| format!("binding {} failed", config.bind))?;
     let addr = listener.local_addr().context("reading the bound address failed")?;
