@@ -16,21 +16,42 @@
 //! # }
 //! ```
 
+pub mod auth;
+pub mod config;
 mod envelope;
 pub mod error;
 mod extract;
 mod idempotency;
+pub mod limits;
+mod metrics;
 #[cfg(feature = "mock")]
 pub mod mock;
 mod routes;
 pub mod server;
+pub mod telemetry;
+
+use std::sync::Arc;
 
 use axum::Router;
-use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
-/// Builds the full application: the API routes plus request tracing.
+use crate::auth::AuthConfig;
+use crate::limits::{LimitsConfig, RateLimiter};
+
+/// Builds the full application without API keys or rate limits: the API routes plus request
+/// ids, tracing and metrics.
 pub fn app(aegis: aegis_core::Aegis) -> Router {
-    routes::router(aegis).layer(TraceLayer::new_for_http())
+    app_with(aegis, &AuthConfig::default(), &LimitsConfig::default())
+}
+
+/// Builds the full application with authentication and rate limits. The first call in a
+/// process installs the Prometheus recorder that `/metrics` renders.
+pub fn app_with(aegis: aegis_core::Aegis, auth: &AuthConfig, limits: &LimitsConfig) -> Router {
+    crate::metrics::handle();
+    let keys = auth.api_keys.clone();
+    let limiter = limits.rate_limit_rps.map(|rps| Arc::new(RateLimiter::new(rps, keys.len())));
+    // The telemetry layer stays the outermost, so every response gets a request id and
+    // counts in the metrics, including those of other layers' rejections.
+    routes::router(aegis, keys, limiter).layer(axum::middleware::from_fn(telemetry::observe))
 }

@@ -17,11 +17,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::Router;
 use tokio::net::TcpListener;
 
 use aegis_core::{Aegis, EngineConfig, ProviderEnv, Registry, Storage};
 use aegis_store_postgres::{PostgresConfig, PostgresStore, redact_database_url};
 use aegis_store_sqlite::{SqliteConfig, SqliteStore};
+
+use crate::auth::AuthConfig;
+use crate::limits::LimitsConfig;
 
 /// The store a server keeps its data in.
 #[derive(Clone)]
@@ -81,6 +85,10 @@ pub struct ServeConfig {
     /// Terminal runs that finished longer ago than this are deleted with their messages,
     /// checked at start-up and then every [`RETENTION_INTERVAL`]; `None` keeps runs forever.
     pub retention: Option<Duration>,
+    /// API keys, and whether a server without them may listen beyond loopback.
+    pub auth: AuthConfig,
+    /// Per-key request rate and per-user token budget.
+    pub limits: LimitsConfig,
 }
 
 /// How often the server deletes runs past the retention period.
@@ -106,6 +114,8 @@ impl ServeConfig {
             allowed_model_hosts: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
             retention: None,
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -145,7 +155,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
     let (aegis, store, listener) = prepare(&config).await?;
     let addr = listener.local_addr().context("reading the bound address failed")?;
-    let serving = serve_on(aegis.clone(), listener, config.shutdown_grace, config.retention, async {
+    let app = crate::app_with(aegis.clone(), &config.auth, &config.limits);
+    let serving = serve_on(aegis.clone(), app, listener, config.shutdown_grace, config.retention, async {
         let _ = signal.await;
     });
     let task = tokio::spawn(async move {
@@ -162,7 +173,8 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()> + Sen
     let (aegis, store, listener) = prepare(&config).await?;
     let addr = listener.local_addr().context("reading the bound address failed")?;
     println!("listening on {addr}");
-    let served = serve_on(aegis, listener, config.shutdown_grace, config.retention, shutdown).await;
+    let app = crate::app_with(aegis.clone(), &config.auth, &config.limits);
+    let served = serve_on(aegis, app, listener, config.shutdown_grace, config.retention, shutdown).await;
     close_store(store).await;
     served
 }
@@ -220,16 +232,34 @@ async fn close_sqlite(store: Arc<SqliteStore>) {
 async fn prepare(config: &ServeConfig) -> anyhow::Result<(Aegis, OpenedStore, TcpListener)> {
     // Settings are checked before the database is touched, so a typo never creates a file.
     config.engine.validate().map_err(anyhow::Error::msg)?;
+    config.auth.check_bind(config.bind).map_err(anyhow::Error::msg)?;
+    config.limits.validate().map_err(anyhow::Error::msg)?;
+    if config.limits.rate_limit_rps.is_some() && config.auth.api_keys.is_empty() {
+        anyhow::bail!(
+            "the rate limit applies per API key, but no keys are configured; set --api-keys (AEGIS_API_KEYS) or \
+             leave --rate-limit-rps out"
+        );
+    }
+
     let mut registry = Registry::with_builtins(config.provider_env.clone());
     for pattern in &config.allowed_model_hosts {
         registry.allow_model_host(pattern)?;
     }
 
     let store = open_store(config).await?;
-    let aegis = Aegis::new(store.shared(), registry, config.engine.clone()).map_err(anyhow::Error::msg)?;
+    let mut engine = config.engine.clone();
+    engine.token_budget = config.limits.token_budget.or(engine.token_budget);
+    let aegis = Aegis::new(store.shared(), registry, engine).map_err(anyhow::Error::msg)?;
     let listener = TcpListener::bind(config.bind).await.with_context(|| format!("binding {} failed", config.bind))?;
     let addr = listener.local_addr().context("reading the bound address failed")?;
-    tracing::info!(db = %config.store.describe(), %addr, "server ready");
+    tracing::info!(
+        db = %config.store.describe(),
+        %addr,
+        api_keys = config.auth.api_keys.len(),
+        rate_limit_rps = config.limits.rate_limit_rps,
+        token_budget = config.limits.token_budget,
+        "server ready"
+    );
     Ok((aegis, store, listener))
 }
 
@@ -283,6 +313,7 @@ async fn delete_expired_runs(aegis: Aegis, age: Duration) {
 
 async fn serve_on(
     aegis: Aegis,
+    app: Router,
     listener: TcpListener,
     grace: Duration,
     retention: Option<Duration>,
@@ -290,7 +321,6 @@ async fn serve_on(
 ) -> anyhow::Result<()> {
     let workers = aegis.start();
     let retention = retention.map(|age| tokio::spawn(delete_expired_runs(aegis.clone(), age)));
-    let app = crate::app(aegis);
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async {
         let _ = http_stopped.await;

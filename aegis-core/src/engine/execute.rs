@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::broadcast;
+use tracing::Instrument;
 
 use crate::engine::Shared;
 use crate::engine::batch;
+use crate::engine::budget;
 use crate::engine::control::{RunControl, Running, Stop};
 use crate::message::{AgentMessage, MessageKind, RequestUsage};
 use crate::pyjson;
@@ -44,9 +46,12 @@ pub(crate) async fn execute(shared: &Arc<Shared>, spec: RunSpec, lease: Lease, c
     let session_id = spec.run.session_id;
     let attempt = lease.attempt;
     shared.running.notify_change();
+    let _active = crate::telemetry::run_active();
     tracing::info!(%run_id, %session_id, attempt, "run started");
 
-    let ending = supervise(shared, &spec, &lease, &control).await;
+    // Model calls open their spans inside this one, so their events carry the session too.
+    let span = tracing::info_span!("run", %run_id, %session_id, attempt);
+    let ending = supervise(shared, &spec, &lease, &control).instrument(span).await;
     match ending {
         Ending::Finish(outcome) => store_outcome(shared, &lease, &outcome, session_id).await,
         Ending::Release => match shared.storage.release_run(&lease).await {
@@ -66,6 +71,7 @@ async fn store_outcome(shared: &Shared, lease: &Lease, outcome: &RunOutcome, ses
     let (run_id, attempt) = (lease.run_id, lease.attempt);
     match shared.storage.finish_run(lease, outcome).await {
         Ok(()) => {
+            crate::telemetry::run_ended(outcome);
             let status = outcome.status.as_str();
             match &outcome.error_message {
                 Some(error) => tracing::warn!(%run_id, %session_id, attempt, status, error = %error, "run ended"),
@@ -158,6 +164,11 @@ enum Attempt {
 }
 
 async fn attempt(shared: &Shared, spec: &RunSpec, lease: &Lease, sink: &mut StoreSink<'_>) -> Attempt {
+    let allowance = match budget::allowance(shared, &spec.run).await {
+        Ok(allowance) => allowance,
+        Err(error) if spec.run.batch_mode => return Attempt::Batch(Err(error)),
+        Err(error) => return Attempt::Team { result: Err(error), usage: RequestUsage::default(), state: None },
+    };
     if spec.run.batch_mode {
         return Attempt::Batch(batch::run_batch(shared, spec, lease).await);
     }
@@ -172,6 +183,9 @@ async fn attempt(shared: &Shared, spec: &RunSpec, lease: &Lease, sink: &mut Stor
     }
 
     let mut context = RunContext::new(spec.run.id, sink);
+    if let Some(allowance) = allowance {
+        context.limit_tokens(allowance);
+    }
     let result = team.run(task_message(&spec.run.run_task), &mut context).await;
     let usage = context.usage();
     let state = continues.then(|| team.save_state());

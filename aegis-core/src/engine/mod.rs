@@ -18,6 +18,7 @@
 //! the next attempt number, so the next start executes them again.
 
 mod batch;
+pub(crate) mod budget;
 pub(crate) mod control;
 pub mod estimate;
 mod execute;
@@ -57,6 +58,10 @@ pub struct EngineConfig {
     pub poll_interval: Duration,
     /// Items of one batch run executed at once.
     pub batch_concurrency: usize,
+    /// Tokens (prompt plus completion) each user's runs may use in total, summed from the
+    /// store. A run of a user at or over the budget fails with `BudgetExceededError` instead of
+    /// making its next model call. `None` sets no budget.
+    pub token_budget: Option<u64>,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +74,7 @@ impl Default for EngineConfig {
             run_timeout: Duration::from_secs(600),
             poll_interval: Duration::from_secs(1),
             batch_concurrency: 8,
+            token_budget: None,
         }
     }
 }
@@ -306,9 +312,11 @@ async fn sweep_expired(shared: &Shared) {
             }
             for run_id in &report.exhausted {
                 tracing::error!(%run_id, "run interrupted too often; ended as error");
+                crate::telemetry::run_ended_by_sweep("error", "RunInterruptedError");
             }
             for run_id in &report.stopped {
                 tracing::info!(%run_id, "ended cancelled run whose worker stopped as stopped");
+                crate::telemetry::run_ended_by_sweep("stopped", "");
             }
             if !(report.requeued.is_empty() && report.exhausted.is_empty() && report.stopped.is_empty()) {
                 shared.running.notify_change();

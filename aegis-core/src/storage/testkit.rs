@@ -88,6 +88,8 @@ pub async fn check_all(store: &Arc<dyn Storage>) {
     check_deletes(shared).await;
     check_retention(shared).await;
     check_estimate_inputs(shared).await;
+    check_token_usage(shared).await;
+    check_ready_and_counts(shared).await;
 }
 
 /// Builds a task with every field set.
@@ -1414,6 +1416,85 @@ pub async fn check_estimate_inputs(store: &dyn Storage) {
     assert_eq!(seconds(all), [9.0, 5.0, 2.0], "runs of every team without a team");
     let unknown = store.recent_run_durations(Some(Uuid::now_v7()), 10).await.expect("recent_run_durations");
     assert!(unknown.is_empty(), "a team without finished runs has no durations");
+}
+
+/// Checks that [`Storage::tokens_used_by`] sums prompt and completion tokens of one user's
+/// runs, whatever their status, and leaves out other users' runs and runs without a result.
+pub async fn check_token_usage(store: &dyn Storage) {
+    drain(store).await;
+    let session = new_session(store).await;
+    let user = format!("budget-{}", Uuid::now_v7());
+    assert_eq!(store.tokens_used_by(&user).await.expect("tokens_used_by"), 0, "a user without runs used nothing");
+
+    let usage = |prompt_tokens, completion_tokens| TeamResult {
+        usage: RequestUsage { prompt_tokens, completion_tokens },
+        ..TeamResult::default()
+    };
+    let outcomes = [
+        RunOutcome::complete(usage(100, 20)),
+        RunOutcome::error(
+            Some(usage(7, 3)),
+            "RateLimitError: rate limit reached".to_owned(),
+            ErrorDetails {
+                error_type: "RateLimitError".to_owned(),
+                message: "rate limit reached".to_owned(),
+                status_code: Some(429),
+                llm_provider: None,
+                model: None,
+                attempts: 1,
+            },
+        ),
+        stopped_outcome(),
+    ];
+    for outcome in &outcomes {
+        let mut spec = run_spec(&session);
+        spec.run.created_by_user_id = Some(user.clone());
+        store.insert_run(&spec).await.expect("insert_run");
+        let (_, lease) = store.claim_run("owner-a", LONG_LEASE).await.expect("claim_run").expect("a queued run");
+        store.finish_run(&lease, outcome).await.expect("finish_run");
+    }
+    let mut other = run_spec(&session);
+    other.run.created_by_user_id = Some(format!("{user}-other"));
+    store.insert_run(&other).await.expect("insert_run");
+    let (_, lease) = store.claim_run("owner-a", LONG_LEASE).await.expect("claim_run").expect("a queued run");
+    store.finish_run(&lease, &RunOutcome::complete(usage(5000, 5000))).await.expect("finish_run");
+    let mut queued = run_spec(&session);
+    queued.run.created_by_user_id = Some(user.clone());
+    store.insert_run(&queued).await.expect("insert_run");
+
+    assert_eq!(
+        store.tokens_used_by(&user).await.expect("tokens_used_by"),
+        130,
+        "the complete and the failed run count, another user's run and runs without a result do not"
+    );
+    assert_eq!(store.tokens_used_by(&format!("{user}-other")).await.expect("tokens_used_by"), 10_000);
+    drain(store).await;
+}
+
+/// Checks that a working store is ready, and that `count_runs` follows runs from `created`
+/// to `active` to a terminal status.
+pub async fn check_ready_and_counts(store: &dyn Storage) {
+    store.ready().await.expect("a working store is ready");
+    drain(store).await;
+    let count = |status: RunStatus| async move { store.count_runs(status).await.expect("count_runs") };
+    assert_eq!(count(RunStatus::Created).await, 0, "drain leaves no created run");
+    let (active_before, stopped_before) = (count(RunStatus::Active).await, count(RunStatus::Stopped).await);
+
+    let session = new_session(store).await;
+    for _ in 0..3 {
+        store.insert_run(&run_spec(&session)).await.expect("insert_run");
+    }
+    assert_eq!(count(RunStatus::Created).await, 3);
+
+    let (_, lease) = store.claim_run("owner-count", LONG_LEASE).await.expect("claim_run").expect("a queued run");
+    assert_eq!(count(RunStatus::Created).await, 2);
+    assert_eq!(count(RunStatus::Active).await, active_before + 1);
+
+    store.finish_run(&lease, &stopped_outcome()).await.expect("finish_run");
+    assert_eq!(count(RunStatus::Active).await, active_before);
+    assert_eq!(count(RunStatus::Stopped).await, stopped_before + 1);
+    drain(store).await;
+    assert_eq!(count(RunStatus::Created).await, 0);
 }
 
 async fn new_session(store: &dyn Storage) -> Session {

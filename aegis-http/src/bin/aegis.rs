@@ -14,7 +14,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
+use aegis_http::auth::ApiKeys;
 use aegis_http::server::{ServeConfig, StoreChoice, serve};
+
+// Under aegis/ rather than beside this file, where Cargo would take it for another binary.
+#[path = "aegis/ops.rs"]
+mod ops;
 
 /// The SQLite file used when neither `--db` nor `--database-url` is given.
 const DEFAULT_DB: &str = "./aegis.db";
@@ -30,10 +35,20 @@ struct Cli {
 enum Command {
     /// Serve the REST API and execute runs.
     Serve(ServeArgs),
+    /// Copy an SQLite database to a new file while a server may be writing to it.
+    Backup(ops::BackupArgs),
+    /// Serve the bundled OpenAI-compatible mock provider, for trying Aegis without a model.
+    #[cfg(feature = "mock")]
+    MockProvider(ops::MockProviderArgs),
 }
 
 #[derive(Parser)]
 struct ServeArgs {
+    /// TOML file of settings: keys are the long flag names in kebab-case (run-timeout = 600).
+    /// Flags and environment variables override it. See docs/CONFIGURATION.md.
+    #[arg(long, env = "AEGIS_CONFIG")]
+    config: Option<PathBuf>,
+
     /// SQLite database file; created when missing. The default store, at ./aegis.db.
     #[arg(long, env = "AEGIS_DB", conflicts_with = "database_url")]
     db: Option<PathBuf>,
@@ -92,6 +107,30 @@ struct ServeArgs {
     #[arg(long, env = "AEGIS_RETENTION_DAYS", default_value_t = 0)]
     retention_days: u64,
 
+    /// API keys and the user each acts as, as KEY=USER_ID pairs separated by commas. With
+    /// keys, every request but the health, readiness and documentation routes needs
+    /// `Authorization: Bearer KEY`, and each user sees only their own rows.
+    // Parsed after clap, because clap's own parse errors repeat the value, and so the keys.
+    #[arg(long, env = "AEGIS_API_KEYS", hide_env_values = true)]
+    api_keys: Option<String>,
+
+    /// Serve without API keys on an address other than loopback (such as behind a proxy that
+    /// authenticates). Without keys and without this flag, such a --bind is rejected.
+    #[arg(long, env = "AEGIS_ALLOW_UNAUTHENTICATED")]
+    allow_unauthenticated: bool,
+
+    /// Requests per second each API key may send to this process, with bursts of up to two
+    /// seconds' worth. Requests over the limit get 429 with Retry-After. Limits are per
+    /// replica and need --api-keys. Unset means no limit.
+    #[arg(long, env = "AEGIS_RATE_LIMIT_RPS")]
+    rate_limit_rps: Option<f64>,
+
+    /// Tokens (prompt plus completion, summed over the stored runs) each user may use. A run
+    /// of a user at or over the budget fails with BudgetExceededError instead of making its
+    /// next model call. Unset means no budget.
+    #[arg(long, env = "AEGIS_TOKEN_BUDGET")]
+    token_budget: Option<u64>,
+
     /// A host model clients may call besides loopback, the providers' default hosts and the
     /// hosts of OPENAI_BASE_URL, AZURE_OPENAI_ENDPOINT, ANTHROPIC_BASE_URL and OLLAMA_HOST:
     /// HOST, HOST:PORT, an IP address or *.DOMAIN for every subdomain. Repeat the flag, or
@@ -113,14 +152,23 @@ enum LogFormat {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let (cli, config_keys) = ops::parse_with_config_file::<Cli>("serve")?;
     match cli.command {
-        Command::Serve(args) => run_serve(args),
+        Command::Serve(args) => run_serve(args, &config_keys),
+        Command::Backup(args) => ops::run_backup(&args),
+        #[cfg(feature = "mock")]
+        Command::MockProvider(args) => {
+            init_logging(LogFormat::Text);
+            ops::run_mock_provider(&args, shutdown_signal())
+        }
     }
 }
 
-fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+fn run_serve(args: ServeArgs, config_keys: &[String]) -> anyhow::Result<()> {
     init_logging(args.log_format);
+    if let Some(path) = &args.config {
+        tracing::info!(path = %path.display(), applied = ?config_keys, "configuration file read");
+    }
 
     let store = match args.database_url {
         Some(url) => StoreChoice::Postgres { url, pool_size: args.database_pool_size },
@@ -138,6 +186,12 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace);
     config.retention =
         (args.retention_days > 0).then(|| Duration::from_secs(args.retention_days.saturating_mul(86_400)));
+    if let Some(keys) = args.api_keys {
+        config.auth.api_keys = keys.parse::<ApiKeys>().context("invalid --api-keys (AEGIS_API_KEYS)")?;
+    }
+    config.auth.allow_unauthenticated = args.allow_unauthenticated;
+    config.limits.rate_limit_rps = args.rate_limit_rps;
+    config.limits.token_budget = args.token_budget;
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime failed")?;
     runtime.block_on(serve(config, shutdown_signal()))

@@ -1,11 +1,14 @@
 //! The `/api/v1` routes: one module per resource, all over one [`Aegis`] instance.
 
 mod list_query;
+mod probes;
 mod runs;
 mod sessions;
 mod stream;
 mod tasks;
 mod teams;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{Method, StatusCode, Uri};
@@ -16,12 +19,14 @@ use aegis_core::{Aegis, FieldError};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::auth::ApiKeys;
 use crate::envelope::Envelope;
-
 use crate::error::ApiError;
+use crate::limits::RateLimiter;
 
-/// Builds the API router over `aegis`.
-pub(crate) fn router(aegis: Aegis) -> Router {
+/// Builds the API router over `aegis`. Requests under `/api/v1` pass authentication with
+/// `keys`, then the rate limit, then the idempotency middleware, in that order.
+pub(crate) fn router(aegis: Aegis, keys: ApiKeys, limiter: Option<Arc<RateLimiter>>) -> Router {
     let api = Router::new()
         .route("/task", get(tasks::list).post(tasks::create))
         .route("/task/{id}", get(tasks::get).patch(tasks::update).delete(tasks::delete))
@@ -35,11 +40,19 @@ pub(crate) fn router(aegis: Aegis) -> Router {
         .route("/run/{id}/messages", get(runs::messages))
         .route("/run/{id}/cancel", post(runs::cancel))
         .route("/run/{id}/stream", get(stream::stream))
-        .layer(axum::middleware::from_fn_with_state(aegis.clone(), crate::idempotency::reserve));
+        .layer(axum::middleware::from_fn_with_state(aegis.clone(), crate::idempotency::reserve))
+        .layer(axum::middleware::from_fn_with_state(limiter, crate::limits::limit_rate))
+        .layer(axum::middleware::from_fn_with_state(keys.clone(), crate::auth::middleware::authenticate));
+    // Metrics name routes, models and error types, so they need a key like the API does.
+    let metrics = Router::new()
+        .route("/metrics", get(crate::metrics::render))
+        .layer(axum::middleware::from_fn_with_state(keys, crate::auth::middleware::authenticate));
 
     Router::new()
         .nest("/api/v1", api)
+        .merge(metrics)
         .route("/healthz", get(healthz))
+        .route("/readyz", get(probes::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(aegis)

@@ -15,8 +15,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use aegis_core::storage::DeleteTarget;
-use aegis_core::{Aegis, AgentMessage, MAX_WAIT, NewRun, Run, RunPatch};
+use aegis_core::{Aegis, AgentMessage, MAX_WAIT, NewRun, ResourceKind, Run, RunPatch};
+use uuid::Uuid;
 
+use crate::auth::caller::Caller;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
@@ -25,9 +27,12 @@ use crate::routes::list_query::ListQuery;
 
 pub(super) async fn create(
     State(aegis): State<Aegis>,
+    caller: Caller,
     reserved: ReservedId,
-    ApiJson(new): ApiJson<NewRun>,
+    ApiJson(mut new): ApiJson<NewRun>,
 ) -> Result<Envelope<Run>, ApiError> {
+    caller.stamp_creator(&mut new.created_by_user_id)?;
+    caller.referenced(aegis.get_session(new.session_id).await, ResourceKind::Session, new.session_id, "session_id")?;
     let run = reserved.create_or_get(|id| aegis.create_run_with_id(id, new), |id| aegis.get_run(id)).await?;
     Ok(Envelope::created("Run created.", run))
 }
@@ -39,12 +44,15 @@ pub(super) struct GetQuery {
 
 pub(super) async fn get(
     State(aegis): State<Aegis>,
+    caller: Caller,
     PathId(id): PathId,
     Query(query): Query<GetQuery>,
 ) -> Result<Envelope<Run>, ApiError> {
-    let run = match query.wait.as_deref() {
-        Some(raw) => aegis.wait_run(id, parse_wait(raw)?).await?,
-        None => aegis.get_run(id).await?,
+    let wait = query.wait.as_deref().map(parse_wait).transpose()?;
+    let run = own_run(&aegis, &caller, id).await?;
+    let run = match wait {
+        Some(wait) if !run.status.is_terminal() => aegis.wait_run(id, wait).await?,
+        _ => run,
     };
     Ok(Envelope::got(run))
 }
@@ -65,30 +73,50 @@ fn parse_wait(raw: &str) -> Result<Duration, ApiError> {
     }
 }
 
-pub(super) async fn list(State(aegis): State<Aegis>, query: ListQuery) -> Result<Envelope<Vec<Run>>, ApiError> {
-    let page = aegis.list_runs(&query.run_filter()?).await?;
+/// Reads a run the caller may see; another user's run is an unknown id.
+pub(super) async fn own_run(aegis: &Aegis, caller: &Caller, id: Uuid) -> Result<Run, ApiError> {
+    caller.visible(aegis.get_run(id).await?, ResourceKind::Run, id)
+}
+
+pub(super) async fn list(
+    State(aegis): State<Aegis>,
+    caller: Caller,
+    query: ListQuery,
+) -> Result<Envelope<Vec<Run>>, ApiError> {
+    let mut filter = query.run_filter()?;
+    caller.restrict_filter(&mut filter.created_by_user_id)?;
+    let page = aegis.list_runs(&filter).await?;
     Ok(Envelope::page(page, |run| run))
 }
 
 pub(super) async fn messages(
     State(aegis): State<Aegis>,
+    caller: Caller,
     PathId(id): PathId,
     query: ListQuery,
 ) -> Result<Envelope<Vec<AgentMessage>>, ApiError> {
+    own_run(&aegis, &caller, id).await?;
     let page = aegis.list_run_messages(id, &query.page()?).await?;
     Ok(Envelope::page(page, |message| message))
 }
 
 pub(super) async fn update(
     State(aegis): State<Aegis>,
+    caller: Caller,
     PathId(id): PathId,
     ApiJson(patch): ApiJson<RunPatch>,
 ) -> Result<Envelope<Run>, ApiError> {
+    own_run(&aegis, &caller, id).await?;
     Ok(Envelope::ok("Run updated.", aegis.update_run(id, patch).await?))
 }
 
 /// Deletes a terminal run with its messages; 409 for a run that is not terminal.
-pub(super) async fn delete(State(aegis): State<Aegis>, PathId(id): PathId) -> Result<Envelope<Value>, ApiError> {
+pub(super) async fn delete(
+    State(aegis): State<Aegis>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Envelope<Value>, ApiError> {
+    own_run(&aegis, &caller, id).await?;
     let dependants = aegis.delete(DeleteTarget::Run(id), false).await?;
     Ok(super::deleted("Run deleted.", id, &dependants))
 }
@@ -102,11 +130,13 @@ struct CancelBody {
 
 pub(super) async fn cancel(
     State(aegis): State<Aegis>,
+    caller: Caller,
     PathId(id): PathId,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Envelope<Run>, ApiError> {
     let reason = parse_cancel_body(&headers, &body)?;
+    own_run(&aegis, &caller, id).await?;
     let run = aegis.cancel_run(id, reason).await?;
     Ok(Envelope::ok("Run cancelled.", run))
 }
