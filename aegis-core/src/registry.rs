@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use crate::agent::Agent;
 use crate::component::ComponentModel;
 use crate::error::{FieldError, join_path};
-use crate::model::{ModelClient, ProviderEnv};
+use crate::model::{AllowedModelHosts, InvalidHostPattern, ModelClient, ProviderEnv};
 use crate::team::{Participant, SingleAgentTeam, Team};
 use crate::termination::TerminationCondition;
 use crate::tool::Tool;
@@ -86,6 +86,21 @@ impl BuildContext<'_> {
         &self.registry.http
     }
 
+    /// Checks that `url`, the URL a model client would call, has a host the registry's
+    /// [`AllowedModelHosts`] allow. `field` is the config path the URL came from, such as
+    /// `config.base_url`.
+    pub fn check_model_host(&self, field: &str, url: &str) -> BuildResult<()> {
+        let Err(rejected) = self.registry.model_hosts.check(url) else {
+            return Ok(());
+        };
+        let fix = format!(
+            "use an allowed host, or have the operator allow this one with `aegis serve --allow-model-host {host}` \
+             (or AEGIS_ALLOW_MODEL_HOSTS={host})",
+            host = rejected.host
+        );
+        Err(vec![FieldError::new(field, "host_not_allowed", rejected.to_string()).with_fix(fix)])
+    }
+
     /// Builds the model client component of `owner` (an agent's name, or
     /// `<team name>/selector`) and applies the registry's [`ModelClientHook`], if any.
     pub fn model_client(&self, owner: &str, component: &ComponentModel) -> BuildResult<Arc<dyn ModelClient>> {
@@ -110,6 +125,8 @@ pub struct Registry {
     tools: BTreeMap<String, Arc<dyn Tool>>,
     model_client_hook: Option<ModelClientHook>,
     env: ProviderEnv,
+    /// The hosts model clients may call; defaults derived from `env`.
+    model_hosts: AllowedModelHosts,
     http: reqwest::Client,
 }
 
@@ -143,9 +160,21 @@ impl Registry {
             unsupported: HashMap::new(),
             tools: BTreeMap::new(),
             model_client_hook: None,
+            model_hosts: AllowedModelHosts::from_env(&env),
             env,
             http,
         }
+    }
+
+    /// Adds a pattern to the hosts model clients may call (see [`crate::model::hosts`] for the
+    /// syntax), such as `models.internal:8000` or `*.openai.azure.com`.
+    pub fn allow_model_host(&mut self, pattern: &str) -> Result<(), InvalidHostPattern> {
+        self.model_hosts.allow(pattern)
+    }
+
+    /// Returns the hosts model clients may call.
+    pub fn allowed_model_hosts(&self) -> &AllowedModelHosts {
+        &self.model_hosts
     }
 
     /// Creates a registry with every built-in component, reading keys and hosts from `env`.

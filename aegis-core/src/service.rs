@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::component::ComponentModel;
 use crate::engine::control::{RunChanges, Stop};
+use crate::engine::estimate::Estimator;
 use crate::engine::{EngineConfig, Shared, Workers};
 use crate::error::join_path;
 use crate::error::{Error, FieldError, ResourceKind};
@@ -64,6 +65,7 @@ pub enum IdempotentRequest {
 #[derive(Clone)]
 pub struct Aegis {
     shared: Arc<Shared>,
+    estimator: Arc<Estimator>,
 }
 
 impl std::fmt::Debug for Aegis {
@@ -80,8 +82,9 @@ impl Aegis {
     pub fn new(storage: Arc<dyn Storage>, registry: Registry, config: EngineConfig) -> Result<Aegis, String> {
         config.validate()?;
         let owner = format!("worker-{}", Uuid::now_v7());
+        let estimator = Arc::new(Estimator::new(config.workers));
         let shared = Shared::new(storage, registry, config, owner);
-        Ok(Aegis { shared: Arc::new(shared) })
+        Ok(Aegis { shared: Arc::new(shared), estimator })
     }
 
     /// Starts the worker pool. Runs created before the start are picked up too.
@@ -311,7 +314,9 @@ impl Aegis {
         self.shared.storage.insert_run(&spec).await?;
         self.shared.wake.notify_one();
         tracing::debug!(run_id = %spec.run.id, session_id = %spec.run.session_id, "run accepted");
-        Ok(spec.run)
+        let mut run = spec.run;
+        self.estimator.fill(self.shared.storage.as_ref(), &mut run).await;
+        Ok(run)
     }
 
     /// Cancels a run: a `created` run ends `stopped` without starting, an `active` run is
@@ -327,7 +332,7 @@ impl Aegis {
         self.shared.running.notify_change(id);
         if run.status != RunStatus::Active {
             tracing::info!(run_id = %id, status = run.status.as_str(), "cancel request answered without stopping a worker");
-            return Ok(run);
+            return Ok(self.with_estimate(run).await);
         }
 
         // The local worker stops at once; a worker in another process learns of the request
@@ -344,15 +349,15 @@ impl Aegis {
         let mut changes = self.shared.running.subscribe_run(id);
         loop {
             changes.mark_seen();
-            let run = self.get_run(id).await?;
+            let run = self.read_run(id).await?;
             if run.status.is_terminal() || tokio::time::Instant::now() >= deadline {
-                return Ok(run);
+                return Ok(self.with_estimate(run).await);
             }
             tokio::select! {
                 () = changes.changed() => {}
                 () = tokio::time::sleep(WAIT_POLL) => {}
                 () = tokio::time::sleep_until(deadline) => {}
-                () = self.shared.closed.cancelled() => return Ok(run),
+                () = self.shared.closed.cancelled() => return Ok(self.with_estimate(run).await),
             }
         }
     }
@@ -522,7 +527,8 @@ impl Aegis {
             return self.get_run(id).await;
         };
         let run = self.shared.storage.set_run_archived(id, archived).await?;
-        run.ok_or(Error::NotFound { kind: ResourceKind::Run, id, field: "id".to_owned() })
+        let run = run.ok_or(Error::NotFound { kind: ResourceKind::Run, id, field: "id".to_owned() })?;
+        Ok(self.with_estimate(run).await)
     }
 
     /// Deletes a task, team, session or run. Rows that depend on it (sessions, runs) make it
@@ -566,10 +572,23 @@ impl Aegis {
         Ok(self.shared.storage.delete_finished_runs(cutoff, limit).await?)
     }
 
-    /// Reads a run with the messages produced so far.
+    /// Reads a run with the messages produced so far and its `estimated_completion_time`.
     pub async fn get_run(&self, id: Uuid) -> Result<Run, Error> {
+        let run = self.read_run(id).await?;
+        Ok(self.with_estimate(run).await)
+    }
+
+    /// Reads a run as stored, without computing its estimate.
+    async fn read_run(&self, id: Uuid) -> Result<Run, Error> {
         let run = self.shared.storage.get_run(id).await?;
         run.ok_or(Error::NotFound { kind: ResourceKind::Run, id, field: "id".to_owned() })
+    }
+
+    /// Sets `estimated_completion_time` as [`crate::engine::estimate`] describes: a timestamp
+    /// while the run is `created` or `active`, `None` once it is terminal.
+    async fn with_estimate(&self, mut run: Run) -> Run {
+        self.estimator.fill(self.shared.storage.as_ref(), &mut run).await;
+        run
     }
 
     /// Lists the page of runs that `filter` selects, with their messages.
@@ -587,13 +606,15 @@ impl Aegis {
                 .with_fix("give a range whose end is later than its start, or leave one end out"),
             ]));
         }
-        Ok(self.shared.storage.list_runs(filter).await?)
+        let mut page = self.shared.storage.list_runs(filter).await?;
+        self.estimator.fill_all(self.shared.storage.as_ref(), &mut page.items).await;
+        Ok(page)
     }
 
     /// Lists a page of the messages of a run's current attempt. Positions count from 1 in
     /// the order the run produced them.
     pub async fn list_run_messages(&self, id: Uuid, page: &PageRequest) -> Result<Page<AgentMessage>, Error> {
-        let run = self.get_run(id).await?;
+        let run = self.read_run(id).await?;
         paginate_positions(run.messages, page).map_err(|problem| Error::Invalid(vec![problem]))
     }
 }

@@ -56,6 +56,11 @@ impl Timestamp {
         Timestamp(self.0.saturating_add(delta))
     }
 
+    /// Returns the time elapsed from `earlier` to `self`, zero if `earlier` is later.
+    pub fn duration_since(self, earlier: Timestamp) -> std::time::Duration {
+        std::time::Duration::try_from(self.0 - earlier.0).unwrap_or(std::time::Duration::ZERO)
+    }
+
     /// Returns the seconds elapsed from `earlier` to `self` (negative if `earlier` is later).
     pub fn seconds_since(self, earlier: Timestamp) -> f64 {
         (self.0 - earlier.0).as_seconds_f64()

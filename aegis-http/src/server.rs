@@ -76,6 +76,10 @@ pub struct ServeConfig {
     pub engine: EngineConfig,
     /// Provider keys and hosts the model clients fall back to.
     pub provider_env: ProviderEnv,
+    /// Hosts model clients may call besides the defaults (loopback, the providers' hosts and
+    /// those of `provider_env`), as patterns such as `models.internal:8000` or
+    /// `*.openai.azure.com`; see `aegis_core::model::hosts`.
+    pub allowed_model_hosts: Vec<String>,
     /// How long shutdown lets executing runs finish before it hands them back to the queue.
     pub shutdown_grace: Duration,
     /// Terminal runs that finished longer ago than this are deleted with their messages,
@@ -107,6 +111,7 @@ impl ServeConfig {
             store,
             engine: EngineConfig::default(),
             provider_env: ProviderEnv::from_process_env(),
+            allowed_model_hosts: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
             retention: None,
             auth: AuthConfig::default(),
@@ -236,8 +241,12 @@ async fn prepare(config: &ServeConfig) -> anyhow::Result<(Aegis, OpenedStore, Tc
         );
     }
 
+    let mut registry = Registry::with_builtins(config.provider_env.clone());
+    for pattern in &config.allowed_model_hosts {
+        registry.allow_model_host(pattern)?;
+    }
+
     let store = open_store(config).await?;
-    let registry = Registry::with_builtins(config.provider_env.clone());
     let mut engine = config.engine.clone();
     engine.token_budget = config.limits.token_budget.or(engine.token_budget);
     let aegis = Aegis::new(store.shared(), registry, engine).map_err(anyhow::Error::msg)?;

@@ -938,22 +938,24 @@ async fn ollama_errors_are_classified() {
 
 #[test]
 fn every_provider_and_alias_builds() {
-    let registry = aegis_core::Registry::with_builtins(ProviderEnv::default());
+    let mut registry = aegis_core::Registry::with_builtins(ProviderEnv::default());
+    // Azure has no default host, so its endpoints must be allowed explicitly.
+    registry.allow_model_host("*.openai.azure.com").unwrap();
     let configs = [
         ("autogen_ext.models.openai.OpenAIChatCompletionClient", json!({"model": "m"})),
         ("OpenAIChatCompletionClient", json!({"model": "m"})),
         ("openai_chat_completion_client", json!({"model": "m"})),
         (
             "autogen_ext.models.openai.AzureOpenAIChatCompletionClient",
-            json!({"azure_endpoint": "https://r.example", "azure_deployment": "d", "api_version": "v"}),
+            json!({"azure_endpoint": "https://r.openai.azure.com", "azure_deployment": "d", "api_version": "v"}),
         ),
         (
             "AzureOpenAIChatCompletionClient",
-            json!({"azure_endpoint": "https://r.example", "azure_deployment": "d", "api_version": "v"}),
+            json!({"azure_endpoint": "https://r.openai.azure.com", "azure_deployment": "d", "api_version": "v"}),
         ),
         (
             "azure_openai_chat_completion_client",
-            json!({"azure_endpoint": "https://r.example", "azure_deployment": "d", "api_version": "v"}),
+            json!({"azure_endpoint": "https://r.openai.azure.com", "azure_deployment": "d", "api_version": "v"}),
         ),
         ("autogen_ext.models.anthropic.AnthropicChatCompletionClient", json!({"model": "claude"})),
         ("autogen_ext.models.ollama.OllamaChatCompletionClient", json!({"model": "llama3.2"})),

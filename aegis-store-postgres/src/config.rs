@@ -75,6 +75,9 @@ impl PostgresConfig {
 /// A string that does not parse becomes `<invalid database url>`, because its text may hold a
 /// password in a place the parser could not find.
 pub fn redact_database_url(url: &str) -> String {
+    let Ok((url, _)) = crate::tls::split_tls_options(url) else {
+        return "<invalid database url>".to_owned();
+    };
     let Ok(config) = url.parse::<tokio_postgres::Config>() else {
         return "<invalid database url>".to_owned();
     };

@@ -20,8 +20,18 @@ pub enum StoreOpenError {
     /// password.
     #[error("the postgres database url is invalid: {0}; expected postgres://user:password@host:port/dbname")]
     InvalidUrl(String),
-    /// No connection to the server could be opened.
-    #[error("connecting to the postgres database {url} failed: {source}")]
+    /// The TLS settings of the URL cannot be used, such as an `sslrootcert` file that cannot
+    /// be read.
+    #[error("setting up TLS for the postgres database {url} failed: {message}")]
+    Tls {
+        /// The database URL, password masked.
+        url: String,
+        /// What failed.
+        message: String,
+    },
+    /// No connection to the server could be opened. The message lists the causes, such as
+    /// the TLS error under a failed handshake.
+    #[error("connecting to the postgres database {url} failed: {}", with_causes(.source.as_ref()))]
     Connect {
         /// The database URL, password masked.
         url: String,
@@ -53,6 +63,18 @@ pub enum StoreOpenError {
         #[source]
         source: BoxError,
     },
+}
+
+/// Formats an error followed by its sources, each after a colon.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
 
 /// Maps a failed statement to a `Backend` error that names what was being done.

@@ -37,8 +37,10 @@
 //! # }
 //! ```
 //!
-//! NOTE: connections are unencrypted (`NoTls`). A URL with `sslmode=require` fails to connect;
-//! run the database on a trusted network or behind a TLS proxy until TLS support lands.
+//! # TLS
+//!
+//! The URL's `sslmode` (`disable`, `prefer` by default, `require`, `verify-ca`, `verify-full`)
+//! and `sslrootcert` work as in libpq, over rustls; the `tls` module describes the details.
 
 mod config;
 mod conn;
@@ -53,6 +55,7 @@ mod schema;
 mod sessions;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tls;
 
 use std::time::Duration;
 
@@ -64,7 +67,6 @@ use aegis_core::{AgentMessage, BatchItem, Run, RunSpec, Session, Storage, Task, 
 use async_trait::async_trait;
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde_json::Value;
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 pub use config::{PostgresConfig, redact_database_url};
@@ -100,9 +102,12 @@ impl PostgresStore {
     /// migrated the database.
     pub async fn connect(url: &str, config: PostgresConfig) -> Result<PostgresStore, StoreOpenError> {
         config.validate()?;
+        let (url, tls_options) = tls::split_tls_options(url).map_err(StoreOpenError::InvalidUrl)?;
         let mut pg_config: tokio_postgres::Config =
             url.parse().map_err(|error: tokio_postgres::Error| StoreOpenError::InvalidUrl(error.to_string()))?;
         let redacted = config::redact(&pg_config);
+        let connector =
+            tls::connector(&tls_options).map_err(|message| StoreOpenError::Tls { url: redacted.clone(), message })?;
         if pg_config.get_connect_timeout().is_none() {
             pg_config.connect_timeout(config.connect_timeout);
         }
@@ -110,7 +115,7 @@ impl PostgresStore {
             pg_config.application_name("aegis");
         }
 
-        let pool = build_pool(pg_config, &config, &redacted)?;
+        let pool = build_pool(pg_config, connector, &config, &redacted)?;
         let connect_failed = |source: Box<dyn std::error::Error + Send + Sync>| StoreOpenError::Connect {
             url: redacted.clone(),
             source,
@@ -142,10 +147,11 @@ impl PostgresStore {
 
 fn build_pool(
     pg_config: tokio_postgres::Config,
+    connector: tls::RustlsConnect,
     config: &PostgresConfig,
     redacted: &str,
 ) -> Result<Pool, StoreOpenError> {
-    let manager = Manager::from_config(pg_config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = Manager::from_config(pg_config, connector, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(config.pool_size)
         .runtime(Runtime::Tokio1)
@@ -250,6 +256,14 @@ impl Storage for PostgresStore {
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Page<Run>, StorageError> {
         runs::list_runs(&*self.client().await?, filter).await
+    }
+
+    async fn count_queued_before(&self, created_at: Timestamp, id: Uuid) -> Result<u64, StorageError> {
+        runs::count_queued_before(&*self.client().await?, created_at, id).await
+    }
+
+    async fn recent_run_durations(&self, team_id: Option<Uuid>, limit: usize) -> Result<Vec<Duration>, StorageError> {
+        runs::recent_run_durations(&*self.client().await?, team_id, limit).await
     }
 
     async fn claim_run(&self, owner: &str, lease: Duration) -> Result<Option<(RunSpec, Lease)>, StorageError> {

@@ -70,8 +70,8 @@ pub(crate) async fn insert_run(conn: &impl Conn, spec: &RunSpec) -> Result<(), S
     conn.execute(
         "WITH run AS (
              INSERT INTO runs (id, session_id, status, attempt, created_at, session_limit, stub_error_step,
-                               last_event_seq, document, team_component, team_metadata, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $13)
+                               last_event_seq, document, team_component, team_metadata, finished_at, team_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $13, (SELECT team_id FROM sessions WHERE id = $2))
              RETURNING id, attempt
          ), messages AS (
              INSERT INTO run_messages (run_id, attempt, document)
@@ -143,6 +143,67 @@ pub(crate) async fn list_runs(conn: &impl Conn, filter: &RunFilter) -> Result<Pa
     conditions.compare("created_at", "<", filter.created_before.map(Timestamp::as_datetime));
     let columns = format!("r.document, {MESSAGES_OF_R}");
     listing::list_page(conn, "runs AS r", &columns, conditions, &filter.page, |row| decode_run_at(row, 2)).await
+}
+
+/// Counts the `created` runs before `(created_at, id)` in claim order.
+pub(crate) async fn count_queued_before(
+    conn: &impl Conn,
+    created_at: Timestamp,
+    id: Uuid,
+) -> Result<u64, StorageError> {
+    let row = conn
+        .query_opt(
+            "SELECT count(*) FROM runs WHERE status = 'created' AND (created_at, id) < ($1, $2)",
+            &[&created_at.as_datetime(), &id],
+        )
+        .await
+        .map_err(|error| backend("counting queued runs", error))?;
+    let count = row.map(|row| row.get::<_, i64>(0)).unwrap_or(0);
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// Reads how long the most recently finished `complete` or `error` runs executed, newest
+/// first, of one team or of all.
+pub(crate) async fn recent_run_durations(
+    conn: &impl Conn,
+    team_id: Option<Uuid>,
+    limit: usize,
+) -> Result<Vec<Duration>, StorageError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    // One statement per case, so each uses its index: `runs_by_team_finished` or
+    // `runs_by_finished`.
+    let rows = match team_id {
+        Some(team_id) => {
+            conn.query(
+                "SELECT document ->> 'started_at', finished_at FROM runs
+                 WHERE team_id = $1 AND finished_at IS NOT NULL AND status IN ('complete', 'error')
+                 ORDER BY finished_at DESC LIMIT $2",
+                &[&team_id, &limit],
+            )
+            .await
+        }
+        None => {
+            conn.query(
+                "SELECT document ->> 'started_at', finished_at FROM runs
+                 WHERE finished_at IS NOT NULL AND status IN ('complete', 'error')
+                 ORDER BY finished_at DESC LIMIT $1",
+                &[&limit],
+            )
+            .await
+        }
+    }
+    .map_err(|error| backend("reading recent run durations", error))?;
+
+    // A run that never started (none should end complete or error) has no duration.
+    let durations = rows
+        .iter()
+        .filter_map(|row| {
+            let started_at = Timestamp::parse(row.get::<_, Option<&str>>(0)?).ok()?;
+            let finished_at = Timestamp::from_datetime(row.get::<_, OffsetDateTime>(1));
+            Some(finished_at.duration_since(started_at))
+        })
+        .collect();
+    Ok(durations)
 }
 
 /// Sets a run's `archived` flag in its document, under the run's row lock, and returns the

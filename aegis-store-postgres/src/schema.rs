@@ -168,8 +168,17 @@ CREATE INDEX runs_by_finished ON runs (finished_at) WHERE finished_at IS NOT NUL
 CREATE INDEX idempotency_keys_by_resource ON idempotency_keys (resource_id);
 ";
 
+/// Run time estimates: each run's team (the team of its session when the run was accepted,
+/// filled from the sessions for existing rows) and the index that reads a team's most recently
+/// finished runs. Queue positions use `runs_queued`.
+const V3_ESTIMATES: &str = "
+ALTER TABLE runs ADD COLUMN team_id uuid;
+UPDATE runs SET team_id = sessions.team_id FROM sessions WHERE sessions.id = runs.session_id;
+CREATE INDEX runs_by_team_finished ON runs (team_id, finished_at) WHERE finished_at IS NOT NULL;
+";
+
 /// The migrations in order: entry `i` moves a database from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_LISTINGS];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_LISTINGS, V3_ESTIMATES];
 
 /// The schema version this version of the crate migrates databases to.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

@@ -18,6 +18,43 @@ use uuid::Uuid;
 /// `postgres://postgres@127.0.0.1:5432/postgres`. Its user must be allowed to create databases.
 pub const DATABASE_URL_VAR: &str = "AEGIS_TEST_DATABASE_URL";
 
+/// The environment variable naming the PEM file of the CA that signed the test server's
+/// certificate. `scripts/test-postgres.sh` sets it when it starts the cluster with TLS on.
+pub const ROOT_CERT_VAR: &str = "AEGIS_TEST_DATABASE_CA";
+
+/// The environment variable naming the PEM file of a CA that did not sign the server's
+/// certificate, for tests that expect verification to fail.
+pub const OTHER_ROOT_CERT_VAR: &str = "AEGIS_TEST_DATABASE_OTHER_CA";
+
+/// Returns the paths in [`ROOT_CERT_VAR`] and [`OTHER_ROOT_CERT_VAR`], or `None` after
+/// printing why the test `test` is skipped. Panics when they are unset while `CI` is set.
+pub fn root_certificates(test: &str) -> Option<(String, String)> {
+    let read = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
+    match (read(ROOT_CERT_VAR), read(OTHER_ROOT_CERT_VAR)) {
+        (Some(root), Some(other)) => Some((root, other)),
+        _ if running_in_ci() => panic!(
+            "{test}: {ROOT_CERT_VAR} and {OTHER_ROOT_CERT_VAR} are not set, but CI is, and CI must run the TLS tests; \
+             run them with scripts/test-postgres.sh, which needs openssl"
+        ),
+        _ => {
+            eprintln!(
+                "skipping {test}: {ROOT_CERT_VAR} is not set (scripts/test-postgres.sh sets it when openssl is installed)"
+            );
+            None
+        }
+    }
+}
+
+/// Returns whether a pooled connection of `store` is encrypted, as the server reports it.
+pub async fn uses_tls(store: &crate::PostgresStore) -> bool {
+    let client = store.client().await.expect("a pooled connection");
+    let row = client
+        .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+        .await
+        .expect("reading pg_stat_ssl");
+    row.get(0)
+}
+
 /// A database created for one test.
 #[derive(Debug)]
 pub struct TestDatabase {

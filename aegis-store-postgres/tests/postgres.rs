@@ -227,7 +227,7 @@ async fn listing_migration_fills_existing_rows() {
              ALTER TABLE sessions DROP COLUMN archived, DROP COLUMN created_by_user_id, DROP COLUMN task_id,
                                   DROP COLUMN team_id;
              ALTER TABLE runs DROP COLUMN archived, DROP COLUMN created_by_user_id, DROP COLUMN task_id,
-                              DROP COLUMN finished_at;
+                              DROP COLUMN finished_at, DROP COLUMN team_id;
              DELETE FROM aegis_schema_migrations WHERE version > 1;",
         )
         .await
@@ -256,6 +256,8 @@ async fn listing_migration_fills_existing_rows() {
     assert_eq!(runs.items.iter().map(|run| run.id).collect::<Vec<_>>(), vec![spec.run.id], "the task's run");
 
     let later = Timestamp::now().saturating_add(Duration::from_secs(1));
+    let durations = store.recent_run_durations(Some(team.id), 10).await.unwrap();
+    assert_eq!(durations.len(), 1, "the run's team_id is filled from its session");
     let deleted = store.delete_finished_runs(later, 10).await.unwrap();
     assert_eq!(deleted, vec![spec.run.id], "retention finds the run by its filled finished_at");
 

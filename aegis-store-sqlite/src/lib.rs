@@ -277,6 +277,14 @@ impl Storage for SqliteStore {
         self.readers.read(move |conn| runs::list_runs(conn, &filter)).await
     }
 
+    async fn count_queued_before(&self, created_at: Timestamp, id: Uuid) -> Result<u64, StorageError> {
+        self.readers.read(move |conn| runs::count_queued_before(conn, created_at, id)).await
+    }
+
+    async fn recent_run_durations(&self, team_id: Option<Uuid>, limit: usize) -> Result<Vec<Duration>, StorageError> {
+        self.readers.read(move |conn| runs::recent_run_durations(conn, team_id, limit)).await
+    }
+
     async fn claim_run(&self, owner: &str, lease: Duration) -> Result<Option<(RunSpec, Lease)>, StorageError> {
         let owner = owner.to_owned();
         self.writer.write(move |conn| runs::claim_run(conn, &owner, lease)).await

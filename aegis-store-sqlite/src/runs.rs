@@ -86,8 +86,10 @@ pub(crate) fn insert_run(conn: &Connection, run: &EncodedRun) -> Result<(), Stor
     let mut statement = conn
         .prepare_cached(
             "INSERT INTO runs (id, session_id, status, attempt, created_at, json, team_component, team_metadata,
-                               session_limit, stub_error_step, task_id, archived, created_by_user_id, finished_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                               session_limit, stub_error_step, task_id, archived, created_by_user_id, finished_at,
+                               team_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+                     (SELECT team_id FROM sessions WHERE id = ?2))",
         )
         .map_err(|error| backend("preparing the run insert", error))?;
     statement
@@ -161,6 +163,74 @@ pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Page<Ru
     conditions.compare("created_at", ">=", filter.created_after.map(|at| SqlValue::Integer(at.unix_micros())));
     conditions.compare("created_at", "<", filter.created_before.map(|at| SqlValue::Integer(at.unix_micros())));
     listing::list_page(conn, "runs", conditions, &filter.page, |id, json| decode_run(conn, id, &json))
+}
+
+/// Counts the `created` runs before `(created_at, id)` in claim order.
+pub(crate) fn count_queued_before(conn: &Connection, created_at: Timestamp, id: Uuid) -> Result<u64, StorageError> {
+    let count_failed = |error| backend("counting queued runs", error);
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT count(*) FROM runs
+             WHERE status = ?1 AND (created_at < ?2 OR (created_at = ?2 AND id < ?3))",
+        )
+        .map_err(count_failed)?;
+    let count: i64 = statement
+        .query_row(params![RunStatus::Created.as_str(), created_at.unix_micros(), id.to_string()], |row| row.get(0))
+        .map_err(count_failed)?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// Reads how long the most recently finished `complete` or `error` runs executed, newest
+/// first, of one team or of all.
+pub(crate) fn recent_run_durations(
+    conn: &Connection,
+    team_id: Option<Uuid>,
+    limit: usize,
+) -> Result<Vec<Duration>, StorageError> {
+    let read_failed = |error| backend("reading recent run durations", error);
+    let (complete, error) = (RunStatus::Complete.as_str(), RunStatus::Error.as_str());
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let read_row = |row: &rusqlite::Row<'_>| Ok((row.get::<_, Option<String>>(0)?, row.get::<_, i64>(1)?));
+
+    // One statement per case, so each uses its index: `runs_by_team_finished` or
+    // `runs_by_finished`.
+    let rows = match team_id {
+        Some(team_id) => {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT json_extract(json, '$.started_at'), finished_at FROM runs
+                     WHERE team_id = ?1 AND finished_at IS NOT NULL AND status IN (?2, ?3)
+                     ORDER BY finished_at DESC LIMIT ?4",
+                )
+                .map_err(read_failed)?;
+            let rows = statement
+                .query_map(params![team_id.to_string(), complete, error, limit], read_row)
+                .map_err(read_failed)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(read_failed)?
+        }
+        None => {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT json_extract(json, '$.started_at'), finished_at FROM runs
+                     WHERE finished_at IS NOT NULL AND status IN (?1, ?2)
+                     ORDER BY finished_at DESC LIMIT ?3",
+                )
+                .map_err(read_failed)?;
+            let rows = statement.query_map(params![complete, error, limit], read_row).map_err(read_failed)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(read_failed)?
+        }
+    };
+
+    // A run that never started (none should end complete or error) has no duration.
+    let durations = rows
+        .into_iter()
+        .filter_map(|(started_at, finished_at)| {
+            let started_at = Timestamp::parse(&started_at?).ok()?;
+            let finished_at = Timestamp::from_unix_micros(finished_at)?;
+            Some(finished_at.duration_since(started_at))
+        })
+        .collect();
+    Ok(durations)
 }
 
 /// Sets a run's `archived` flag in its document and its column.

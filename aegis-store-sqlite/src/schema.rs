@@ -163,8 +163,17 @@ CREATE INDEX runs_by_finished ON runs (finished_at) WHERE finished_at IS NOT NUL
 CREATE INDEX idempotency_keys_by_resource ON idempotency_keys (resource_id);
 ";
 
+/// Run time estimates: each run's team (the team of its session when the run was accepted,
+/// filled from the sessions for existing rows) and the index that reads a team's most recently
+/// finished runs. Queue positions use `runs_by_status`.
+const V4_ESTIMATES: &str = "
+ALTER TABLE runs ADD COLUMN team_id TEXT;
+UPDATE runs SET team_id = (SELECT team_id FROM sessions WHERE sessions.id = runs.session_id);
+CREATE INDEX runs_by_team_finished ON runs (team_id, finished_at) WHERE finished_at IS NOT NULL;
+";
+
 /// The migrations in order, as the module docs describe.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_RUN_ENGINE, V3_LISTINGS];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_RUN_ENGINE, V3_LISTINGS, V4_ESTIMATES];
 
 /// The schema version this version of the crate migrates databases to.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

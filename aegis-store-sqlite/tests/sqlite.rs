@@ -142,6 +142,31 @@ async fn open_without_requeue_keeps_active_run() {
 }
 
 #[tokio::test]
+async fn estimates_migration_fills_team_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aegis.db");
+    let store = SqliteStore::open_default(&path).await.unwrap();
+    let session = new_session(&store).await;
+    store.insert_run(&run_spec(&session)).await.unwrap();
+    let (_, lease) = store.claim_run("owner-a", LEASE).await.unwrap().unwrap();
+    store.finish_run(&lease, &RunOutcome::complete(TeamResult::default())).await.unwrap();
+    store.close().await;
+
+    // Take the file back to version 3, before runs had a team_id, with the run in it.
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP INDEX runs_by_team_finished; ALTER TABLE runs DROP COLUMN team_id; PRAGMA user_version = 3;",
+    )
+    .unwrap();
+    drop(conn);
+
+    let reopened = SqliteStore::open_default(&path).await.unwrap();
+    let durations = reopened.recent_run_durations(Some(session.team_id), 10).await.unwrap();
+    assert_eq!(durations.len(), 1, "the run's team_id is filled from its session");
+    reopened.close().await;
+}
+
+#[tokio::test]
 async fn migrations_set_user_version_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("aegis.db");

@@ -22,6 +22,7 @@
 mod batch;
 pub(crate) mod budget;
 pub(crate) mod control;
+pub mod estimate;
 mod execute;
 
 use std::sync::Arc;

@@ -140,6 +140,11 @@ impl AnthropicClient {
         self
     }
 
+    /// Returns the URL requests go to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     fn request_body(&self, request: &CreateRequest, stream: bool) -> Value {
         let (system, messages) = to_anthropic_messages(&request.messages);
         let mut body = Map::new();

@@ -31,6 +31,7 @@ pub(crate) fn register(registry: &mut Registry) {
 fn build_openai(component: &ComponentModel, context: &BuildContext<'_>) -> BuildResult<Arc<dyn ModelClient>> {
     let mut client = OpenAiClient::from_config(&component.config, context.env(), context.http().clone())
         .map_err(|message| vec![FieldError::new("config", "invalid_config", message)])?;
+    context.check_model_host("config.base_url", client.endpoint())?;
     if let Some(model) = &context.overrides.model {
         client.set_model(model.clone());
     }
@@ -40,6 +41,7 @@ fn build_openai(component: &ComponentModel, context: &BuildContext<'_>) -> Build
 fn build_azure(component: &ComponentModel, context: &BuildContext<'_>) -> BuildResult<Arc<dyn ModelClient>> {
     let mut client = azure::from_config(&component.config, context.env(), context.http().clone())
         .map_err(|message| vec![FieldError::new("config", "invalid_config", message)])?;
+    context.check_model_host("config.azure_endpoint", client.endpoint())?;
     if let Some(model) = &context.overrides.model {
         client.set_model(model.clone());
     }
@@ -49,6 +51,7 @@ fn build_azure(component: &ComponentModel, context: &BuildContext<'_>) -> BuildR
 fn build_anthropic(component: &ComponentModel, context: &BuildContext<'_>) -> BuildResult<Arc<dyn ModelClient>> {
     let mut client = AnthropicClient::from_config(&component.config, context.env(), context.http().clone())
         .map_err(|message| vec![FieldError::new("config", "invalid_config", message)])?;
+    context.check_model_host("config.base_url", client.endpoint())?;
     if let Some(model) = &context.overrides.model {
         client.set_model(model.clone());
     }
@@ -58,6 +61,7 @@ fn build_anthropic(component: &ComponentModel, context: &BuildContext<'_>) -> Bu
 fn build_ollama(component: &ComponentModel, context: &BuildContext<'_>) -> BuildResult<Arc<dyn ModelClient>> {
     let mut client = OllamaClient::from_config(&component.config, context.env(), context.http().clone())
         .map_err(|message| vec![FieldError::new("config", "invalid_config", message)])?;
+    context.check_model_host("config.host", client.endpoint())?;
     if let Some(model) = &context.overrides.model {
         client.set_model(model.clone());
     }

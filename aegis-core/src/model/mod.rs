@@ -12,6 +12,7 @@ pub mod azure;
 pub(crate) mod builders;
 pub mod env;
 mod error;
+pub mod hosts;
 pub mod ollama;
 pub mod openai;
 pub mod replay;
@@ -27,6 +28,7 @@ use serde_json::{Map, Value};
 
 pub use env::{ANTHROPIC_DEFAULT_BASE_URL, OLLAMA_DEFAULT_HOST, OPENAI_DEFAULT_BASE_URL, ProviderEnv};
 pub use error::{ModelError, ModelErrorKind};
+pub use hosts::{AllowedModelHosts, HostNotAllowed, InvalidHostPattern};
 pub use retry::RetryPolicy;
 
 use crate::message::RequestUsage;

@@ -42,6 +42,8 @@ struct State {
 #[derive(Debug)]
 struct StoredRun {
     spec: RunSpec,
+    /// The team of the run's session when the run was accepted.
+    team_id: Option<Uuid>,
     lease: Option<(String, Timestamp)>,
     cancel_reason: Option<String>,
     events: Vec<RunEvent>,
@@ -329,8 +331,10 @@ impl Storage for MemoryStorage {
     async fn insert_run(&self, spec: &RunSpec) -> Result<(), StorageError> {
         let mut state = self.state();
         let id = spec.run.id;
+        let team_id = state.sessions.get(&spec.run.session_id).map(|session| session.team_id);
         let mut stored = StoredRun {
             spec: spec.clone(),
+            team_id,
             lease: None,
             cancel_reason: None,
             events: Vec::new(),
@@ -357,6 +361,35 @@ impl Storage for MemoryStorage {
             .map(|stored| stored.spec.run.clone())
             .collect();
         Ok(filter.page.paginate(selected, run_key))
+    }
+
+    async fn count_queued_before(&self, created_at: Timestamp, id: Uuid) -> Result<u64, StorageError> {
+        let state = self.state();
+        let key = Keyset::new(created_at, id);
+        let ahead = state
+            .queue
+            .iter()
+            .filter_map(|queued| state.runs.get(queued))
+            .filter(|stored| run_key(&stored.spec.run) < key)
+            .count();
+        Ok(ahead as u64)
+    }
+
+    async fn recent_run_durations(&self, team_id: Option<Uuid>, limit: usize) -> Result<Vec<Duration>, StorageError> {
+        let state = self.state();
+        let mut finished: Vec<(Timestamp, Duration)> = state
+            .runs
+            .values()
+            .filter(|stored| team_id.is_none() || stored.team_id == team_id)
+            .filter(|stored| matches!(stored.spec.run.status, RunStatus::Complete | RunStatus::Error))
+            .filter_map(|stored| {
+                let run = &stored.spec.run;
+                let (started_at, finished_at) = (run.started_at?, run.finished_at?);
+                Some((finished_at, finished_at.duration_since(started_at)))
+            })
+            .collect();
+        finished.sort_by_key(|(finished_at, _)| std::cmp::Reverse(*finished_at));
+        Ok(finished.into_iter().take(limit).map(|(_, duration)| duration).collect())
     }
 
     async fn claim_run(&self, owner: &str, lease: Duration) -> Result<Option<(RunSpec, Lease)>, StorageError> {

@@ -502,6 +502,16 @@ pub trait Storage: Send + Sync {
     /// Lists the page of runs that `filter` selects, with their messages, ordered by
     /// `(created_at, id)` as [`page`] describes.
     async fn list_runs(&self, filter: &RunFilter) -> Result<Page<Run>, StorageError>;
+    /// Counts the `created` runs, of every session, that come before the run with key
+    /// `(created_at, id)` in claim order. It is the run's place in the queue as an estimate:
+    /// a per-session limit can let a later run start first.
+    async fn count_queued_before(&self, created_at: Timestamp, id: Uuid) -> Result<u64, StorageError>;
+    /// Returns how long the `limit` most recently finished runs executed (`finished_at -
+    /// started_at`), newest first. `team_id` selects the runs of one team (the team of the
+    /// run's session when it was accepted); `None` selects runs of every team. Only runs that
+    /// ended `complete` or `error` count, because a cancelled run says little about how long
+    /// a run takes.
+    async fn recent_run_durations(&self, team_id: Option<Uuid>, limit: usize) -> Result<Vec<Duration>, StorageError>;
 
     /// Claims the oldest `created` run for `owner` for `lease` and marks it `active`.
     async fn claim_run(&self, owner: &str, lease: Duration) -> Result<Option<(RunSpec, Lease)>, StorageError>;

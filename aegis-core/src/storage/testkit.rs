@@ -87,6 +87,7 @@ pub async fn check_all(store: &Arc<dyn Storage>) {
     check_updates(shared).await;
     check_deletes(shared).await;
     check_retention(shared).await;
+    check_estimate_inputs(shared).await;
     check_token_usage(shared).await;
     check_ready_and_counts(shared).await;
 }
@@ -1346,6 +1347,75 @@ pub async fn check_retention(store: &dyn Storage) {
     assert!(store.get_run(recent.run.id).await.expect("get_run").is_some(), "the recent run stays");
     assert!(store.get_run(queued.run.id).await.expect("get_run").is_some(), "a queued run stays");
     drain(store).await;
+}
+
+/// Checks the inputs of run time estimates: queue positions in claim order (ties on
+/// `created_at` broken by id, across sessions) and the durations of a team's recently finished
+/// runs, newest first, without cancelled runs.
+pub async fn check_estimate_inputs(store: &dyn Storage) {
+    drain(store).await;
+    let (first_team, second_team) = (new_session(store).await, new_session(store).await);
+    let base = Timestamp::now();
+    let mut queued: Vec<RunSpec> = (0..3u64)
+        .map(|index| {
+            let mut spec = run_spec(&first_team);
+            spec.run.created_at = base.saturating_add(Duration::from_millis(index));
+            spec
+        })
+        .collect();
+    let mut tie = run_spec(&first_team);
+    tie.run.created_at = queued[2].run.created_at;
+    queued.push(tie);
+    let mut other = run_spec(&second_team);
+    other.run.created_at = base.saturating_add(Duration::from_millis(10));
+    queued.push(other);
+    for spec in &queued {
+        store.insert_run(spec).await.expect("insert_run");
+    }
+
+    let key = |spec: &RunSpec| (spec.run.created_at, spec.run.id);
+    for spec in &queued {
+        let expected = queued.iter().filter(|ahead| key(ahead) < key(spec)).count() as u64;
+        let position = store.count_queued_before(spec.run.created_at, spec.run.id).await.expect("count_queued_before");
+        assert_eq!(position, expected, "queue position of run {} created at {}", spec.run.id, spec.run.created_at);
+    }
+
+    // Runs finish at `started_at` plus a chosen duration, later than any other check's runs,
+    // so they are the newest finished runs of the store too.
+    let finish_after = |spec: RunSpec, status: RunStatus, seconds: u64| {
+        let started_at = spec.run.started_at.expect("a claimed run has started_at");
+        let mut outcome = stopped_outcome();
+        outcome.status = status;
+        outcome.finished_at = started_at.saturating_add(Duration::from_secs(seconds));
+        outcome
+    };
+    let (spec, lease) = store.claim_run("estimates", LONG_LEASE).await.expect("claim_run").expect("a queued run");
+    assert_eq!(spec.run.id, queued[0].run.id, "the claim takes the first run of the queue");
+    let position = store.count_queued_before(queued[1].run.created_at, queued[1].run.id).await.expect("count");
+    assert_eq!(position, 0, "a claimed run is no longer queued ahead of others");
+    store.finish_run(&lease, &finish_after(spec, RunStatus::Complete, 5)).await.expect("finish_run");
+
+    let (spec, lease) = store.claim_run("estimates", LONG_LEASE).await.expect("claim_run").expect("a queued run");
+    store.finish_run(&lease, &finish_after(spec, RunStatus::Error, 2)).await.expect("finish_run");
+    let (spec, lease) = store.claim_run("estimates", LONG_LEASE).await.expect("claim_run").expect("a queued run");
+    store.finish_run(&lease, &finish_after(spec, RunStatus::Stopped, 60)).await.expect("finish_run");
+    let (_, lease) = store.claim_run("estimates", LONG_LEASE).await.expect("claim_run").expect("a queued run");
+    store.finish_run(&lease, &stopped_outcome()).await.expect("finish_run");
+    let (spec, lease) = store.claim_run("estimates", LONG_LEASE).await.expect("claim_run").expect("a queued run");
+    assert_eq!(spec.run.session_id, second_team.id, "the run of the second team is claimed last");
+    store.finish_run(&lease, &finish_after(spec, RunStatus::Complete, 9)).await.expect("finish_run");
+
+    let seconds = |durations: Vec<Duration>| durations.iter().map(Duration::as_secs_f64).collect::<Vec<_>>();
+    let first = store.recent_run_durations(Some(first_team.team_id), 10).await.expect("recent_run_durations");
+    assert_eq!(seconds(first), [5.0, 2.0], "complete and error runs of the team, newest first, without stopped runs");
+    let limited = store.recent_run_durations(Some(first_team.team_id), 1).await.expect("recent_run_durations");
+    assert_eq!(seconds(limited), [5.0], "at most `limit` durations");
+    let second = store.recent_run_durations(Some(second_team.team_id), 10).await.expect("recent_run_durations");
+    assert_eq!(seconds(second), [9.0], "only the runs of the team asked for");
+    let all = store.recent_run_durations(None, 3).await.expect("recent_run_durations");
+    assert_eq!(seconds(all), [9.0, 5.0, 2.0], "runs of every team without a team");
+    let unknown = store.recent_run_durations(Some(Uuid::now_v7()), 10).await.expect("recent_run_durations");
+    assert!(unknown.is_empty(), "a team without finished runs has no durations");
 }
 
 /// Checks that [`Storage::tokens_used_by`] sums prompt and completion tokens of one user's

@@ -131,6 +131,13 @@ struct ServeArgs {
     #[arg(long, env = "AEGIS_TOKEN_BUDGET")]
     token_budget: Option<u64>,
 
+    /// A host model clients may call besides loopback, the providers' default hosts and the
+    /// hosts of OPENAI_BASE_URL, AZURE_OPENAI_ENDPOINT, ANTHROPIC_BASE_URL and OLLAMA_HOST:
+    /// HOST, HOST:PORT, an IP address or *.DOMAIN for every subdomain. Repeat the flag, or
+    /// separate hosts with commas.
+    #[arg(long = "allow-model-host", env = "AEGIS_ALLOW_MODEL_HOSTS", value_delimiter = ',', value_name = "HOST")]
+    allow_model_hosts: Vec<String>,
+
     /// Log format on stderr.
     #[arg(long, env = "AEGIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -175,6 +182,7 @@ fn run_serve(args: ServeArgs, config_keys: &[String]) -> anyhow::Result<()> {
     config.engine.poll_interval = Duration::from_millis(args.poll_ms.max(1));
     config.engine.max_attempts = args.max_attempts;
     config.engine.batch_concurrency = args.batch_concurrency;
+    config.allowed_model_hosts = args.allow_model_hosts;
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace);
     config.retention =
         (args.retention_days > 0).then(|| Duration::from_secs(args.retention_days.saturating_mul(86_400)));

@@ -2,9 +2,11 @@
 //!
 //! Events:
 //!
-//! - `status` (with an id): `{"status", "attempt"}` whenever the run's status or attempt
-//!   changes. A new attempt means the earlier attempt's messages were discarded, so a client
-//!   drops what it showed of them.
+//! - `status` (with an id): `{"status", "attempt", "estimated_completion_time"}` whenever the
+//!   run's status or attempt changes. A new attempt means the earlier attempt's messages were
+//!   discarded, so a client drops what it showed of them. The estimate is the run's current
+//!   one when the event reports the run's current status and attempt, and `null` for an
+//!   older event (replayed after `Last-Event-ID`) and a terminal status.
 //! - `message` (with an id): each stored message of the run.
 //! - `chunk` (no id): a token chunk of a streaming agent, shown live and never replayed.
 //! - `end`: the terminal run, as `GET /run/{id}` returns it; the stream closes after it.
@@ -28,7 +30,7 @@ use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use aegis_core::storage::{RunEvent, RunEventKind};
-use aegis_core::{Aegis, AgentMessage};
+use aegis_core::{Aegis, AgentMessage, Run, RunStatus};
 
 use crate::auth::caller::Caller;
 use crate::error::ApiError;
@@ -94,7 +96,7 @@ async fn follow(aegis: Aegis, id: Uuid, mut after: u64, sender: mpsc::Sender<Eve
 
         // The run is read before its events: if it was terminal then, its last status event
         // is among the events read next.
-        let run = match aegis.get_run(id).await {
+        let mut run = match aegis.get_run(id).await {
             Ok(run) => run,
             Err(error) => {
                 tracing::warn!(run_id = %id, %error, "reading the run for its stream failed; closing the stream");
@@ -119,7 +121,16 @@ async fn follow(aegis: Aegis, id: Uuid, mut after: u64, sender: mpsc::Sender<Eve
             let Some(last) = events.last() else { break };
             after = last.seq;
             for event in &events {
-                if sender.send(stored_event(event)).await.is_err() {
+                if reports_later_status(event, &run) {
+                    // The run moved on after it was read: read it again for this status's estimate.
+                    match aegis.get_run(id).await {
+                        Ok(fresh) => run = fresh,
+                        Err(error) => {
+                            tracing::warn!(run_id = %id, %error, "re-reading the run for its estimate failed")
+                        }
+                    }
+                }
+                if sender.send(stored_event(event, &run)).await.is_err() {
                     return;
                 }
             }
@@ -196,14 +207,28 @@ async fn next_chunk(chunks: &mut Option<broadcast::Receiver<AgentMessage>>) -> O
     }
 }
 
-fn stored_event(event: &RunEvent) -> Event {
+/// Returns whether `event` reports a status the run reached after `run` was read: a later
+/// attempt, or `active` while `run` is still `created`.
+fn reports_later_status(event: &RunEvent, run: &Run) -> bool {
+    let RunEventKind::Status { status, attempt } = &event.kind else {
+        return false;
+    };
+    *attempt > run.attempt || (*attempt == run.attempt && *status != run.status && run.status == RunStatus::Created)
+}
+
+/// Renders a stored event. `run` is the run as read before the event, and a status event
+/// carries its estimate when it reports the run's current status and attempt.
+fn stored_event(event: &RunEvent, run: &Run) -> Event {
     let base = Event::default().id(event.seq.to_string());
     match &event.kind {
         RunEventKind::Message { message, .. } => {
             base.event("message").data(serde_json::to_string(message).unwrap_or_default())
         }
         RunEventKind::Status { status, attempt } => {
-            base.event("status").data(json!({"status": status, "attempt": attempt}).to_string())
+            let is_current = *status == run.status && *attempt == run.attempt;
+            let estimate = run.estimated_completion_time.filter(|_| is_current);
+            let data = json!({"status": status, "attempt": attempt, "estimated_completion_time": estimate});
+            base.event("status").data(data.to_string())
         }
         other => base.event("event").data(serde_json::to_string(other).unwrap_or_default()),
     }
