@@ -19,18 +19,59 @@
 mod envelope;
 pub mod error;
 mod extract;
+mod guard;
 mod idempotency;
 #[cfg(feature = "mock")]
 pub mod mock;
+mod openapi;
 mod routes;
 pub mod server;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
-/// Builds the full application: the API routes plus request tracing.
+/// The default of [`AppConfig::max_body_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Settings of the HTTP application.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct AppConfig {
+    /// The largest request body accepted, in bytes; a larger body gets 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for AppConfig {
+    fn default() -> AppConfig {
+        AppConfig { max_body_bytes: DEFAULT_MAX_BODY_BYTES }
+    }
+}
+
+/// Builds the full application with the default [`AppConfig`].
 pub fn app(aegis: aegis_core::Aegis) -> Router {
-    routes::router(aegis).layer(TraceLayer::new_for_http())
+    app_with_config(aegis, &AppConfig::default())
+}
+
+/// Builds the full application: the routes, the body limit, request tracing, and the
+/// middleware that keeps every error (413s and panics included) in the error envelope.
+pub fn app_with_config(aegis: aegis_core::Aegis, config: &AppConfig) -> Router {
+    let limit = guard::BodyLimit(config.max_body_bytes);
+    routes::router(aegis)
+        // RequestBodyLimitLayer is the one limit: it rejects a too-long Content-Length before
+        // the handler runs, and ends a longer chunked body while it is read.
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(limit, guard::envelope_errors))
+        .layer(CatchPanicLayer::custom(guard::panic_response))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Returns the OpenAPI 3.1 document of the API, as served at `GET /api/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::document()
 }

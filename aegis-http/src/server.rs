@@ -77,6 +77,9 @@ pub struct ServeConfig {
     /// Terminal runs that finished longer ago than this are deleted with their messages,
     /// checked at start-up and then every [`RETENTION_INTERVAL`]; `None` keeps runs forever.
     pub retention: Option<Duration>,
+    /// The largest request body accepted, in bytes; a larger body gets 413. Defaults to
+    /// [`DEFAULT_MAX_BODY_BYTES`](crate::DEFAULT_MAX_BODY_BYTES), 1 MiB.
+    pub max_body_bytes: usize,
 }
 
 /// How often the server deletes runs past the retention period.
@@ -101,6 +104,7 @@ impl ServeConfig {
             provider_env: ProviderEnv::from_process_env(),
             shutdown_grace: Duration::from_secs(30),
             retention: None,
+            max_body_bytes: crate::DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
@@ -140,7 +144,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
     let (aegis, store, listener) = prepare(&config).await?;
     let addr = listener.local_addr().context("reading the bound address failed")?;
-    let serving = serve_on(aegis.clone(), listener, config.shutdown_grace, config.retention, async {
+    let serving = serve_on(aegis.clone(), listener, config, async {
         let _ = signal.await;
     });
     let task = tokio::spawn(async move {
@@ -157,7 +161,7 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()> + Sen
     let (aegis, store, listener) = prepare(&config).await?;
     let addr = listener.local_addr().context("reading the bound address failed")?;
     println!("listening on {addr}");
-    let served = serve_on(aegis, listener, config.shutdown_grace, config.retention, shutdown).await;
+    let served = serve_on(aegis, listener, config, shutdown).await;
     close_store(store).await;
     served
 }
@@ -276,13 +280,14 @@ async fn delete_expired_runs(aegis: Aegis, age: Duration) {
 async fn serve_on(
     aegis: Aegis,
     listener: TcpListener,
-    grace: Duration,
-    retention: Option<Duration>,
+    config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let workers = aegis.start();
-    let retention = retention.map(|age| tokio::spawn(delete_expired_runs(aegis.clone(), age)));
-    let app = crate::app(aegis);
+    let retention = config.retention.map(|age| tokio::spawn(delete_expired_runs(aegis.clone(), age)));
+    let app_config = crate::AppConfig { max_body_bytes: config.max_body_bytes };
+    let app = crate::app_with_config(aegis, &app_config);
+    let grace = config.shutdown_grace;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async {
         let _ = http_stopped.await;

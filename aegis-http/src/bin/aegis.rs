@@ -92,6 +92,10 @@ struct ServeArgs {
     #[arg(long, env = "AEGIS_RETENTION_DAYS", default_value_t = 0)]
     retention_days: u64,
 
+    /// The largest request body accepted, in bytes; a larger body gets 413.
+    #[arg(long, env = "AEGIS_MAX_BODY_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1..))]
+    max_body_bytes: u64,
+
     /// Log format on stderr.
     #[arg(long, env = "AEGIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -128,6 +132,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.engine.max_attempts = args.max_attempts;
     config.engine.batch_concurrency = args.batch_concurrency;
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace);
+    config.max_body_bytes = usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX);
     config.retention =
         (args.retention_days > 0).then(|| Duration::from_secs(args.retention_days.saturating_mul(86_400)));
 

@@ -89,6 +89,11 @@ impl ListQuery {
         }
     }
 
+    /// Returns the raw value of a parameter that is not a list's, such as `wait`.
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
     fn text(&self, name: &str) -> Option<String> {
         self.0.get(name).cloned()
     }
