@@ -1,14 +1,17 @@
-//! Middleware that keeps every error in the API's envelope, including the errors produced
-//! outside the handlers: the body limit's 413 (tower-http answers it with a plain-text body),
-//! Swagger UI's 404 for an unknown file, and a handler that panicked.
+//! Middleware around the whole application: the request body limit, and keeping every error
+//! in the API's envelope, including errors produced outside the handlers (axum's plain-text
+//! rejections, Swagger UI's 404 for an unknown file, a handler that panicked).
 
 use std::any::Any;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 
 use aegis_core::FieldError;
 
@@ -17,6 +20,59 @@ use crate::error::ApiError;
 /// The body limit, for the 413 message.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BodyLimit(pub(crate) usize);
+
+/// The most bytes of an oversized body that [`limit_body`] reads and discards before it
+/// answers 413.
+const MAX_DRAIN_BYTES: usize = 16 * 1024 * 1024;
+
+/// Reads the request body up to the limit and answers 413 for a longer one.
+///
+/// The body is read here, not rejected unread from its Content-Length as tower-http's
+/// `RequestBodyLimitLayer` does. A server that answers and closes the connection while body
+/// bytes are still unread makes its TCP stack send a reset, and the client's stack then often
+/// discards the 413 before the client reads it. So the rest of an oversized body is read and
+/// discarded, up to [`MAX_DRAIN_BYTES`], and the 413 goes out on a connection that closes
+/// cleanly. Handlers buffer their bodies anyway, so reading it here costs no streaming.
+pub(crate) async fn limit_body(State(limit): State<BodyLimit>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let drain_limit = limit.0.saturating_add(MAX_DRAIN_BYTES);
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok());
+    if declared.is_some_and(|length| u64::try_from(drain_limit).is_ok_and(|drain_limit| length > drain_limit)) {
+        // NOTE: too large to drain; the client may see a reset instead of this 413.
+        return closing(body_too_large(limit.0).into_response());
+    }
+
+    let mut body = body;
+    let mut buffer = BytesMut::new();
+    let mut received = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            // The client went away or sent a broken body; nobody reads an answer.
+            return ApiError::new(StatusCode::BAD_REQUEST, "Reading the request body failed").into_response();
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        received = received.saturating_add(data.len());
+        if received <= limit.0 {
+            buffer.extend_from_slice(&data);
+        } else if received > drain_limit {
+            break;
+        }
+    }
+    if received > limit.0 {
+        return closing(body_too_large(limit.0).into_response());
+    }
+    next.run(Request::from_parts(parts, Body::from(buffer.freeze()))).await
+}
+
+/// Marks a response as the last on its connection.
+fn closing(mut response: Response) -> Response {
+    response.headers_mut().insert(CONNECTION, axum::http::HeaderValue::from_static("close"));
+    response
+}
 
 /// Re-renders a 4xx or 5xx response that is not JSON as the error envelope, and every 413
 /// as one message that names the limit and how to raise it.

@@ -30,7 +30,6 @@ pub mod server;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
@@ -62,10 +61,9 @@ pub fn app(aegis: aegis_core::Aegis) -> Router {
 pub fn app_with_config(aegis: aegis_core::Aegis, config: &AppConfig) -> Router {
     let limit = guard::BodyLimit(config.max_body_bytes);
     routes::router(aegis)
-        // RequestBodyLimitLayer is the one limit: it rejects a too-long Content-Length before
-        // the handler runs, and ends a longer chunked body while it is read.
+        // `guard::limit_body` is the one limit, so axum's default limit of its own is off.
         .layer(DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(limit, guard::limit_body))
         .layer(axum::middleware::from_fn_with_state(limit, guard::envelope_errors))
         .layer(CatchPanicLayer::custom(guard::panic_response))
         .layer(TraceLayer::new_for_http())
