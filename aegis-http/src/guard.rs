@@ -22,13 +22,13 @@ use crate::error::ApiError;
 pub(crate) struct BodyLimit(pub(crate) usize);
 
 /// The most bytes of an oversized body that [`limit_body`] reads and discards before it
-/// answers 413.
+/// sends the 413.
 const MAX_DRAIN_BYTES: usize = 16 * 1024 * 1024;
 
-/// Reads the request body up to the limit and answers 413 for a longer one.
+/// Reads the request body up to the limit and responds 413 to a longer one.
 ///
 /// The body is read here, not rejected unread from its Content-Length as tower-http's
-/// `RequestBodyLimitLayer` does. A server that answers and closes the connection while body
+/// `RequestBodyLimitLayer` does. A server that responds and closes the connection while body
 /// bytes are still unread makes its TCP stack send a reset, and the client's stack then often
 /// discards the 413 before the client reads it. So the rest of an oversized body is read and
 /// discarded, up to [`MAX_DRAIN_BYTES`], and the 413 goes out on a connection that closes
@@ -50,9 +50,13 @@ pub(crate) async fn limit_body(State(limit): State<BodyLimit>, request: Request,
     let mut buffer = BytesMut::new();
     let mut received = 0usize;
     while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
-            // The client went away or sent a broken body; nobody reads an answer.
-            return ApiError::new(StatusCode::BAD_REQUEST, "Reading the request body failed").into_response();
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(error) => {
+                // The client went away or sent a broken body, so no client reads this response.
+                tracing::debug!(%error, "reading the request body failed");
+                return ApiError::new(StatusCode::BAD_REQUEST, "Reading the request body failed").into_response();
+            }
         };
         let Ok(data) = frame.into_data() else { continue };
         received = received.saturating_add(data.len());
@@ -112,7 +116,7 @@ fn is_json(response: &Response) -> bool {
         .is_some_and(|value| value.starts_with("application/json"))
 }
 
-/// The 413 of a body over `limit` bytes.
+/// Builds the 413 for a body over `limit` bytes.
 pub(crate) fn body_too_large(limit: usize) -> ApiError {
     let message = format!("The request body is larger than the server's limit of {limit} bytes");
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, &message).with_error(
@@ -121,7 +125,7 @@ pub(crate) fn body_too_large(limit: usize) -> ApiError {
     )
 }
 
-/// The 500 of a handler that panicked, for `CatchPanicLayer`.
+/// Builds the 500 for a handler that panicked, for `CatchPanicLayer`.
 pub(crate) fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     let detail = panic
         .downcast_ref::<&str>()

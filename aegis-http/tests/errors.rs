@@ -115,7 +115,7 @@ async fn body_over_default_limit_is_413() {
     server.stop().await.unwrap();
 }
 
-/// A route that reads no body (a GET) still gets one read: a server that answers and closes
+/// A route that reads no body (a GET) still gets one read: a server that responds and closes
 /// with body bytes unread makes its TCP stack send a reset, and the client then loses the
 /// response. The fuzz test found this with bodies of 20 to 100 KB on `GET /api/v1/task`.
 /// NOTE: the reset depends on timing; this sequence did not reproduce it alone on a 2-core

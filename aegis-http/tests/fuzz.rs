@@ -2,9 +2,9 @@
 //!
 //! The routes come from the served OpenAPI document, so a new route is fuzzed without a
 //! change here. Each operation gets malformed, truncated, deeply nested, oversized and
-//! invalid UTF-8 bodies; every field of a valid body replaced by values of other types,
-//! huge strings and odd Unicode; bad ids in the path; bad values for each documented query
-//! parameter; and odd headers. Every response must be below 500, arrive whole on a
+//! invalid UTF-8 bodies. Every field of a valid body is replaced in turn by values of other
+//! types, huge strings and odd Unicode. Paths get bad ids, each documented query parameter
+//! gets bad values, and headers get odd values. Every response must be below 500, arrive whole on a
 //! connection that stays usable, and be an error envelope when it is an error. Afterwards
 //! the server must still answer `/healthz`.
 //!
@@ -227,7 +227,7 @@ impl Fuzzer {
         Fuzzer::fill(template, id)
     }
 
-    /// A valid body for the operation, for the field mutations.
+    /// Returns a valid body for the operation, which the field mutations start from.
     fn valid_body(&self, operation: &Operation) -> Value {
         match operation.id.as_str() {
             "create_task" => common::task_body(),
@@ -394,8 +394,8 @@ fn collect_pointers(value: &Value, prefix: String, out: &mut Vec<String>) {
     }
 }
 
-/// An array nested `depth` levels, just under serde_json's limit of 128 when placed inside a
-/// body, so that the service (not the parser) handles the depth.
+/// Builds an array nested `depth` levels deep. Inside a body it stays just under serde_json's
+/// limit of 128, so the service, not the parser, handles the depth.
 fn nested_array(depth: usize) -> Value {
     let mut value = json!(1);
     for _ in 0..depth {

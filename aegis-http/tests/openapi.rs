@@ -56,7 +56,7 @@ fn checked_in_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json")
 }
 
-/// The `(METHOD, path)` pairs the document describes.
+/// Collects the `(METHOD, path)` pairs the document describes.
 fn documented(spec: &Value) -> BTreeSet<(String, String)> {
     let mut operations = BTreeSet::new();
     for (path, item) in spec["paths"].as_object().unwrap() {
@@ -186,7 +186,7 @@ async fn document_describes_inputs_and_errors() {
 }
 
 /// Sends every documented method of every documented path and checks that a handler
-/// answered: no 405, and no 404 from the router's fallback (whose error names `path`). The
+/// handled it: no 405, and no 404 from the router's fallback (whose error names `path`). The
 /// methods a path does not document must get 405.
 #[tokio::test]
 async fn every_documented_route_is_served() {

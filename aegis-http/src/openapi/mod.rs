@@ -11,7 +11,7 @@
 //! stays true on a server that checks API keys and on one that does not.
 //!
 //! `docs/openapi.json` is a checked-in copy; `tests/openapi.rs` fails when it differs from the
-//! served document and says how to rewrite it.
+//! served document and names the command that rewrites it.
 
 pub(crate) mod schemas;
 
@@ -30,10 +30,10 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use crate::error::ApiError;
 use crate::openapi::schemas::{Archived, ErrorEnvelope, Order};
 
-/// Where the document is served.
+/// The path of the document.
 pub(crate) const SPEC_PATH: &str = "/api/v1/openapi.json";
 
-/// Where Swagger UI is served.
+/// The path of Swagger UI.
 pub(crate) const DOCS_PATH: &str = "/docs";
 
 /// The name of the bearer security scheme in `components.securitySchemes`.
