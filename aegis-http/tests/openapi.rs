@@ -1,5 +1,6 @@
 //! The OpenAPI document: the served copy equals the checked-in `docs/openapi.json`, it
-//! describes every route, and every route it describes is served.
+//! describes every route, every route it describes is served, and real responses match
+//! their schemas.
 //!
 //! The router and the document are built from the same `utoipa_axum` route calls, so a route
 //! cannot be served undocumented. These tests guard the rest: the checked-in file, the list
@@ -15,7 +16,9 @@ use std::path::PathBuf;
 use reqwest::Method;
 use serde_json::Value;
 
-use common::sqlite_server;
+use aegis_core::ProviderEnv;
+use aegis_http::mock::{MockConfig, MockProvider};
+use common::{Api, sqlite_server, text_run_body};
 
 /// The command that rewrites `docs/openapi.json` from the served document.
 const UPDATE_COMMAND: &str = "AEGIS_UPDATE_OPENAPI=1 cargo test -p aegis-http --test openapi";
@@ -242,5 +245,101 @@ async fn swagger_ui_is_served_offline() {
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["data"], Value::Null);
     assert_eq!(body["meta"]["errors"][0]["code"], "not_found");
+    server.stop().await.unwrap();
+}
+
+/// Escapes a path for a JSON pointer.
+fn escape(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+/// Returns how `body` breaks the document's schema for `status` of `method path`. The
+/// document is the schema's root, so its `$ref`s resolve.
+fn schema_errors(spec: &Value, method: &str, path: &str, status: u16, body: &Value) -> Vec<String> {
+    let mut response_pointer = format!("/paths/{}/{method}/responses/{status}", escape(path));
+    let response = spec.pointer(&response_pointer).unwrap_or_else(|| {
+        panic!("{method} {path} documents no {status} response");
+    });
+    if let Some(target) = response["$ref"].as_str() {
+        response_pointer = target.trim_start_matches('#').to_owned();
+    }
+    let schema_pointer = format!("{response_pointer}/content/application~1json/schema");
+    assert!(spec.pointer(&schema_pointer).is_some(), "{method} {path} {status}: no schema");
+
+    // The pointer becomes a URI fragment, where braces must be percent-encoded.
+    let mut root = spec.clone();
+    root["$ref"] = Value::String(format!("#{}", schema_pointer.replace('{', "%7B").replace('}', "%7D")));
+    let validator = jsonschema::validator_for(&root).unwrap();
+    validator.iter_errors(body).map(|error| format!("{error} at {}", error.instance_path())).collect()
+}
+
+fn check_response(spec: &Value, method: &str, path: &str, status: u16, body: &Value) {
+    let errors = schema_errors(spec, method, path, status, body);
+    assert!(errors.is_empty(), "{method} {path} {status} does not match its schema: {errors:?}\n{body}");
+}
+
+#[tokio::test]
+async fn schema_check_rejects_wrong_shapes() {
+    let spec = serde_json::to_value(aegis_http::openapi()).unwrap();
+    let wrong_id = serde_json::json!({"message": "Data got correctly", "meta": {}, "data": {"id": 5}});
+    let error_with_data = serde_json::json!({"message": "x", "meta": {"errors": []}, "data": {}});
+
+    assert!(!schema_errors(&spec, "get", "/api/v1/task/{id}", 200, &wrong_id).is_empty());
+    assert!(!schema_errors(&spec, "get", "/api/v1/task/{id}", 404, &error_with_data).is_empty());
+}
+
+/// Sends real requests and checks each response, success and error, against its schema.
+#[tokio::test]
+async fn responses_match_their_schemas() {
+    let mock = MockProvider::start(MockConfig::default()).await.unwrap();
+    let base_url = mock.base_url();
+    let (server, _dir) =
+        sqlite_server(|config| config.provider_env = ProviderEnv::with_openai_base_url(base_url)).await;
+    let api = Api::new(server.addr());
+    let spec = serde_json::to_value(aegis_http::openapi()).unwrap();
+    let (task_id, team_id, session_id) = api.tutorial_session(None).await;
+    let unknown = "0195c641-0d8e-7061-a65b-79051d4929ca";
+
+    let (status, run) = api.post("/run", &text_run_body(&session_id, &task_id, "Name a capital city.")).await;
+    check_response(&spec, "post", "/api/v1/run", status, &run);
+    let run_id = run["data"]["id"].as_str().unwrap().to_owned();
+    api.wait_terminal(&run_id, std::time::Duration::from_secs(30)).await;
+
+    let reads = [
+        ("/api/v1/task", "/task".to_owned()),
+        ("/api/v1/task/{id}", format!("/task/{task_id}")),
+        ("/api/v1/team", "/team".to_owned()),
+        ("/api/v1/team/{id}", format!("/team/{team_id}")),
+        ("/api/v1/session", "/session".to_owned()),
+        ("/api/v1/session/{id}", format!("/session/{session_id}")),
+        ("/api/v1/run", "/run".to_owned()),
+        ("/api/v1/run/{id}", format!("/run/{run_id}")),
+        ("/api/v1/run/{id}", format!("/run/{run_id}?wait=0")),
+        ("/api/v1/run/{id}/messages", format!("/run/{run_id}/messages")),
+        ("/api/v1/task/{id}", format!("/task/{unknown}")),
+        ("/api/v1/run", "/run?limit=-1".to_owned()),
+    ];
+    for (template, path) in reads {
+        let (status, body) = api.get(&path).await;
+        check_response(&spec, "get", template, status, &body);
+    }
+
+    let (status, body) = api.post("/team/validate", &common::team_body(None)).await;
+    check_response(&spec, "post", "/api/v1/team/validate", status, &body);
+    let (status, body) = api.post(&format!("/run/{run_id}/cancel"), &serde_json::json!({})).await;
+    check_response(&spec, "post", "/api/v1/run/{id}/cancel", status, &body);
+    let (status, body) = api.post("/task", &serde_json::json!({"name": 5})).await;
+    assert_eq!(status, 422);
+    check_response(&spec, "post", "/api/v1/task", status, &body);
+
+    let client = reqwest::Client::new();
+    let delete = client.delete(format!("{}/api/v1/task/{task_id}", api.base)).send().await.unwrap();
+    let status = delete.status().as_u16();
+    assert_eq!(status, 409);
+    check_response(&spec, "delete", "/api/v1/task/{id}", status, &delete.json().await.unwrap());
+    let delete = client.delete(format!("{}/api/v1/run/{run_id}", api.base)).send().await.unwrap();
+    let status = delete.status().as_u16();
+    assert_eq!(status, 200);
+    check_response(&spec, "delete", "/api/v1/run/{id}", status, &delete.json().await.unwrap());
     server.stop().await.unwrap();
 }
