@@ -135,3 +135,62 @@ pub(crate) fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     tracing::error!(panic = detail, "a request handler panicked");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "The request failed unexpectedly; try again.").into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use serde_json::Value;
+    use tower::ServiceExt;
+    use tower_http::catch_panic::CatchPanicLayer;
+
+    use super::*;
+
+    /// A router with a plain-text 404 handler and a panicking handler behind the guards.
+    fn guarded() -> Router {
+        let limit = BodyLimit(16);
+        Router::new()
+            .route("/plain", get(|| async { (StatusCode::NOT_FOUND, "nothing here") }))
+            .route("/panic", get(panicking))
+            .layer(axum::middleware::from_fn_with_state(limit, limit_body))
+            .layer(axum::middleware::from_fn_with_state(limit, envelope_errors))
+            .layer(CatchPanicLayer::custom(panic_response))
+    }
+
+    async fn panicking() -> &'static str {
+        panic!("handler bug")
+    }
+
+    async fn call(uri: &str, body: &'static str) -> (StatusCode, Value) {
+        let request = axum::http::Request::builder().uri(uri).body(Body::from(body)).unwrap();
+        let response = guarded().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn plain_error_becomes_envelope() {
+        let (status, body) = call("/plain", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["meta"]["errors"][0]["code"], "not_found");
+        assert_eq!(body["data"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn panic_becomes_500_envelope() {
+        let (status, body) = call("/panic", "").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body["message"].as_str().unwrap().contains("unexpectedly"), "{body}");
+        assert_eq!(body["data"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn body_over_limit_is_413_envelope() {
+        let (status, body) = call("/plain", "01234567890123456789").await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body["meta"]["errors"][0]["code"], "body_too_large");
+        assert!(body["message"].as_str().unwrap().contains("16 bytes"), "{body}");
+    }
+}
