@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::engine::budget::Allowance;
 use crate::message::{AgentMessage, MessageKind, RequestUsage};
 use crate::model::{ChunkSink, CreateRequest, CreateResult, ModelClient, ModelError};
 use crate::resource::ErrorDetails;
@@ -123,12 +124,27 @@ pub struct RunContext<'a> {
     usage: RequestUsage,
     /// Messages recorded since each open [`RunContext::start_capture`], innermost last.
     captures: Vec<Vec<AgentMessage>>,
+    /// The user's token budget, checked before every model call.
+    allowance: Option<Allowance>,
 }
 
 impl<'a> RunContext<'a> {
     /// Creates a context that records messages in `sink`.
     pub fn new(run_id: Uuid, sink: &'a mut dyn MessageSink) -> RunContext<'a> {
-        RunContext { run_id, sink, usage: RequestUsage::default(), captures: Vec::new() }
+        RunContext { run_id, sink, usage: RequestUsage::default(), captures: Vec::new(), allowance: None }
+    }
+
+    /// Makes every later model call fail with `BudgetExceededError` once the user's budget is
+    /// used up, counting this context's usage.
+    pub(crate) fn limit_tokens(&mut self, allowance: Allowance) {
+        self.allowance = Some(allowance);
+    }
+
+    fn check_allowance(&self) -> Result<(), RunError> {
+        match &self.allowance {
+            Some(allowance) => allowance.check(self.run_id, self.usage),
+            None => Ok(()),
+        }
     }
 
     /// Returns the id of the run.
@@ -163,13 +179,15 @@ impl<'a> RunContext<'a> {
         self.sink.emit_transient(message);
     }
 
-    /// Calls a model on behalf of `agent`, counting its tokens towards the run's usage.
+    /// Calls a model on behalf of `agent`, counting its tokens towards the run's usage. Fails
+    /// with `BudgetExceededError` instead of calling when the user's token budget is used up.
     pub async fn call_model(
         &mut self,
         agent: &str,
         client: &dyn ModelClient,
         request: &CreateRequest,
     ) -> Result<CreateResult, RunError> {
+        self.check_allowance()?;
         let started = std::time::Instant::now();
         let result = client.create(request).instrument(model_call_span(self.run_id, agent, client)).await;
         self.record_call(agent, client, started, result)
@@ -186,6 +204,7 @@ impl<'a> RunContext<'a> {
         request: &CreateRequest,
         chunks: ChunkEvents<'_>,
     ) -> Result<CreateResult, RunError> {
+        self.check_allowance()?;
         let started = std::time::Instant::now();
         let span = model_call_span(self.run_id, agent, client);
         let mut forward = ChunkForwarder { sink: &mut *self.sink, events: chunks };

@@ -2,12 +2,14 @@
 //!
 //! Handlers return `Result<_, ApiError>` so `?` works on service calls, and every error leaves
 //! through [`IntoResponse`] here: `{"message", "meta": {"errors": [{field, code, message,
-//! fix}]}, "data": null}`. Status codes: 400 for malformed JSON, 404 for unknown ids, 415 for
-//! a non-JSON body, 422 for well-formed input that is invalid, 500/503 for store failures (which
-//! never expose internals beyond a one-line cause).
+//! fix}]}, "data": null}`. Status codes: 400 for malformed JSON, 401 for a missing or invalid
+//! API key, 403 for a body that names another user, and 404 for unknown ids (and other users'
+//! rows). 415 is for a non-JSON body, 422 for well-formed input that is invalid, 429 for a key
+//! over its rate limit, and 500/503 for store failures (which never expose internals beyond a
+//! one-line cause).
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -21,12 +23,30 @@ pub struct ApiError {
     message: String,
     errors: Vec<FieldError>,
     retry_after_s: Option<u64>,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
     /// Creates an error with a status and a summary message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into(), errors: Vec::new(), retry_after_s: None }
+        ApiError { status, message: message.into(), errors: Vec::new(), retry_after_s: None, headers: Vec::new() }
+    }
+
+    /// Adds a response header, such as `WWW-Authenticate`.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> ApiError {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Sets `Retry-After`, in whole seconds.
+    pub fn with_retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after_s = Some(seconds);
+        self
+    }
+
+    fn with_errors(mut self, errors: Vec<FieldError>) -> ApiError {
+        self.errors.extend(errors);
+        self
     }
 
     /// Adds a field-level problem.
@@ -63,15 +83,10 @@ impl From<Error> for ApiError {
             }
             Error::Invalid(errors) => {
                 let message = Error::Invalid(errors.clone()).to_string();
-                ApiError {
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                    message: capitalise(&message),
-                    errors,
-                    retry_after_s: None,
-                }
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, capitalise(&message)).with_errors(errors)
             }
             Error::Conflict { message, errors } => {
-                ApiError { status: StatusCode::CONFLICT, message: capitalise(&message), errors, retry_after_s: None }
+                ApiError::new(StatusCode::CONFLICT, capitalise(&message)).with_errors(errors)
             }
             Error::Storage(error) => {
                 let status = match error.kind() {
@@ -114,7 +129,10 @@ impl IntoResponse for ApiError {
         });
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after_s {
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
         }
         response
     }

@@ -6,8 +6,8 @@
 //! key and an equal body gets the same id ([`ReservedId`]). Handlers create the resource under
 //! that id or, when it exists already, return it. So two retries racing each other cannot
 //! create two resources: the store's primary key admits one, and the loser reads it back.
-//! The scope is the method and path, so the same key sent to two endpoints names two
-//! requests.
+//! The scope is the method, the path and the caller's user, so the same key sent to two
+//! endpoints, or by two users, names two requests.
 //!
 //! NOTE: a key is stored even when the first request fails validation, so a corrected body
 //! needs a new key.
@@ -26,6 +26,7 @@ use uuid::Uuid;
 use aegis_core::storage::StorageErrorKind;
 use aegis_core::{Aegis, Error, IdempotentRequest};
 
+use crate::auth::caller::Caller;
 use crate::error::ApiError;
 
 /// The header clients send.
@@ -105,7 +106,10 @@ pub(crate) async fn reserve(State(aegis): State<Aegis>, request: Request, next: 
         .into_response();
     };
 
-    let scope = format!("POST {}", request.uri().path());
+    let scope = match request.extensions().get::<Caller>().and_then(Caller::user_id) {
+        Some(user_id) => format!("POST {} as {user_id}", request.uri().path()),
+        None => format!("POST {}", request.uri().path()),
+    };
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(bytes) => bytes,

@@ -16,16 +16,20 @@
 //! # }
 //! ```
 
+pub mod auth;
 mod envelope;
 pub mod error;
 mod extract;
 mod guard;
 mod idempotency;
+pub mod limits;
 #[cfg(feature = "mock")]
 pub mod mock;
 mod openapi;
 mod routes;
 pub mod server;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -34,6 +38,9 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
+use crate::auth::AuthConfig;
+use crate::limits::{LimitsConfig, RateLimiter};
+
 /// The default of [`AppConfig::max_body_bytes`]: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -41,26 +48,44 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct AppConfig {
+    /// API keys; without keys every request is accepted.
+    pub auth: AuthConfig,
+    /// Per-key request rate and per-user token budget.
+    pub limits: LimitsConfig,
     /// The largest request body accepted, in bytes; a larger body gets 413.
     pub max_body_bytes: usize,
 }
 
 impl Default for AppConfig {
     fn default() -> AppConfig {
-        AppConfig { max_body_bytes: DEFAULT_MAX_BODY_BYTES }
+        AppConfig {
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
     }
 }
 
-/// Builds the full application with the default [`AppConfig`].
+/// Builds the full application without API keys or rate limits.
 pub fn app(aegis: aegis_core::Aegis) -> Router {
     app_with_config(aegis, &AppConfig::default())
 }
 
-/// Builds the full application: the routes, the body limit, request tracing, and the
-/// middleware that keeps every error (413s and panics included) in the error envelope.
+/// Builds the full application with authentication and rate limits, and the default body
+/// limit.
+pub fn app_with(aegis: aegis_core::Aegis, auth: &AuthConfig, limits: &LimitsConfig) -> Router {
+    let config = AppConfig { auth: auth.clone(), limits: limits.clone(), ..AppConfig::default() };
+    app_with_config(aegis, &config)
+}
+
+/// Builds the full application: the routes (with authentication and rate limits on the API
+/// routes), the body limit, request tracing, and the middleware that keeps every error (413s
+/// and panics included) in the error envelope.
 pub fn app_with_config(aegis: aegis_core::Aegis, config: &AppConfig) -> Router {
+    let keys = config.auth.api_keys.clone();
+    let limiter = config.limits.rate_limit_rps.map(|rps| Arc::new(RateLimiter::new(rps, keys.len())));
     let limit = guard::BodyLimit(config.max_body_bytes);
-    routes::router(aegis)
+    routes::router(aegis, keys, limiter)
         // `guard::limit_body` is the one limit, so axum's default limit of its own is off.
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(limit, guard::limit_body))

@@ -17,11 +17,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::Router;
 use tokio::net::TcpListener;
 
 use aegis_core::{Aegis, EngineConfig, ProviderEnv, Registry, Storage};
 use aegis_store_postgres::{PostgresConfig, PostgresStore, redact_database_url};
 use aegis_store_sqlite::{SqliteConfig, SqliteStore};
+
+use crate::auth::AuthConfig;
+use crate::limits::LimitsConfig;
 
 /// The store a server keeps its data in.
 #[derive(Clone)]
@@ -77,6 +81,10 @@ pub struct ServeConfig {
     /// Terminal runs that finished longer ago than this are deleted with their messages,
     /// checked at start-up and then every [`RETENTION_INTERVAL`]; `None` keeps runs forever.
     pub retention: Option<Duration>,
+    /// API keys, and whether a server without them may listen beyond loopback.
+    pub auth: AuthConfig,
+    /// Per-key request rate and per-user token budget.
+    pub limits: LimitsConfig,
     /// The largest request body accepted, in bytes; a larger body gets 413. Defaults to
     /// [`DEFAULT_MAX_BODY_BYTES`](crate::DEFAULT_MAX_BODY_BYTES), 1 MiB.
     pub max_body_bytes: usize,
@@ -104,9 +112,21 @@ impl ServeConfig {
             provider_env: ProviderEnv::from_process_env(),
             shutdown_grace: Duration::from_secs(30),
             retention: None,
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
             max_body_bytes: crate::DEFAULT_MAX_BODY_BYTES,
         }
     }
+}
+
+/// Builds the application with the settings of `config`.
+fn app_for(aegis: Aegis, config: &ServeConfig) -> Router {
+    let app_config = crate::AppConfig {
+        auth: config.auth.clone(),
+        limits: config.limits.clone(),
+        max_body_bytes: config.max_body_bytes,
+    };
+    crate::app_with_config(aegis, &app_config)
 }
 
 /// A server started by [`start`], serving in the background.
@@ -144,7 +164,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
     let (aegis, store, listener) = prepare(&config).await?;
     let addr = listener.local_addr().context("reading the bound address failed")?;
-    let serving = serve_on(aegis.clone(), listener, config, async {
+    let app = app_for(aegis.clone(), &config);
+    let serving = serve_on(aegis.clone(), app, listener, config.shutdown_grace, config.retention, async {
         let _ = signal.await;
     });
     let task = tokio::spawn(async move {
@@ -161,7 +182,8 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()> + Sen
     let (aegis, store, listener) = prepare(&config).await?;
     let addr = listener.local_addr().context("reading the bound address failed")?;
     println!("listening on {addr}");
-    let served = serve_on(aegis, listener, config, shutdown).await;
+    let app = app_for(aegis.clone(), &config);
+    let served = serve_on(aegis, app, listener, config.shutdown_grace, config.retention, shutdown).await;
     close_store(store).await;
     served
 }
@@ -219,13 +241,30 @@ async fn close_sqlite(store: Arc<SqliteStore>) {
 async fn prepare(config: &ServeConfig) -> anyhow::Result<(Aegis, OpenedStore, TcpListener)> {
     // Settings are checked before the database is touched, so a typo never creates a file.
     config.engine.validate().map_err(anyhow::Error::msg)?;
+    config.auth.check_bind(config.bind).map_err(anyhow::Error::msg)?;
+    config.limits.validate().map_err(anyhow::Error::msg)?;
+    if config.limits.rate_limit_rps.is_some() && config.auth.api_keys.is_empty() {
+        anyhow::bail!(
+            "the rate limit applies per API key, but no keys are configured; set --api-keys (AEGIS_API_KEYS) or \
+             leave --rate-limit-rps out"
+        );
+    }
 
     let store = open_store(config).await?;
     let registry = Registry::with_builtins(config.provider_env.clone());
-    let aegis = Aegis::new(store.shared(), registry, config.engine.clone()).map_err(anyhow::Error::msg)?;
+    let mut engine = config.engine.clone();
+    engine.token_budget = config.limits.token_budget.or(engine.token_budget);
+    let aegis = Aegis::new(store.shared(), registry, engine).map_err(anyhow::Error::msg)?;
     let listener = TcpListener::bind(config.bind).await.with_context(|| format!("binding {} failed", config.bind))?;
     let addr = listener.local_addr().context("reading the bound address failed")?;
-    tracing::info!(db = %config.store.describe(), %addr, "server ready");
+    tracing::info!(
+        db = %config.store.describe(),
+        %addr,
+        api_keys = config.auth.api_keys.len(),
+        rate_limit_rps = config.limits.rate_limit_rps,
+        token_budget = config.limits.token_budget,
+        "server ready"
+    );
     Ok((aegis, store, listener))
 }
 
@@ -279,15 +318,14 @@ async fn delete_expired_runs(aegis: Aegis, age: Duration) {
 
 async fn serve_on(
     aegis: Aegis,
+    app: Router,
     listener: TcpListener,
-    config: ServeConfig,
+    grace: Duration,
+    retention: Option<Duration>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let workers = aegis.start();
-    let retention = config.retention.map(|age| tokio::spawn(delete_expired_runs(aegis.clone(), age)));
-    let app_config = crate::AppConfig { max_body_bytes: config.max_body_bytes };
-    let app = crate::app_with_config(aegis, &app_config);
-    let grace = config.shutdown_grace;
+    let retention = retention.map(|age| tokio::spawn(delete_expired_runs(aegis.clone(), age)));
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async {
         let _ = http_stopped.await;

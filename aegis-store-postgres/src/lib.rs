@@ -316,4 +316,8 @@ impl Storage for PostgresStore {
     async fn batch_items(&self, run_id: Uuid) -> Result<Vec<BatchItem>, StorageError> {
         sessions::batch_items(&*self.client().await?, run_id).await
     }
+
+    async fn tokens_used_by(&self, user_id: &str) -> Result<u64, StorageError> {
+        runs::tokens_used_by(&*self.client().await?, user_id).await
+    }
 }

@@ -107,6 +107,28 @@ pub(crate) async fn get_run(conn: &impl Conn, id: Uuid) -> Result<Option<Run>, S
     row.map(|row| decode_run(&row)).transpose()
 }
 
+/// Sums the prompt and completion tokens of the runs `user_id` created, through the
+/// `runs_by_user` index.
+pub(crate) async fn tokens_used_by(conn: &impl Conn, user_id: &str) -> Result<u64, StorageError> {
+    let summed = |error| backend("summing the token usage of a user", error);
+    let row = conn
+        .query_opt(
+            "SELECT COALESCE(SUM(COALESCE((document -> 'team_result' -> 'usage' ->> 'prompt_tokens')::bigint, 0)
+                                 + COALESCE((document -> 'team_result' -> 'usage' ->> 'completion_tokens')::bigint, 0)),
+                             0)::bigint
+             FROM runs WHERE created_by_user_id = $1",
+            &[&user_id],
+        )
+        .await
+        .map_err(summed)?;
+    // An aggregate without GROUP BY always returns one row.
+    let total: i64 = match row {
+        Some(row) => row.try_get(0).map_err(summed)?,
+        None => 0,
+    };
+    Ok(u64::try_from(total).unwrap_or_default())
+}
+
 /// Lists the page of runs that `filter` selects, with the messages of each one's current
 /// attempt.
 pub(crate) async fn list_runs(conn: &impl Conn, filter: &RunFilter) -> Result<Page<Run>, StorageError> {

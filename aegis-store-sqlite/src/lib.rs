@@ -352,4 +352,9 @@ impl Storage for SqliteStore {
     async fn batch_items(&self, run_id: Uuid) -> Result<Vec<BatchItem>, StorageError> {
         self.readers.read(move |conn| sessions::batch_items(conn, run_id)).await
     }
+
+    async fn tokens_used_by(&self, user_id: &str) -> Result<u64, StorageError> {
+        let user_id = user_id.to_owned();
+        self.readers.read(move |conn| runs::tokens_used_by(conn, &user_id)).await
+    }
 }

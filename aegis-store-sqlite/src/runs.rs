@@ -132,6 +132,22 @@ pub(crate) fn get_run(conn: &Connection, id: Uuid) -> Result<Option<Run>, Storag
     Ok(Some(run))
 }
 
+/// Sums the prompt and completion tokens of the runs `user_id` created, through the
+/// `runs_by_user` index.
+pub(crate) fn tokens_used_by(conn: &Connection, user_id: &str) -> Result<u64, StorageError> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(COALESCE(json_extract(json, '$.team_result.usage.prompt_tokens'), 0)
+                               + COALESCE(json_extract(json, '$.team_result.usage.completion_tokens'), 0)), 0)
+             FROM runs WHERE created_by_user_id = ?1",
+        )
+        .map_err(|error| backend("preparing the token usage sum", error))?;
+    let total: i64 = statement
+        .query_row(params![user_id], |row| row.get(0))
+        .map_err(|error| backend("summing the token usage of a user", error))?;
+    Ok(u64::try_from(total).unwrap_or_default())
+}
+
 /// Lists the page of runs that `filter` selects, with the messages of each one's current
 /// attempt.
 pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Page<Run>, StorageError> {

@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 
 use crate::engine::Shared;
 use crate::engine::batch;
+use crate::engine::budget;
 use crate::engine::control::{RunControl, Running, Stop};
 use crate::message::{AgentMessage, MessageKind, RequestUsage};
 use crate::pyjson;
@@ -158,6 +159,11 @@ enum Attempt {
 }
 
 async fn attempt(shared: &Shared, spec: &RunSpec, lease: &Lease, sink: &mut StoreSink<'_>) -> Attempt {
+    let allowance = match budget::allowance(shared, &spec.run).await {
+        Ok(allowance) => allowance,
+        Err(error) if spec.run.batch_mode => return Attempt::Batch(Err(error)),
+        Err(error) => return Attempt::Team { result: Err(error), usage: RequestUsage::default(), state: None },
+    };
     if spec.run.batch_mode {
         return Attempt::Batch(batch::run_batch(shared, spec, lease).await);
     }
@@ -172,6 +178,9 @@ async fn attempt(shared: &Shared, spec: &RunSpec, lease: &Lease, sink: &mut Stor
     }
 
     let mut context = RunContext::new(spec.run.id, sink);
+    if let Some(allowance) = allowance {
+        context.limit_tokens(allowance);
+    }
     let result = team.run(task_message(&spec.run.run_task), &mut context).await;
     let usage = context.usage();
     let state = continues.then(|| team.save_state());

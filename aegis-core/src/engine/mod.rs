@@ -18,6 +18,7 @@
 //! the next attempt number, so the next start executes them again.
 
 mod batch;
+pub(crate) mod budget;
 pub(crate) mod control;
 mod execute;
 
@@ -56,6 +57,10 @@ pub struct EngineConfig {
     pub poll_interval: Duration,
     /// Items of one batch run executed at once.
     pub batch_concurrency: usize,
+    /// Tokens (prompt plus completion) each user's runs may use in total, summed from the
+    /// store. A run of a user at or over the budget fails with `BudgetExceededError` instead of
+    /// making its next model call. `None` sets no budget.
+    pub token_budget: Option<u64>,
 }
 
 impl Default for EngineConfig {
@@ -68,6 +73,7 @@ impl Default for EngineConfig {
             run_timeout: Duration::from_secs(600),
             poll_interval: Duration::from_secs(1),
             batch_concurrency: 8,
+            token_budget: None,
         }
     }
 }

@@ -513,4 +513,17 @@ impl Storage for MemoryStorage {
         let items = state.runs.get(&run_id).map(|stored| stored.batch_items.values().cloned().collect());
         Ok(items.unwrap_or_default())
     }
+
+    async fn tokens_used_by(&self, user_id: &str) -> Result<u64, StorageError> {
+        let state = self.state();
+        let total = state
+            .runs
+            .values()
+            .map(|stored| &stored.spec.run)
+            .filter(|run| run.created_by_user_id.as_deref() == Some(user_id))
+            .filter_map(|run| run.team_result.as_ref())
+            .map(|result| result.usage.prompt_tokens.saturating_add(result.usage.completion_tokens))
+            .fold(0_u64, u64::saturating_add);
+        Ok(total)
+    }
 }

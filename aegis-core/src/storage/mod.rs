@@ -545,6 +545,11 @@ pub trait Storage: Send + Sync {
     async fn save_batch_item(&self, lease: &Lease, item: &BatchItem) -> Result<(), StorageError>;
     /// Returns the recorded item results of a batch run, by index.
     async fn batch_items(&self, run_id: Uuid) -> Result<Vec<BatchItem>, StorageError>;
+
+    /// Sums the tokens (prompt plus completion, from `team_result.usage`) of the stored runs
+    /// whose `created_by_user_id` is `user_id`. Runs without a result count zero, and deleted
+    /// runs no longer count.
+    async fn tokens_used_by(&self, user_id: &str) -> Result<u64, StorageError>;
 }
 
 /// Returns the outcome of a run that was interrupted (its worker died or shut down) once too

@@ -87,6 +87,7 @@ pub async fn check_all(store: &Arc<dyn Storage>) {
     check_updates(shared).await;
     check_deletes(shared).await;
     check_retention(shared).await;
+    check_token_usage(shared).await;
 }
 
 /// Builds a task with every field set.
@@ -1343,6 +1344,59 @@ pub async fn check_retention(store: &dyn Storage) {
     assert_eq!(store.get_run(old.run.id).await.expect("get_run"), None, "the old run is gone");
     assert!(store.get_run(recent.run.id).await.expect("get_run").is_some(), "the recent run stays");
     assert!(store.get_run(queued.run.id).await.expect("get_run").is_some(), "a queued run stays");
+    drain(store).await;
+}
+
+/// Checks that [`Storage::tokens_used_by`] sums prompt and completion tokens of one user's
+/// runs, whatever their status, and leaves out other users' runs and runs without a result.
+pub async fn check_token_usage(store: &dyn Storage) {
+    drain(store).await;
+    let session = new_session(store).await;
+    let user = format!("budget-{}", Uuid::now_v7());
+    assert_eq!(store.tokens_used_by(&user).await.expect("tokens_used_by"), 0, "a user without runs used nothing");
+
+    let usage = |prompt_tokens, completion_tokens| TeamResult {
+        usage: RequestUsage { prompt_tokens, completion_tokens },
+        ..TeamResult::default()
+    };
+    let outcomes = [
+        RunOutcome::complete(usage(100, 20)),
+        RunOutcome::error(
+            Some(usage(7, 3)),
+            "RateLimitError: rate limit reached".to_owned(),
+            ErrorDetails {
+                error_type: "RateLimitError".to_owned(),
+                message: "rate limit reached".to_owned(),
+                status_code: Some(429),
+                llm_provider: None,
+                model: None,
+                attempts: 1,
+            },
+        ),
+        stopped_outcome(),
+    ];
+    for outcome in &outcomes {
+        let mut spec = run_spec(&session);
+        spec.run.created_by_user_id = Some(user.clone());
+        store.insert_run(&spec).await.expect("insert_run");
+        let (_, lease) = store.claim_run("owner-a", LONG_LEASE).await.expect("claim_run").expect("a queued run");
+        store.finish_run(&lease, outcome).await.expect("finish_run");
+    }
+    let mut other = run_spec(&session);
+    other.run.created_by_user_id = Some(format!("{user}-other"));
+    store.insert_run(&other).await.expect("insert_run");
+    let (_, lease) = store.claim_run("owner-a", LONG_LEASE).await.expect("claim_run").expect("a queued run");
+    store.finish_run(&lease, &RunOutcome::complete(usage(5000, 5000))).await.expect("finish_run");
+    let mut queued = run_spec(&session);
+    queued.run.created_by_user_id = Some(user.clone());
+    store.insert_run(&queued).await.expect("insert_run");
+
+    assert_eq!(
+        store.tokens_used_by(&user).await.expect("tokens_used_by"),
+        130,
+        "the complete and the failed run count, another user's run and runs without a result do not"
+    );
+    assert_eq!(store.tokens_used_by(&format!("{user}-other")).await.expect("tokens_used_by"), 10_000);
     drain(store).await;
 }
 

@@ -14,6 +14,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
+use aegis_http::auth::ApiKeys;
 use aegis_http::server::{ServeConfig, StoreChoice, serve};
 
 /// The SQLite file used when neither `--db` nor `--database-url` is given.
@@ -96,6 +97,30 @@ struct ServeArgs {
     #[arg(long, env = "AEGIS_MAX_BODY_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1..))]
     max_body_bytes: u64,
 
+    /// API keys and the user each acts as, as KEY=USER_ID pairs separated by commas. With
+    /// keys, every request but the health, readiness and documentation routes needs
+    /// `Authorization: Bearer KEY`, and each user sees only their own rows.
+    // Parsed after clap, because clap's own parse errors repeat the value, and so the keys.
+    #[arg(long, env = "AEGIS_API_KEYS", hide_env_values = true)]
+    api_keys: Option<String>,
+
+    /// Serve without API keys on an address other than loopback (such as behind a proxy that
+    /// authenticates). Without keys and without this flag, such a --bind is rejected.
+    #[arg(long, env = "AEGIS_ALLOW_UNAUTHENTICATED")]
+    allow_unauthenticated: bool,
+
+    /// Requests per second each API key may send to this process, with bursts of up to two
+    /// seconds' worth. Requests over the limit get 429 with Retry-After. Limits are per
+    /// replica and need --api-keys. Unset means no limit.
+    #[arg(long, env = "AEGIS_RATE_LIMIT_RPS")]
+    rate_limit_rps: Option<f64>,
+
+    /// Tokens (prompt plus completion, summed over the stored runs) each user may use. A run
+    /// of a user at or over the budget fails with BudgetExceededError instead of making its
+    /// next model call. Unset means no budget.
+    #[arg(long, env = "AEGIS_TOKEN_BUDGET")]
+    token_budget: Option<u64>,
+
     /// Log format on stderr.
     #[arg(long, env = "AEGIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -135,6 +160,12 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     config.max_body_bytes = usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX);
     config.retention =
         (args.retention_days > 0).then(|| Duration::from_secs(args.retention_days.saturating_mul(86_400)));
+    if let Some(keys) = args.api_keys {
+        config.auth.api_keys = keys.parse::<ApiKeys>().context("invalid --api-keys (AEGIS_API_KEYS)")?;
+    }
+    config.auth.allow_unauthenticated = args.allow_unauthenticated;
+    config.limits.rate_limit_rps = args.rate_limit_rps;
+    config.limits.token_budget = args.token_budget;
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime failed")?;
     runtime.block_on(serve(config, shutdown_signal()))

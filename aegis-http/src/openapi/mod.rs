@@ -136,7 +136,13 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 /// The shared error responses: status, name in `components.responses`, description.
 const ERROR_RESPONSES: &[(&str, &str, &str)] = &[
     ("400", "BadRequest", "The body is not valid JSON, or the query string cannot be parsed."),
-    ("404", "NotFound", "No resource has this id."),
+    (
+        "401",
+        "Unauthorized",
+        "The server checks API keys, and the request has no `Authorization: Bearer` key or one that matches no key.",
+    ),
+    ("403", "Forbidden", "The body or a list filter names another user in `created_by_user_id`."),
+    ("404", "NotFound", "No resource has this id, or it belongs to another user."),
     (
         "413",
         "PayloadTooLarge",
@@ -151,6 +157,11 @@ const ERROR_RESPONSES: &[(&str, &str, &str)] = &[
         "422",
         "UnprocessableContent",
         "A field, path parameter, query parameter or header is invalid; `meta.errors` names it.",
+    ),
+    (
+        "429",
+        "TooManyRequests",
+        "The API key sent more requests than the server's rate limit allows; `Retry-After` gives the seconds to wait.",
     ),
     ("500", "InternalServerError", "The store failed; the request can be retried."),
     (
@@ -191,6 +202,7 @@ fn add_error_responses(operation: &mut Operation, is_api: bool) {
         let applies = match *status {
             "400" => has_body || in_query,
             "404" => in_path,
+            "403" => is_api && (has_body || in_query),
             "413" | "415" => has_body,
             "422" => has_body || in_path || in_query || in_header,
             _ => is_api,

@@ -7,6 +7,8 @@ mod stream;
 mod tasks;
 mod teams;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::http::{Method, StatusCode, Uri};
 use utoipa::openapi::OpenApi;
@@ -18,18 +20,23 @@ use aegis_core::{Aegis, FieldError};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::auth::ApiKeys;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
+use crate::limits::RateLimiter;
 use crate::openapi;
 
 /// Builds the application's routes over `aegis`, with the 404 and 405 fallbacks.
 ///
-/// The router has two parts. [`api_routes`] are the resource routes under `/api/v1`, which
-/// get the `Idempotency-Key` middleware and are where an authentication layer belongs.
-/// [`public_routes`] (`/healthz`, `/api/v1/openapi.json`) and Swagger UI at `/docs` stay
-/// reachable without credentials.
-pub(crate) fn router(aegis: Aegis) -> Router {
-    let api = api_routes().layer(axum::middleware::from_fn_with_state(aegis.clone(), crate::idempotency::reserve));
+/// The router has two parts. [`api_routes`] are the resource routes under `/api/v1`: their
+/// requests pass authentication with `keys`, then the rate limit, then the idempotency
+/// middleware, in that order. [`public_routes`] (`/healthz`, `/api/v1/openapi.json`) and
+/// Swagger UI at `/docs` get none of these layers, so they stay reachable without a key.
+pub(crate) fn router(aegis: Aegis, keys: ApiKeys, limiter: Option<Arc<RateLimiter>>) -> Router {
+    let api = api_routes()
+        .layer(axum::middleware::from_fn_with_state(aegis.clone(), crate::idempotency::reserve))
+        .layer(axum::middleware::from_fn_with_state(limiter, crate::limits::limit_rate))
+        .layer(axum::middleware::from_fn_with_state(keys, crate::auth::middleware::authenticate));
     let (routes, _) = collect(api);
 
     // The fallbacks are set last: the 405 fallback applies to the routes registered before it.

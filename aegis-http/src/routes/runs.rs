@@ -15,8 +15,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use aegis_core::storage::DeleteTarget;
-use aegis_core::{Aegis, AgentMessage, MAX_WAIT, NewRun, Run, RunPatch};
+use aegis_core::{Aegis, AgentMessage, MAX_WAIT, NewRun, ResourceKind, Run, RunPatch};
+use uuid::Uuid;
 
+use crate::auth::caller::Caller;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
@@ -35,9 +37,12 @@ use crate::routes::list_query::ListQuery;
 )]
 pub(super) async fn create(
     State(aegis): State<Aegis>,
+    caller: Caller,
     reserved: ReservedId,
-    ApiJson(new): ApiJson<NewRun>,
+    ApiJson(mut new): ApiJson<NewRun>,
 ) -> Result<Envelope<Run>, ApiError> {
+    caller.stamp_creator(&mut new.created_by_user_id)?;
+    caller.referenced(aegis.get_session(new.session_id).await, ResourceKind::Session, new.session_id, "session_id")?;
     let run = reserved.create_or_get(|id| aegis.create_run_with_id(id, new), |id| aegis.get_run(id)).await?;
     Ok(Envelope::created("Run created.", run))
 }
@@ -49,12 +54,15 @@ pub(super) async fn create(
 )]
 pub(super) async fn get(
     State(aegis): State<Aegis>,
+    caller: Caller,
     PathId(id): PathId,
     query: ListQuery,
 ) -> Result<Envelope<Run>, ApiError> {
-    let run = match query.param("wait") {
-        Some(raw) => aegis.wait_run(id, parse_wait(raw)?).await?,
-        None => aegis.get_run(id).await?,
+    let wait = query.param("wait").map(parse_wait).transpose()?;
+    let run = own_run(&aegis, &caller, id).await?;
+    let run = match wait {
+        Some(wait) if !run.status.is_terminal() => aegis.wait_run(id, wait).await?,
+        _ => run,
     };
     Ok(Envelope::got(run))
 }
@@ -75,13 +83,24 @@ fn parse_wait(raw: &str) -> Result<Duration, ApiError> {
     }
 }
 
+/// Reads a run the caller may see; another user's run is an unknown id.
+pub(super) async fn own_run(aegis: &Aegis, caller: &Caller, id: Uuid) -> Result<Run, ApiError> {
+    caller.visible(aegis.get_run(id).await?, ResourceKind::Run, id)
+}
+
 #[utoipa::path(
     get, path = "/run", tag = "runs", operation_id = "list_runs",
     params(PageParams, ListParams, RunParams),
     responses((status = 200, description = "One page of runs with their messages.", body = PageEnvelope<Run>)),
 )]
-pub(super) async fn list(State(aegis): State<Aegis>, query: ListQuery) -> Result<Envelope<Vec<Run>>, ApiError> {
-    let page = aegis.list_runs(&query.run_filter()?).await?;
+pub(super) async fn list(
+    State(aegis): State<Aegis>,
+    caller: Caller,
+    query: ListQuery,
+) -> Result<Envelope<Vec<Run>>, ApiError> {
+    let mut filter = query.run_filter()?;
+    caller.restrict_filter(&mut filter.created_by_user_id)?;
+    let page = aegis.list_runs(&filter).await?;
     Ok(Envelope::page(page, |run| run))
 }
 
@@ -92,9 +111,11 @@ pub(super) async fn list(State(aegis): State<Aegis>, query: ListQuery) -> Result
 )]
 pub(super) async fn messages(
     State(aegis): State<Aegis>,
+    caller: Caller,
     PathId(id): PathId,
     query: ListQuery,
 ) -> Result<Envelope<Vec<AgentMessage>>, ApiError> {
+    own_run(&aegis, &caller, id).await?;
     let page = aegis.list_run_messages(id, &query.page()?).await?;
     Ok(Envelope::page(page, |message| message))
 }
@@ -107,9 +128,11 @@ pub(super) async fn messages(
 )]
 pub(super) async fn update(
     State(aegis): State<Aegis>,
+    caller: Caller,
     PathId(id): PathId,
     ApiJson(patch): ApiJson<RunPatch>,
 ) -> Result<Envelope<Run>, ApiError> {
+    own_run(&aegis, &caller, id).await?;
     Ok(Envelope::ok("Run updated.", aegis.update_run(id, patch).await?))
 }
 
@@ -122,7 +145,12 @@ pub(super) async fn update(
     ),
 )]
 /// Deletes a terminal run with its messages; 409 for a run that is not terminal.
-pub(super) async fn delete(State(aegis): State<Aegis>, PathId(id): PathId) -> Result<Envelope<Value>, ApiError> {
+pub(super) async fn delete(
+    State(aegis): State<Aegis>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Envelope<Value>, ApiError> {
+    own_run(&aegis, &caller, id).await?;
     let dependants = aegis.delete(DeleteTarget::Run(id), false).await?;
     Ok(super::deleted("Run deleted.", id, &dependants))
 }
@@ -142,11 +170,13 @@ struct CancelBody {
 )]
 pub(super) async fn cancel(
     State(aegis): State<Aegis>,
+    caller: Caller,
     PathId(id): PathId,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Envelope<Run>, ApiError> {
     let reason = parse_cancel_body(&headers, &body)?;
+    own_run(&aegis, &caller, id).await?;
     let run = aegis.cancel_run(id, reason).await?;
     Ok(Envelope::ok("Run cancelled.", run))
 }

@@ -6,8 +6,9 @@ use serde_json::Value;
 
 use aegis_core::secret::mask_secrets;
 use aegis_core::storage::DeleteTarget;
-use aegis_core::{Aegis, NewSession, Session, SessionPatch};
+use aegis_core::{Aegis, NewSession, ResourceKind, Session, SessionPatch};
 
+use crate::auth::caller::Caller;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
@@ -26,9 +27,14 @@ use crate::routes::list_query::ListQuery;
 )]
 pub(super) async fn create(
     State(aegis): State<Aegis>,
+    caller: Caller,
     reserved: ReservedId,
-    ApiJson(new): ApiJson<NewSession>,
+    ApiJson(mut new): ApiJson<NewSession>,
 ) -> Result<Envelope<Value>, ApiError> {
+    caller.stamp_creator(&mut new.created_by_user_id)?;
+    // Another user's task or team is reported as unknown, as a read of it would be.
+    caller.referenced(aegis.get_task(new.task_id).await, ResourceKind::Task, new.task_id, "task_id")?;
+    caller.referenced(aegis.get_team(new.team_id).await, ResourceKind::Team, new.team_id, "team_id")?;
     let session =
         reserved.create_or_get(|id| aegis.create_session_with_id(id, new), |id| aegis.get_session(id)).await?;
     Ok(Envelope::created("Session created.", masked(&session)))
@@ -39,8 +45,13 @@ pub(super) async fn create(
     params(("id" = Uuid, Path, description = "The session's id.")),
     responses((status = 200, description = "The session.", body = DataEnvelope<Session>)),
 )]
-pub(super) async fn get(State(aegis): State<Aegis>, PathId(id): PathId) -> Result<Envelope<Value>, ApiError> {
-    Ok(Envelope::got(masked(&aegis.get_session(id).await?)))
+pub(super) async fn get(
+    State(aegis): State<Aegis>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Envelope<Value>, ApiError> {
+    let session = caller.visible(aegis.get_session(id).await?, ResourceKind::Session, id)?;
+    Ok(Envelope::got(masked(&session)))
 }
 
 #[utoipa::path(
@@ -48,8 +59,14 @@ pub(super) async fn get(State(aegis): State<Aegis>, PathId(id): PathId) -> Resul
     params(PageParams, ListParams, SessionParams),
     responses((status = 200, description = "One page of sessions.", body = PageEnvelope<Session>)),
 )]
-pub(super) async fn list(State(aegis): State<Aegis>, query: ListQuery) -> Result<Envelope<Vec<Value>>, ApiError> {
-    let page = aegis.list_sessions(&query.session_filter()?).await?;
+pub(super) async fn list(
+    State(aegis): State<Aegis>,
+    caller: Caller,
+    query: ListQuery,
+) -> Result<Envelope<Vec<Value>>, ApiError> {
+    let mut filter = query.session_filter()?;
+    caller.restrict_filter(&mut filter.created_by_user_id)?;
+    let page = aegis.list_sessions(&filter).await?;
     Ok(Envelope::page(page, |row| masked(&row)))
 }
 
@@ -61,9 +78,11 @@ pub(super) async fn list(State(aegis): State<Aegis>, query: ListQuery) -> Result
 )]
 pub(super) async fn update(
     State(aegis): State<Aegis>,
+    caller: Caller,
     PathId(id): PathId,
     ApiJson(patch): ApiJson<SessionPatch>,
 ) -> Result<Envelope<Value>, ApiError> {
+    caller.visible(aegis.get_session(id).await?, ResourceKind::Session, id)?;
     let updated = aegis.update_session(id, patch).await?;
     Ok(Envelope::ok("Session updated.", masked(&updated)))
 }
@@ -78,9 +97,11 @@ pub(super) async fn update(
 )]
 pub(super) async fn delete(
     State(aegis): State<Aegis>,
+    caller: Caller,
     PathId(id): PathId,
     query: ListQuery,
 ) -> Result<Envelope<Value>, ApiError> {
+    caller.visible(aegis.get_session(id).await?, ResourceKind::Session, id)?;
     let dependants = aegis.delete(DeleteTarget::Session(id), query.cascade()?).await?;
     Ok(super::deleted("Session deleted.", id, &dependants))
 }

@@ -30,6 +30,7 @@ use uuid::Uuid;
 use aegis_core::storage::{RunEvent, RunEventKind};
 use aegis_core::{Aegis, AgentMessage};
 
+use crate::auth::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::PathId;
 
@@ -60,11 +61,12 @@ const BUFFER: usize = 64;
 )]
 pub(super) async fn stream(
     State(aegis): State<Aegis>,
+    caller: Caller,
     PathId(id): PathId,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let after = last_event_id(&headers)?;
-    aegis.get_run(id).await?;
+    super::runs::own_run(&aegis, &caller, id).await?;
 
     let (sender, receiver) = mpsc::channel(BUFFER);
     tokio::spawn(follow(aegis, id, after, sender));

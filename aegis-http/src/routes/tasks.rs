@@ -3,9 +3,10 @@
 use axum::extract::State;
 
 use aegis_core::storage::DeleteTarget;
-use aegis_core::{Aegis, NewTask, Task, TaskPatch};
+use aegis_core::{Aegis, NewTask, ResourceKind, Task, TaskPatch};
 use serde_json::Value;
 
+use crate::auth::caller::Caller;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
@@ -24,9 +25,11 @@ use crate::routes::list_query::ListQuery;
 )]
 pub(super) async fn create(
     State(aegis): State<Aegis>,
+    caller: Caller,
     reserved: ReservedId,
-    ApiJson(new): ApiJson<NewTask>,
+    ApiJson(mut new): ApiJson<NewTask>,
 ) -> Result<Envelope<Task>, ApiError> {
+    caller.stamp_creator(&mut new.created_by_user_id)?;
     let task = reserved.create_or_get(|id| aegis.create_task_with_id(id, new), |id| aegis.get_task(id)).await?;
     Ok(Envelope::created("Task created.", task))
 }
@@ -36,8 +39,12 @@ pub(super) async fn create(
     params(("id" = Uuid, Path, description = "The task's id.")),
     responses((status = 200, description = "The task.", body = DataEnvelope<Task>)),
 )]
-pub(super) async fn get(State(aegis): State<Aegis>, PathId(id): PathId) -> Result<Envelope<Task>, ApiError> {
-    Ok(Envelope::got(aegis.get_task(id).await?))
+pub(super) async fn get(
+    State(aegis): State<Aegis>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Envelope<Task>, ApiError> {
+    Ok(Envelope::got(caller.visible(aegis.get_task(id).await?, ResourceKind::Task, id)?))
 }
 
 #[utoipa::path(
@@ -45,8 +52,14 @@ pub(super) async fn get(State(aegis): State<Aegis>, PathId(id): PathId) -> Resul
     params(PageParams, ListParams),
     responses((status = 200, description = "One page of tasks.", body = PageEnvelope<Task>)),
 )]
-pub(super) async fn list(State(aegis): State<Aegis>, query: ListQuery) -> Result<Envelope<Vec<Task>>, ApiError> {
-    let page = aegis.list_tasks(&query.list_filter()?).await?;
+pub(super) async fn list(
+    State(aegis): State<Aegis>,
+    caller: Caller,
+    query: ListQuery,
+) -> Result<Envelope<Vec<Task>>, ApiError> {
+    let mut filter = query.list_filter()?;
+    caller.restrict_filter(&mut filter.created_by_user_id)?;
+    let page = aegis.list_tasks(&filter).await?;
     Ok(Envelope::page(page, |task| task))
 }
 
@@ -58,9 +71,11 @@ pub(super) async fn list(State(aegis): State<Aegis>, query: ListQuery) -> Result
 )]
 pub(super) async fn update(
     State(aegis): State<Aegis>,
+    caller: Caller,
     PathId(id): PathId,
     ApiJson(patch): ApiJson<TaskPatch>,
 ) -> Result<Envelope<Task>, ApiError> {
+    caller.visible(aegis.get_task(id).await?, ResourceKind::Task, id)?;
     Ok(Envelope::ok("Task updated.", aegis.update_task(id, patch).await?))
 }
 
@@ -74,9 +89,11 @@ pub(super) async fn update(
 )]
 pub(super) async fn delete(
     State(aegis): State<Aegis>,
+    caller: Caller,
     PathId(id): PathId,
     query: ListQuery,
 ) -> Result<Envelope<Value>, ApiError> {
+    caller.visible(aegis.get_task(id).await?, ResourceKind::Task, id)?;
     let dependants = aegis.delete(DeleteTarget::Task(id), query.cascade()?).await?;
     Ok(super::deleted("Task deleted.", id, &dependants))
 }

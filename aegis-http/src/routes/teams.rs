@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 
 use aegis_core::secret::mask_secrets;
 use aegis_core::storage::DeleteTarget;
-use aegis_core::{Aegis, NewTeam, Team, TeamPatch};
+use aegis_core::{Aegis, NewTeam, ResourceKind, Team, TeamPatch};
 
+use crate::auth::caller::Caller;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
@@ -30,9 +31,11 @@ use crate::routes::list_query::ListQuery;
 )]
 pub(super) async fn create(
     State(aegis): State<Aegis>,
+    caller: Caller,
     reserved: ReservedId,
-    ApiJson(new): ApiJson<NewTeam>,
+    ApiJson(mut new): ApiJson<NewTeam>,
 ) -> Result<Envelope<Value>, ApiError> {
+    caller.stamp_creator(&mut new.created_by_user_id)?;
     let team = reserved.create_or_get(|id| aegis.create_team_with_id(id, new), |id| aegis.get_team(id)).await?;
     Ok(Envelope::created("Team created.", masked(&team)))
 }
@@ -52,8 +55,13 @@ pub(super) async fn validate(State(aegis): State<Aegis>, ApiJson(new): ApiJson<N
     params(("id" = Uuid, Path, description = "The team's id.")),
     responses((status = 200, description = "The team.", body = DataEnvelope<Team>)),
 )]
-pub(super) async fn get(State(aegis): State<Aegis>, PathId(id): PathId) -> Result<Envelope<Value>, ApiError> {
-    Ok(Envelope::got(masked(&aegis.get_team(id).await?)))
+pub(super) async fn get(
+    State(aegis): State<Aegis>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Envelope<Value>, ApiError> {
+    let team = caller.visible(aegis.get_team(id).await?, ResourceKind::Team, id)?;
+    Ok(Envelope::got(masked(&team)))
 }
 
 #[utoipa::path(
@@ -61,8 +69,14 @@ pub(super) async fn get(State(aegis): State<Aegis>, PathId(id): PathId) -> Resul
     params(PageParams, ListParams),
     responses((status = 200, description = "One page of teams.", body = PageEnvelope<Team>)),
 )]
-pub(super) async fn list(State(aegis): State<Aegis>, query: ListQuery) -> Result<Envelope<Vec<Value>>, ApiError> {
-    let page = aegis.list_teams(&query.list_filter()?).await?;
+pub(super) async fn list(
+    State(aegis): State<Aegis>,
+    caller: Caller,
+    query: ListQuery,
+) -> Result<Envelope<Vec<Value>>, ApiError> {
+    let mut filter = query.list_filter()?;
+    caller.restrict_filter(&mut filter.created_by_user_id)?;
+    let page = aegis.list_teams(&filter).await?;
     Ok(Envelope::page(page, |row| masked(&row)))
 }
 
@@ -74,9 +88,11 @@ pub(super) async fn list(State(aegis): State<Aegis>, query: ListQuery) -> Result
 )]
 pub(super) async fn update(
     State(aegis): State<Aegis>,
+    caller: Caller,
     PathId(id): PathId,
     ApiJson(patch): ApiJson<TeamPatch>,
 ) -> Result<Envelope<Value>, ApiError> {
+    caller.visible(aegis.get_team(id).await?, ResourceKind::Team, id)?;
     let updated = aegis.update_team(id, patch).await?;
     Ok(Envelope::ok("Team updated.", masked(&updated)))
 }
@@ -91,9 +107,11 @@ pub(super) async fn update(
 )]
 pub(super) async fn delete(
     State(aegis): State<Aegis>,
+    caller: Caller,
     PathId(id): PathId,
     query: ListQuery,
 ) -> Result<Envelope<Value>, ApiError> {
+    caller.visible(aegis.get_team(id).await?, ResourceKind::Team, id)?;
     let dependants = aegis.delete(DeleteTarget::Team(id), query.cascade()?).await?;
     Ok(super::deleted("Team deleted.", id, &dependants))
 }
