@@ -43,6 +43,7 @@ pub mod secret;
 mod service;
 pub mod storage;
 pub mod team;
+pub mod telemetry;
 pub mod termination;
 pub mod timestamp;
 pub mod tool;

@@ -220,7 +220,10 @@ impl<'a> RunContext<'a> {
         started: std::time::Instant,
         result: Result<CreateResult, ModelError>,
     ) -> Result<CreateResult, RunError> {
-        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let elapsed = started.elapsed();
+        let usage = result.as_ref().ok().map(|done| done.usage);
+        crate::telemetry::model_call(client.provider(), client.model(), elapsed, usage);
+        let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         match &result {
             Ok(done) => {
                 self.usage.add(done.usage);

@@ -17,24 +17,26 @@
 //! ```
 
 pub mod auth;
+pub mod config;
 mod envelope;
 pub mod error;
 mod extract;
 mod guard;
 mod idempotency;
 pub mod limits;
+mod metrics;
 #[cfg(feature = "mock")]
 pub mod mock;
 mod openapi;
 mod routes;
 pub mod server;
+pub mod telemetry;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
@@ -66,7 +68,8 @@ impl Default for AppConfig {
     }
 }
 
-/// Builds the full application without API keys or rate limits.
+/// Builds the full application without API keys or rate limits: the API routes plus request
+/// ids, tracing and metrics.
 pub fn app(aegis: aegis_core::Aegis) -> Router {
     app_with_config(aegis, &AppConfig::default())
 }
@@ -79,9 +82,11 @@ pub fn app_with(aegis: aegis_core::Aegis, auth: &AuthConfig, limits: &LimitsConf
 }
 
 /// Builds the full application: the routes (with authentication and rate limits on the API
-/// routes), the body limit, request tracing, and the middleware that keeps every error (413s
-/// and panics included) in the error envelope.
+/// routes), the body limit, the middleware that keeps every error (413s and panics included)
+/// in the error envelope, and request ids, tracing and metrics. The first call in a process
+/// installs the Prometheus recorder that `/metrics` renders.
 pub fn app_with_config(aegis: aegis_core::Aegis, config: &AppConfig) -> Router {
+    crate::metrics::handle();
     let keys = config.auth.api_keys.clone();
     let limiter = config.limits.rate_limit_rps.map(|rps| Arc::new(RateLimiter::new(rps, keys.len())));
     let limit = guard::BodyLimit(config.max_body_bytes);
@@ -91,7 +96,9 @@ pub fn app_with_config(aegis: aegis_core::Aegis, config: &AppConfig) -> Router {
         .layer(axum::middleware::from_fn_with_state(limit, guard::limit_body))
         .layer(axum::middleware::from_fn_with_state(limit, guard::envelope_errors))
         .layer(CatchPanicLayer::custom(guard::panic_response))
-        .layer(TraceLayer::new_for_http())
+        // The telemetry layer stays the outermost, so every response gets a request id and
+        // counts in the metrics, including those of other layers' rejections.
+        .layer(axum::middleware::from_fn(telemetry::observe))
 }
 
 /// Returns the OpenAPI 3.1 document of the API, as served at `GET /api/v1/openapi.json`.

@@ -154,6 +154,21 @@ async fn public_routes_need_no_key() {
 }
 
 #[tokio::test]
+async fn metrics_need_a_key() {
+    let mock = MockProvider::start(MockConfig::default()).await.unwrap();
+    let dir = TempDir::new().unwrap();
+    let server = start_server(&dir.path().join("aegis.db"), &mock, LimitsConfig::default()).await;
+    let url = format!("http://{}/metrics", server.addr());
+
+    let anonymous = reqwest::get(&url).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let scraped = reqwest::Client::new().get(&url).bearer_auth(ALICE_KEY).send().await.unwrap();
+    assert_eq!(scraped.status(), 200);
+    assert!(scraped.text().await.unwrap().contains("aegis_"), "the scrape lists aegis metrics");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn users_see_only_their_own_rows() {
     let mock = MockProvider::start(MockConfig::default()).await.unwrap();
     let dir = TempDir::new().unwrap();

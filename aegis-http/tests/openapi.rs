@@ -26,6 +26,8 @@ const UPDATE_COMMAND: &str = "AEGIS_UPDATE_OPENAPI=1 cargo test -p aegis-http --
 /// Every route and method of the API, as `routes/mod.rs` serves them.
 const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/task"),
     ("POST", "/api/v1/task"),

@@ -47,6 +47,7 @@ mod documents;
 mod error;
 mod events;
 mod listing;
+mod probe;
 mod runs;
 mod schema;
 mod sessions;
@@ -319,5 +320,16 @@ impl Storage for PostgresStore {
 
     async fn tokens_used_by(&self, user_id: &str) -> Result<u64, StorageError> {
         runs::tokens_used_by(&*self.client().await?, user_id).await
+    }
+
+    async fn ready(&self) -> Result<(), StorageError> {
+        let client = self.pool.get().await.map_err(|error| {
+            probe::unavailable(format!("connecting to the postgres database {} failed: {error}", self.url))
+        })?;
+        probe::check_schema(&*client).await
+    }
+
+    async fn count_runs(&self, status: aegis_core::RunStatus) -> Result<u64, StorageError> {
+        probe::count_runs(&*self.client().await?, &status).await
     }
 }

@@ -60,12 +60,14 @@
 //! # }
 //! ```
 
+mod backup;
 mod config;
 mod deletion;
 mod documents;
 mod error;
 mod events;
 mod listing;
+mod probe;
 mod reader;
 mod runs;
 mod schema;
@@ -86,6 +88,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use backup::{BackupError, BackupReport, backup};
 pub use config::{SqliteConfig, Synchronous};
 pub use error::StoreOpenError;
 pub use schema::SCHEMA_VERSION;
@@ -356,5 +359,19 @@ impl Storage for SqliteStore {
     async fn tokens_used_by(&self, user_id: &str) -> Result<u64, StorageError> {
         let user_id = user_id.to_owned();
         self.readers.read(move |conn| runs::tokens_used_by(conn, &user_id)).await
+    }
+
+    async fn ready(&self) -> Result<(), StorageError> {
+        if !self.writer.is_running() {
+            return Err(StorageError::new(
+                aegis_core::storage::StorageErrorKind::Unavailable,
+                "the sqlite writer thread has stopped",
+            ));
+        }
+        self.readers.read(probe::check_schema).await
+    }
+
+    async fn count_runs(&self, status: aegis_core::RunStatus) -> Result<u64, StorageError> {
+        self.readers.read(move |conn| probe::count_runs(conn, &status)).await
     }
 }

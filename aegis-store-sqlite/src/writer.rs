@@ -125,6 +125,12 @@ impl Writer {
         result.await.unwrap_or_else(|_| Err(stopped()))
     }
 
+    /// Returns whether the writer thread still takes jobs; it stops only by panicking or
+    /// when the store closes.
+    pub(crate) fn is_running(&self) -> bool {
+        !self.jobs.is_closed()
+    }
+
     /// Stops taking jobs and waits until the thread has committed the queued ones and closed
     /// its connection.
     pub(crate) async fn close(self) {

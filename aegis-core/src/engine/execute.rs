@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::broadcast;
+use tracing::Instrument;
 
 use crate::engine::Shared;
 use crate::engine::batch;
@@ -45,9 +46,12 @@ pub(crate) async fn execute(shared: &Arc<Shared>, spec: RunSpec, lease: Lease, c
     let session_id = spec.run.session_id;
     let attempt = lease.attempt;
     shared.running.notify_change();
+    let _active = crate::telemetry::run_active();
     tracing::info!(%run_id, %session_id, attempt, "run started");
 
-    let ending = supervise(shared, &spec, &lease, &control).await;
+    // Model calls open their spans inside this one, so their events carry the session too.
+    let span = tracing::info_span!("run", %run_id, %session_id, attempt);
+    let ending = supervise(shared, &spec, &lease, &control).instrument(span).await;
     match ending {
         Ending::Finish(outcome) => store_outcome(shared, &lease, &outcome, session_id).await,
         Ending::Release => match shared.storage.release_run(&lease).await {
@@ -67,6 +71,7 @@ async fn store_outcome(shared: &Shared, lease: &Lease, outcome: &RunOutcome, ses
     let (run_id, attempt) = (lease.run_id, lease.attempt);
     match shared.storage.finish_run(lease, outcome).await {
         Ok(()) => {
+            crate::telemetry::run_ended(outcome);
             let status = outcome.status.as_str();
             match &outcome.error_message {
                 Some(error) => tracing::warn!(%run_id, %session_id, attempt, status, error = %error, "run ended"),

@@ -311,9 +311,11 @@ async fn sweep_expired(shared: &Shared) {
             }
             for run_id in &report.exhausted {
                 tracing::error!(%run_id, "run interrupted too often; ended as error");
+                crate::telemetry::run_ended_by_sweep("error", "RunInterruptedError");
             }
             for run_id in &report.stopped {
                 tracing::info!(%run_id, "ended cancelled run whose worker stopped as stopped");
+                crate::telemetry::run_ended_by_sweep("stopped", "");
             }
             if !(report.requeued.is_empty() && report.exhausted.is_empty() && report.stopped.is_empty()) {
                 shared.running.notify_change();

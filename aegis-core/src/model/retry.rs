@@ -117,6 +117,7 @@ impl RetryPolicy {
             delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             "retrying model call"
         );
+        crate::telemetry::model_retry(provider);
         Some(delay)
     }
 

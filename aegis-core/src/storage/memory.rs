@@ -526,4 +526,15 @@ impl Storage for MemoryStorage {
             .fold(0_u64, u64::saturating_add);
         Ok(total)
     }
+
+    async fn ready(&self) -> Result<(), StorageError> {
+        // Memory has no connection to lose and no schema to migrate.
+        Ok(())
+    }
+
+    async fn count_runs(&self, status: RunStatus) -> Result<u64, StorageError> {
+        let state = self.state();
+        let count = state.runs.values().filter(|stored| stored.spec.run.status == status).count();
+        Ok(u64::try_from(count).unwrap_or(u64::MAX))
+    }
 }

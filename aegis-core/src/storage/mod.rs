@@ -550,6 +550,12 @@ pub trait Storage: Send + Sync {
     /// whose `created_by_user_id` is `user_id`. Runs without a result count zero, and deleted
     /// runs no longer count.
     async fn tokens_used_by(&self, user_id: &str) -> Result<u64, StorageError>;
+    /// Checks that the store can serve requests: the backend completes a read and its schema
+    /// is at the version this build migrates to. Fails with [`StorageErrorKind::Unavailable`]
+    /// naming what is wrong. Cheap enough for a readiness probe every few seconds.
+    async fn ready(&self) -> Result<(), StorageError>;
+    /// Counts the runs in `status`, such as the queue depth (`created` runs), for metrics.
+    async fn count_runs(&self, status: RunStatus) -> Result<u64, StorageError>;
 }
 
 /// Returns the outcome of a run that was interrupted (its worker died or shut down) once too

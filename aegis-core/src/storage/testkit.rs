@@ -88,6 +88,7 @@ pub async fn check_all(store: &Arc<dyn Storage>) {
     check_deletes(shared).await;
     check_retention(shared).await;
     check_token_usage(shared).await;
+    check_ready_and_counts(shared).await;
 }
 
 /// Builds a task with every field set.
@@ -1398,6 +1399,32 @@ pub async fn check_token_usage(store: &dyn Storage) {
     );
     assert_eq!(store.tokens_used_by(&format!("{user}-other")).await.expect("tokens_used_by"), 10_000);
     drain(store).await;
+}
+
+/// Checks that a working store is ready, and that `count_runs` follows runs from `created`
+/// to `active` to a terminal status.
+pub async fn check_ready_and_counts(store: &dyn Storage) {
+    store.ready().await.expect("a working store is ready");
+    drain(store).await;
+    let count = |status: RunStatus| async move { store.count_runs(status).await.expect("count_runs") };
+    assert_eq!(count(RunStatus::Created).await, 0, "drain leaves no created run");
+    let (active_before, stopped_before) = (count(RunStatus::Active).await, count(RunStatus::Stopped).await);
+
+    let session = new_session(store).await;
+    for _ in 0..3 {
+        store.insert_run(&run_spec(&session)).await.expect("insert_run");
+    }
+    assert_eq!(count(RunStatus::Created).await, 3);
+
+    let (_, lease) = store.claim_run("owner-count", LONG_LEASE).await.expect("claim_run").expect("a queued run");
+    assert_eq!(count(RunStatus::Created).await, 2);
+    assert_eq!(count(RunStatus::Active).await, active_before + 1);
+
+    store.finish_run(&lease, &stopped_outcome()).await.expect("finish_run");
+    assert_eq!(count(RunStatus::Active).await, active_before);
+    assert_eq!(count(RunStatus::Stopped).await, stopped_before + 1);
+    drain(store).await;
+    assert_eq!(count(RunStatus::Created).await, 0);
 }
 
 async fn new_session(store: &dyn Storage) -> Session {

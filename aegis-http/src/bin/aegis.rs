@@ -17,6 +17,10 @@ use tracing_subscriber::EnvFilter;
 use aegis_http::auth::ApiKeys;
 use aegis_http::server::{ServeConfig, StoreChoice, serve};
 
+// Under aegis/ rather than beside this file, where Cargo would take it for another binary.
+#[path = "aegis/ops.rs"]
+mod ops;
+
 /// The SQLite file used when neither `--db` nor `--database-url` is given.
 const DEFAULT_DB: &str = "./aegis.db";
 
@@ -31,10 +35,20 @@ struct Cli {
 enum Command {
     /// Serve the REST API and execute runs.
     Serve(ServeArgs),
+    /// Copy an SQLite database to a new file while a server may be writing to it.
+    Backup(ops::BackupArgs),
+    /// Serve the bundled OpenAI-compatible mock provider, for trying Aegis without a model.
+    #[cfg(feature = "mock")]
+    MockProvider(ops::MockProviderArgs),
 }
 
 #[derive(Parser)]
 struct ServeArgs {
+    /// TOML file of settings: keys are the long flag names in kebab-case (run-timeout = 600).
+    /// Flags and environment variables override it. See docs/CONFIGURATION.md.
+    #[arg(long, env = "AEGIS_CONFIG")]
+    config: Option<PathBuf>,
+
     /// SQLite database file; created when missing. The default store, at ./aegis.db.
     #[arg(long, env = "AEGIS_DB", conflicts_with = "database_url")]
     db: Option<PathBuf>,
@@ -135,14 +149,23 @@ enum LogFormat {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let (cli, config_keys) = ops::parse_with_config_file::<Cli>("serve")?;
     match cli.command {
-        Command::Serve(args) => run_serve(args),
+        Command::Serve(args) => run_serve(args, &config_keys),
+        Command::Backup(args) => ops::run_backup(&args),
+        #[cfg(feature = "mock")]
+        Command::MockProvider(args) => {
+            init_logging(LogFormat::Text);
+            ops::run_mock_provider(&args, shutdown_signal())
+        }
     }
 }
 
-fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+fn run_serve(args: ServeArgs, config_keys: &[String]) -> anyhow::Result<()> {
     init_logging(args.log_format);
+    if let Some(path) = &args.config {
+        tracing::info!(path = %path.display(), applied = ?config_keys, "configuration file read");
+    }
 
     let store = match args.database_url {
         Some(url) => StoreChoice::Postgres { url, pool_size: args.database_pool_size },

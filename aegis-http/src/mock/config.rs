@@ -16,8 +16,12 @@ pub const DEFAULT_MODEL: &str = "mock-model";
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct MockConfig {
-    /// Loopback address to bind. The default `127.0.0.1:0` picks a free port.
+    /// Address to bind, loopback unless [`MockConfig::allow_non_loopback`] is set. The default
+    /// `127.0.0.1:0` picks a free port.
     pub addr: SocketAddr,
+    /// Whether [`MockConfig::addr`] may be an address other than loopback. The mock answers
+    /// every prompt and checks no real key, so the default `false` keeps it off the network.
+    pub allow_non_loopback: bool,
     /// Model name listed by `GET /v1/models` and used in completions when a request does not
     /// name a model.
     pub model: String,
@@ -41,6 +45,7 @@ impl Default for MockConfig {
     fn default() -> MockConfig {
         MockConfig {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            allow_non_loopback: false,
             model: DEFAULT_MODEL.to_owned(),
             api_key: None,
             latency: Duration::ZERO,
@@ -55,6 +60,13 @@ impl MockConfig {
     #[must_use]
     pub fn with_addr(mut self, addr: SocketAddr) -> MockConfig {
         self.addr = addr;
+        self
+    }
+
+    /// Allows binding an address other than loopback.
+    #[must_use]
+    pub fn with_non_loopback(mut self, allow: bool) -> MockConfig {
+        self.allow_non_loopback = allow;
         self
     }
 

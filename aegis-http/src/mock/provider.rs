@@ -26,14 +26,18 @@ impl MockProvider {
     ///
     /// # Errors
     ///
-    /// Fails when `config.addr` is not a loopback address or cannot be bound.
+    /// Fails when `config.addr` cannot be bound, or is not a loopback address and
+    /// [`MockConfig::allow_non_loopback`] is off.
     pub async fn start(config: MockConfig) -> io::Result<MockProvider> {
         // The mock accepts any prompt without a real key check, so it must not be reachable
-        // from other machines.
-        if !config.addr.ip().is_loopback() {
+        // from other machines unless the caller says so.
+        if !config.addr.ip().is_loopback() && !config.allow_non_loopback {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("the mock provider only binds loopback addresses, got {}; use 127.0.0.1 or [::1]", config.addr),
+                format!(
+                    "the mock provider only binds loopback addresses, got {}; use 127.0.0.1 or [::1], or allow other addresses (--allow-non-loopback)",
+                    config.addr
+                ),
             ));
         }
 

@@ -1,6 +1,7 @@
 //! The `/api/v1` routes: one module per resource, all over one [`Aegis`] instance.
 
 mod list_query;
+mod probes;
 mod runs;
 mod sessions;
 mod stream;
@@ -28,16 +29,20 @@ use crate::openapi;
 
 /// Builds the application's routes over `aegis`, with the 404 and 405 fallbacks.
 ///
-/// The router has two parts. [`api_routes`] are the resource routes under `/api/v1`: their
+/// The router has three parts. [`api_routes`] are the resource routes under `/api/v1`: their
 /// requests pass authentication with `keys`, then the rate limit, then the idempotency
-/// middleware, in that order. [`public_routes`] (`/healthz`, `/api/v1/openapi.json`) and
-/// Swagger UI at `/docs` get none of these layers, so they stay reachable without a key.
+/// middleware, in that order. `/metrics` passes authentication only. [`public_routes`]
+/// (`/healthz`, `/readyz`, `/api/v1/openapi.json`) and Swagger UI at `/docs` get none of these
+/// layers, so they stay reachable without a key.
 pub(crate) fn router(aegis: Aegis, keys: ApiKeys, limiter: Option<Arc<RateLimiter>>) -> Router {
     let api = api_routes()
         .layer(axum::middleware::from_fn_with_state(aegis.clone(), crate::idempotency::reserve))
         .layer(axum::middleware::from_fn_with_state(limiter, crate::limits::limit_rate))
-        .layer(axum::middleware::from_fn_with_state(keys, crate::auth::middleware::authenticate));
-    let (routes, _) = collect(api);
+        .layer(axum::middleware::from_fn_with_state(keys.clone(), crate::auth::middleware::authenticate));
+    // Metrics name routes, models and error types, so they need a key like the API does.
+    let metrics =
+        metrics_routes().layer(axum::middleware::from_fn_with_state(keys, crate::auth::middleware::authenticate));
+    let (routes, _) = collect(api, metrics);
 
     // The fallbacks are set last: the 405 fallback applies to the routes registered before it.
     routes
@@ -49,14 +54,19 @@ pub(crate) fn router(aegis: Aegis, keys: ApiKeys, limiter: Option<Arc<RateLimite
 
 /// Returns the OpenAPI document of the routes that [`router`] serves.
 pub(crate) fn document() -> OpenApi {
-    collect(api_routes()).1
+    collect(api_routes(), metrics_routes()).1
 }
 
-/// Splits the API and public routes into one router and one document.
-fn collect(api: OpenApiRouter<Aegis>) -> (Router<Aegis>, OpenApi) {
+/// Splits the API, metrics and public routes into one router and one document.
+fn collect(api: OpenApiRouter<Aegis>, metrics: OpenApiRouter<Aegis>) -> (Router<Aegis>, OpenApi) {
     let (routes, spec) =
-        OpenApiRouter::with_openapi(openapi::base()).merge(api).merge(public_routes()).split_for_parts();
+        OpenApiRouter::with_openapi(openapi::base()).merge(api).merge(metrics).merge(public_routes()).split_for_parts();
     (routes, openapi::finish(spec))
+}
+
+/// `/metrics`, in the Prometheus text format.
+fn metrics_routes() -> OpenApiRouter<Aegis> {
+    OpenApiRouter::new().routes(routes!(crate::metrics::render))
 }
 
 /// The resource routes under `/api/v1`. Each `routes!` call routes its handlers and adds
@@ -78,9 +88,12 @@ fn api_routes() -> OpenApiRouter<Aegis> {
     OpenApiRouter::new().nest("/api/v1", v1)
 }
 
-/// Routes that need no credentials: the health check and the OpenAPI document.
+/// Routes that need no credentials: the health and readiness probes and the OpenAPI document.
 fn public_routes() -> OpenApiRouter<Aegis> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(openapi::serve_document))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(probes::readyz))
+        .routes(routes!(openapi::serve_document))
 }
 
 /// The response to a delete: the id and what went with it.

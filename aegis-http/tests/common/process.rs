@@ -34,14 +34,7 @@ impl AegisProcess {
             .spawn()
             .expect("the aegis binary starts");
 
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the server prints its address within 30 s")
-            .unwrap()
-            .expect("the server printed a line");
-        let addr = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}"));
+        let addr = read_listening_line(child.stdout.take().unwrap()).await;
         AegisProcess { child, api: Api::new(addr.parse().unwrap()) }
     }
 
@@ -66,6 +59,18 @@ impl AegisProcess {
             .expect("the server exits after SIGTERM");
         assert!(exit.unwrap().success(), "the server exited with an error");
     }
+}
+
+/// Reads a child's first stdout line, `listening on <addr>` (as `aegis serve` and `aegis
+/// mock-provider` print it), and returns the address.
+pub async fn read_listening_line(stdout: tokio::process::ChildStdout) -> String {
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the process prints its address within 30 s")
+        .unwrap()
+        .expect("the process printed a line");
+    line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}")).to_owned()
 }
 
 /// Joins flag lists into owned arguments.
