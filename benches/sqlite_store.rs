@@ -93,7 +93,12 @@ impl Fixture {
             estimated_completion_time: None,
             messages: Vec::new(),
         };
-        RunSpec { run, team_component: self.component.clone(), team_metadata: Map::new(), stub_error_step: None }
+        RunSpec {
+            run,
+            team_component: Arc::new(self.component.clone()),
+            team_metadata: Map::new(),
+            stub_error_step: None,
+        }
     }
 
     /// Inserts and claims `count` runs, untimed, for the benchmarks of later operations.

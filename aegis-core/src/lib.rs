@@ -50,7 +50,7 @@ pub mod tool;
 mod wire;
 
 pub use component::ComponentModel;
-pub use engine::{EngineConfig, Workers};
+pub use engine::{EngineConfig, RunChanges, Workers};
 pub use error::{Error, FieldError, ResourceKind};
 pub use message::{AgentMessage, MessageKind, RequestUsage};
 pub use model::{ModelClient, ModelError, ModelErrorKind, ProviderEnv};

@@ -5,6 +5,8 @@
 //! and a [`Run`] is one execution of the session's team on one `run_task`. Each resource has a
 //! `New*` counterpart: the fields a caller supplies when creating it.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -399,8 +401,9 @@ impl NewRun {
 pub struct RunSpec {
     /// The run as accepted.
     pub run: Run,
-    /// The team component as it was when the run was accepted.
-    pub team_component: ComponentModel,
+    /// The team component as it was when the run was accepted. Shared, so a store that keeps
+    /// specs in memory hands one out on every claim without a deep copy of the JSON.
+    pub team_component: Arc<ComponentModel>,
     /// The session's `team_metadata` as it was when the run was accepted.
     pub team_metadata: Map<String, Value>,
     /// For a session whose `team_metadata.model` is `stub_error_sequence`: the position in the

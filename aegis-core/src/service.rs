@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::component::ComponentModel;
-use crate::engine::control::Stop;
+use crate::engine::control::{RunChanges, Stop};
 use crate::engine::{EngineConfig, Shared, Workers};
 use crate::error::join_path;
 use crate::error::{Error, FieldError, ResourceKind};
@@ -302,11 +302,15 @@ impl Aegis {
             estimated_completion_time: None,
             messages: Vec::new(),
         };
-        let spec =
-            RunSpec { run, team_component: team.component, team_metadata: session.team_metadata, stub_error_step };
+        let spec = RunSpec {
+            run,
+            team_component: Arc::new(team.component),
+            team_metadata: session.team_metadata,
+            stub_error_step,
+        };
         self.shared.storage.insert_run(&spec).await?;
         self.shared.wake.notify_one();
-        tracing::info!(run_id = %spec.run.id, session_id = %spec.run.session_id, "run accepted");
+        tracing::debug!(run_id = %spec.run.id, session_id = %spec.run.session_id, "run accepted");
         Ok(spec.run)
     }
 
@@ -320,7 +324,7 @@ impl Aegis {
         let Some(run) = self.shared.storage.request_cancel(id, &reason).await? else {
             return Err(Error::NotFound { kind: ResourceKind::Run, id, field: "id".to_owned() });
         };
-        self.shared.running.notify_change();
+        self.shared.running.notify_change(id);
         if run.status != RunStatus::Active {
             tracing::info!(run_id = %id, status = run.status.as_str(), "cancel request answered without stopping a worker");
             return Ok(run);
@@ -337,15 +341,15 @@ impl Aegis {
     /// [`MAX_WAIT`]), or when the service shuts down.
     pub async fn wait_run(&self, id: Uuid, timeout: Duration) -> Result<Run, Error> {
         let deadline = tokio::time::Instant::now() + timeout.min(MAX_WAIT);
-        let mut changes = self.shared.running.subscribe_changes();
+        let mut changes = self.shared.running.subscribe_run(id);
         loop {
-            changes.borrow_and_update();
+            changes.mark_seen();
             let run = self.get_run(id).await?;
             if run.status.is_terminal() || tokio::time::Instant::now() >= deadline {
                 return Ok(run);
             }
             tokio::select! {
-                _ = changes.changed() => {}
+                () = changes.changed() => {}
                 () = tokio::time::sleep(WAIT_POLL) => {}
                 () = tokio::time::sleep_until(deadline) => {}
                 () = self.shared.closed.cancelled() => return Ok(run),
@@ -368,6 +372,12 @@ impl Aegis {
     /// another process sharing the store do not wake it, so followers poll as well.
     pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
         self.shared.running.subscribe_changes()
+    }
+
+    /// Returns a subscription that wakes whenever this process changes the run `id`. Changes
+    /// made by another process sharing the store do not wake it, so followers poll as well.
+    pub fn subscribe_run_changes(&self, id: Uuid) -> RunChanges {
+        self.shared.running.subscribe_run(id)
     }
 
     /// Returns a token that fires once shutdown has handed every run back, when streams and

@@ -327,7 +327,9 @@ async fn serve_on(
     let workers = aegis.start();
     let retention = retention.map(|age| tokio::spawn(delete_expired_runs(aegis.clone(), age)));
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async {
+    // A make-service hands each connection a cheap clone of the router; serving the `Router`
+    // itself would rebuild every route for each connection.
+    let server = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async {
         let _ = http_stopped.await;
     });
     let mut server = tokio::spawn(server.into_future());

@@ -22,6 +22,7 @@
 //! of the statement's transaction), so replicas with skewed clocks agree on every expiry.
 //! A run's `started_at` comes from the same clock.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aegis_core::storage::{
@@ -88,7 +89,7 @@ pub(crate) async fn insert_run(conn: &impl Conn, spec: &RunSpec) -> Result<(), S
             &limit,
             &stub_error_step,
             &Json(&document),
-            &Json(&spec.team_component),
+            &Json(&*spec.team_component),
             &Json(&spec.team_metadata),
             &Json(&run.messages),
             &Json(&event),
@@ -266,6 +267,7 @@ async fn activate(
         expires_at: Timestamp::from_datetime(expires_at),
     };
     let stub_error_step = stub_error_step.and_then(|step| u64::try_from(step).ok());
+    let team_component = Arc::new(team_component);
     Ok((RunSpec { run, team_component, team_metadata, stub_error_step }, lease))
 }
 

@@ -5,6 +5,7 @@
 //! fencing rule of `aegis_core::storage` is one condition here: the run row must have
 //! `status = 'active'` and the lease's attempt and owner.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aegis_core::storage::{
@@ -60,7 +61,7 @@ impl EncodedRun {
             created_at: run.created_at,
             finished_at: run.finished_at,
             json: encode_run(run)?,
-            team_component: serde_json::to_string(&spec.team_component).map_err(encode)?,
+            team_component: serde_json::to_string(&*spec.team_component).map_err(encode)?,
             team_metadata: serde_json::to_string(&spec.team_metadata).map_err(encode)?,
             messages,
             session_limit: session_limit(&spec.team_metadata),
@@ -224,6 +225,7 @@ pub(crate) fn claim_run(
 
     let granted = Lease { run_id: id, owner: owner.to_owned(), attempt: run.attempt, expires_at };
     let stub_error_step = stub_error_step.and_then(|step| u64::try_from(step).ok());
+    let team_component = Arc::new(team_component);
     Ok(Some((RunSpec { run, team_component, team_metadata, stub_error_step }, granted)))
 }
 

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::config::SqliteConfig;
@@ -179,6 +180,7 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> Result<Connecti
     let conn = Connection::open(path).map_err(open_failed)?;
     conn.busy_timeout(config.busy_timeout).map_err(open_failed)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    keep_plans(&conn).map_err(open_failed)?;
 
     // WAL lets the read connections read while the writer commits. SQLite keeps another mode
     // (and returns its name) for in-memory databases and where it cannot share memory.
@@ -201,7 +203,21 @@ pub(crate) fn open_reader(path: &Path, config: &SqliteConfig) -> rusqlite::Resul
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(config.busy_timeout)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    keep_plans(&conn)?;
     Ok(conn)
+}
+
+/// Turns on the query planner stability guarantee, so a cached statement keeps its plan.
+///
+/// Without it SQLite marks a statement whose plan could depend on a bound value (any
+/// `column = ?` that the chosen index does not cover, a `LIMIT ?`) for re-preparing, and
+/// `sqlite3_clear_bindings`, which rusqlite calls whenever a cached statement goes back to
+/// its cache, then expires it. Every execution of such a statement parsed and planned its SQL
+/// again, which cost more than the statement's own work. The store's statements are planned
+/// well without looking at the values.
+fn keep_plans(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
 }
 
 /// Applies the migrations the database lacks and returns the version it had before.
@@ -236,5 +252,43 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<i64, StoreOp
         tx.pragma_update(None, "user_version", version).map_err(migrate_failed)?;
         tx.commit().map_err(migrate_failed)?;
         tracing::info!(path = %path.display(), version, "applied sqlite schema migration");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::*;
+
+    /// Executes `sql` through the statement cache `times` times, binding a new id each time,
+    /// and returns how often SQLite re-prepared it.
+    fn reprepares(conn: &Connection, sql: &str, times: u32) -> i32 {
+        let mut count = 0;
+        for index in 0..times {
+            let mut statement = conn.prepare_cached(sql).unwrap();
+            let id = format!("run-{index}");
+            let mut rows = statement.query(rusqlite::params![id, index]).unwrap();
+            while rows.next().unwrap().is_some() {}
+            drop(rows);
+            count += statement.reset_status(StatementStatus::RePrepare);
+        }
+        count
+    }
+
+    #[test]
+    fn cached_statements_keep_their_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aegis.db");
+        let mut writer = open_writer(&path, &SqliteConfig::default()).unwrap();
+        migrate(&mut writer, &path).unwrap();
+        let reader = open_reader(&path, &SqliteConfig::default()).unwrap();
+
+        // Every read of a run reads its messages like this. The planner weighs a full scan
+        // too, where `run_id = ?1` is no index term, and without the guarantee that marked
+        // the statement for re-preparing.
+        let sql = "SELECT json FROM run_messages WHERE run_id = ?1 AND attempt = ?2 ORDER BY seq";
+        assert_eq!(reprepares(&writer, sql, 5), 0, "the writer re-prepared a cached statement");
+        assert_eq!(reprepares(&reader, sql, 5), 0, "a reader re-prepared a cached statement");
     }
 }

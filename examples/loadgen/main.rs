@@ -119,6 +119,16 @@ struct Args {
     #[arg(long, default_value_t = 2_000)]
     plain_runs: u64,
 
+    /// Seconds between RSS samples of the server in the closed loop, reported as a series;
+    /// 0 takes none.
+    #[arg(long, default_value_t = 10)]
+    rss_every_s: u64,
+
+    /// File to write the ids of the runs --plain created to, one a line, for a GET benchmark
+    /// such as `wrk -s examples/loadgen/get_runs.lua`.
+    #[arg(long, requires = "plain")]
+    ids_out: Option<PathBuf>,
+
     /// Print the summary as one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -248,13 +258,17 @@ impl ServerUsage {
         Some(process.saturating_sub(client))
     }
 
+    /// Returns the process whose memory is reported: this one when the server runs here.
+    fn pid(&self) -> Option<u32> {
+        match self.measured {
+            Measured::InProcess => Some(std::process::id()),
+            Measured::Pid(pid) => Some(pid),
+            Measured::Unknown => None,
+        }
+    }
+
     fn memory(&self) -> Option<proc_stats::Memory> {
-        let pid = match self.measured {
-            Measured::InProcess => std::process::id(),
-            Measured::Pid(pid) => pid,
-            Measured::Unknown => return None,
-        };
-        proc_stats::memory(pid).ok()
+        proc_stats::memory(self.pid()?).ok()
     }
 }
 
@@ -270,7 +284,12 @@ fn measure_closed_loop(args: &Args, target: &Target, client_runtime: &Runtime) -
     };
 
     let before = ServerUsage::sample(target.measured)?;
+    let sampler = match (before.pid(), args.rss_every_s) {
+        (Some(pid), every_s) if every_s > 0 => Some(proc_stats::RssSampler::start(pid, Duration::from_secs(every_s))?),
+        _ => None,
+    };
     let mut stats = client_runtime.block_on(closed_loop::run(&api, sessions, config));
+    let rss_series = sampler.map(proc_stats::RssSampler::finish).unwrap_or_default();
     let after = ServerUsage::sample(target.measured)?;
 
     stats.latencies.sort_unstable();
@@ -302,6 +321,7 @@ fn measure_closed_loop(args: &Args, target: &Target, client_runtime: &Runtime) -
             "server_cpu_per_run_ms": cpu_per_run_ms,
             "rss_mib": memory.map(|memory| mib(memory.rss_kib)),
             "peak_rss_mib": memory.map(|memory| mib(memory.peak_rss_kib)),
+            "rss_series": rss_series.iter().map(|sample| json!({"at_s": sample.at_s, "rss_mib": mib(sample.rss_kib)})).collect::<Vec<_>>(),
         });
         println!("{summary}");
         return Ok(());
@@ -322,6 +342,12 @@ fn measure_closed_loop(args: &Args, target: &Target, client_runtime: &Runtime) -
         println!("    {count:>8}  {kind}");
     }
     print_server_usage(server_cpu, cpu_per_run_ms, memory, target.measured);
+    if !rss_series.is_empty() {
+        println!("  RSS over time    (seconds: MiB)");
+        for sample in &rss_series {
+            println!("    {:>8.0}: {:.1}", sample.at_s, mib(sample.rss_kib));
+        }
+    }
     Ok(())
 }
 
@@ -339,6 +365,11 @@ fn measure_plain(args: &Args, target: &Target, client_runtime: &Runtime) -> anyh
     let before = ServerUsage::sample(target.measured)?;
     let stats = plain::run(addr, ids, config);
     let after = ServerUsage::sample(target.measured)?;
+    if let Some(path) = &args.ids_out {
+        let mut text = stats.ids.join("\n");
+        text.push('\n');
+        std::fs::write(path, text).with_context(|| format!("writing the run ids to {} failed", path.display()))?;
+    }
 
     let server_cpu = after.server_cpu_since(&before, stats.client_cpu);
     let cpu_per_run_ms =

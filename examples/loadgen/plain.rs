@@ -46,6 +46,8 @@ pub(crate) struct PlainStats {
     pub(crate) extra_gets: u64,
     /// CPU time of the client threads, which have exited by the time the report is made.
     pub(crate) client_cpu: Duration,
+    /// Ids of the created runs.
+    pub(crate) ids: Vec<String>,
 }
 
 impl PlainStats {
@@ -75,6 +77,7 @@ pub(crate) fn run(addr: SocketAddr, ids: &SessionIds, config: PlainConfig) -> Pl
     });
     let mut pending = std::mem::take(&mut *lock(&created));
     lock(&stats).created = pending.len() as u64;
+    lock(&stats).ids.clone_from(&pending);
     lock(&stats).post_phase = started.elapsed();
 
     // Phase 2: read each run once it is done, and again only if it was not.

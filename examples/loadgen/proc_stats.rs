@@ -105,3 +105,52 @@ fn parse_stat(text: &str) -> anyhow::Result<(&str, Duration)> {
     let total = ticks(11)? + ticks(12)?;
     Ok((name, Duration::from_millis(total * 1000 / TICKS_PER_SECOND)))
 }
+
+/// One RSS sample of a [`RssSampler`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RssSample {
+    /// Seconds since the sampler started.
+    pub(crate) at_s: f64,
+    /// `VmRSS` then, in KiB.
+    pub(crate) rss_kib: u64,
+}
+
+/// Samples the RSS of a process on its own thread at a fixed interval, so a long run shows
+/// whether memory keeps growing (a soak compares the samples at minutes 2 and 10).
+pub(crate) struct RssSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<RssSample>>,
+}
+
+impl RssSampler {
+    /// Starts sampling `pid` every `interval`, with a first sample at once.
+    pub(crate) fn start(pid: u32, interval: Duration) -> anyhow::Result<RssSampler> {
+        use std::sync::atomic::Ordering;
+
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread_stop = std::sync::Arc::clone(&stop);
+        let thread = std::thread::Builder::new().name(format!("{CLIENT_THREAD_PREFIX}-rss")).spawn(move || {
+            let started = std::time::Instant::now();
+            let mut samples = Vec::new();
+            let mut next = started;
+            while !thread_stop.load(Ordering::Relaxed) {
+                if std::time::Instant::now() >= next {
+                    // A failed read (the process exited) ends the series.
+                    let Ok(sample) = memory(pid) else { break };
+                    samples.push(RssSample { at_s: started.elapsed().as_secs_f64(), rss_kib: sample.rss_kib });
+                    next += interval;
+                }
+                // Short sleeps keep `stop` responsive without a condition variable.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            samples
+        })?;
+        Ok(RssSampler { stop, thread })
+    }
+
+    /// Stops sampling and returns the samples in time order.
+    pub(crate) fn finish(self) -> Vec<RssSample> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}

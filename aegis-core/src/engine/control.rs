@@ -8,9 +8,11 @@
 //! reason says what the worker does next: finish the run as `stopped`, or hand it back to the
 //! queue during shutdown.
 //!
-//! Change notification is a counter in a `watch` channel that every run write of this process
-//! bumps. Waiters re-read the store when it moves, and poll as well, because another process
-//! sharing the store bumps no counter here.
+//! Change notification is per run: a waiter subscribes to one run and is woken only when this
+//! process writes that run, so a long poll or a stream re-reads its run once per change of its
+//! own run, not once per change of any run. Waiters poll as well, because another process
+//! sharing the store wakes nobody here. A process-wide counter also moves on every change,
+//! for waiters that watch the whole pool (shutdown).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -56,16 +58,22 @@ impl RunControl {
     }
 }
 
-/// The runs this process executes, and the change counter.
+/// The runs this process executes, and the change counters.
 #[derive(Debug)]
 pub(crate) struct Running {
     runs: Mutex<HashMap<Uuid, Arc<RunControl>>>,
     changes: watch::Sender<u64>,
+    /// A counter for each run that someone waits on; an entry goes with its last waiter.
+    run_changes: Arc<Mutex<HashMap<Uuid, watch::Sender<u64>>>>,
 }
 
 impl Default for Running {
     fn default() -> Running {
-        Running { runs: Mutex::new(HashMap::new()), changes: watch::channel(0).0 }
+        Running {
+            runs: Mutex::new(HashMap::new()),
+            changes: watch::channel(0).0,
+            run_changes: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 }
 
@@ -116,18 +124,107 @@ impl Running {
         lock(&self.runs).get(&run_id).map(|control| control.chunks.subscribe())
     }
 
-    /// Tells waiters that some run changed.
-    pub(crate) fn notify_change(&self) {
-        self.changes.send_modify(|count| *count = count.wrapping_add(1));
+    /// Tells the waiters of `run_id`, and those of the whole pool, that the run changed.
+    pub(crate) fn notify_change(&self, run_id: Uuid) {
+        if let Some(sender) = lock(&self.run_changes).get(&run_id) {
+            sender.send_modify(|count| *count = count.wrapping_add(1));
+        }
+        // Only shutdown watches the whole pool, and it subscribes before it reads the pool's
+        // state, so a change nobody watches needs no wake-up, which saves one per run change.
+        if self.changes.receiver_count() > 0 {
+            self.changes.send_modify(|count| *count = count.wrapping_add(1));
+        }
     }
 
     /// Returns a receiver that wakes when some run of this process changes.
     pub(crate) fn subscribe_changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
+
+    /// Returns a receiver that wakes when this process changes the run `run_id`.
+    pub(crate) fn subscribe_run(&self, run_id: Uuid) -> RunChanges {
+        let receiver = lock(&self.run_changes).entry(run_id).or_insert_with(|| watch::channel(0).0).subscribe();
+        RunChanges { run_id, receiver: Some(receiver), table: Arc::clone(&self.run_changes) }
+    }
+}
+
+/// A subscription to the changes of one run; dropping the last one of a run drops its counter.
+#[derive(Debug)]
+pub struct RunChanges {
+    run_id: Uuid,
+    /// Always `Some` until `drop`, which drops it while it holds the table's lock.
+    receiver: Option<watch::Receiver<u64>>,
+    table: Arc<Mutex<HashMap<Uuid, watch::Sender<u64>>>>,
+}
+
+impl RunChanges {
+    /// Marks the changes so far as seen.
+    pub fn mark_seen(&mut self) {
+        if let Some(receiver) = &mut self.receiver {
+            receiver.borrow_and_update();
+        }
+    }
+
+    /// Waits until the run changes after the last [`RunChanges::mark_seen`]. Never returns
+    /// while the run does not change, so callers select it beside a poll interval.
+    pub async fn changed(&mut self) {
+        // The table keeps the sender while the receiver lives, so neither early exit happens.
+        // Waiting forever is what a run that never changes looks like.
+        let Some(receiver) = &mut self.receiver else {
+            return std::future::pending().await;
+        };
+        if receiver.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for RunChanges {
+    fn drop(&mut self) {
+        let mut table = lock(&self.table);
+        // Dropping the receiver under the lock keeps two waiters that leave at once from each
+        // seeing the other's receiver and both leaving the counter behind.
+        self.receiver = None;
+        if table.get(&self.run_id).is_some_and(|sender| sender.receiver_count() == 0) {
+            table.remove(&self.run_id);
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded maps stay consistent after a panic: each operation is one insert or remove.
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_wakes_only_its_run() {
+        let running = Running::default();
+        let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut first_changes = running.subscribe_run(first);
+        let mut second_changes = running.subscribe_run(second);
+        first_changes.mark_seen();
+        second_changes.mark_seen();
+
+        running.notify_change(first);
+        let has_changed = |changes: &RunChanges| changes.receiver.as_ref().unwrap().has_changed().unwrap();
+        assert!(has_changed(&first_changes), "the changed run's waiter was not woken");
+        assert!(!has_changed(&second_changes), "another run's waiter was woken");
+    }
+
+    #[test]
+    fn last_waiter_drops_run_counter() {
+        let running = Running::default();
+        let run_id = Uuid::now_v7();
+        let first = running.subscribe_run(run_id);
+        let second = running.subscribe_run(run_id);
+
+        drop(first);
+        assert!(lock(&running.run_changes).contains_key(&run_id), "a waiter is left, so the counter must stay");
+        drop(second);
+        assert!(lock(&running.run_changes).is_empty(), "the counter outlived its last waiter");
+    }
 }

@@ -45,9 +45,9 @@ pub(crate) async fn execute(shared: &Arc<Shared>, spec: RunSpec, lease: Lease, c
     let run_id = spec.run.id;
     let session_id = spec.run.session_id;
     let attempt = lease.attempt;
-    shared.running.notify_change();
+    shared.running.notify_change(run_id);
     let _active = crate::telemetry::run_active();
-    tracing::info!(%run_id, %session_id, attempt, "run started");
+    tracing::debug!(%run_id, %session_id, attempt, "run started");
 
     // Model calls open their spans inside this one, so their events carry the session too.
     let span = tracing::info_span!("run", %run_id, %session_id, attempt);
@@ -64,7 +64,7 @@ pub(crate) async fn execute(shared: &Arc<Shared>, spec: RunSpec, lease: Lease, c
     }
 
     shared.running.remove(run_id);
-    shared.running.notify_change();
+    shared.running.notify_change(run_id);
 }
 
 async fn store_outcome(shared: &Shared, lease: &Lease, outcome: &RunOutcome, session_id: uuid::Uuid) {
@@ -75,7 +75,7 @@ async fn store_outcome(shared: &Shared, lease: &Lease, outcome: &RunOutcome, ses
             let status = outcome.status.as_str();
             match &outcome.error_message {
                 Some(error) => tracing::warn!(%run_id, %session_id, attempt, status, error = %error, "run ended"),
-                None => tracing::info!(%run_id, %session_id, attempt, status, "run ended"),
+                None => tracing::debug!(%run_id, %session_id, attempt, status, "run ended"),
             }
         }
         Err(error) if *error.kind() == StorageErrorKind::LeaseLost => {
@@ -282,7 +282,7 @@ impl MessageSink for StoreSink<'_> {
         match self.storage.append_message(self.lease, &stored).await {
             Ok(()) => {
                 self.messages.push(stored);
-                self.running.notify_change();
+                self.running.notify_change(self.lease.run_id);
                 Ok(())
             }
             Err(error) if *error.kind() == StorageErrorKind::LeaseLost => Err(RunError::lease_lost(error.to_string())),

@@ -2,7 +2,9 @@
 //! them under a lease.
 //!
 //! One dispatcher task per process claims `created` runs while a worker slot is free and
-//! spawns each onto its own task. Creating a run wakes the dispatcher at once; a periodic poll
+//! spawns each onto its own task. While claims keep finding runs, it sends up to 32 of them
+//! at once, which the SQLite store commits in one transaction.
+//! Creating a run wakes the dispatcher at once; a periodic poll
 //! catches runs created by other processes and runs whose lease expired. While a run executes,
 //! a heartbeat renews its lease every [`EngineConfig::heartbeat`]; if a renewal reports the
 //! lease lost, the worker drops the run without writing anything, because a newer attempt owns
@@ -30,9 +32,13 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::engine::control::RunChanges;
 use crate::engine::control::{Running, Stop};
 use crate::registry::Registry;
 use crate::storage::Storage;
+
+/// Claims the dispatcher sends at once at most while runs are queued.
+const MAX_CLAIM_BATCH: usize = 32;
 
 /// How long shutdown waits for released runs to be handed back to the store.
 const RELEASE_WAIT: Duration = Duration::from_secs(10);
@@ -225,6 +231,8 @@ async fn dispatch(shared: Arc<Shared>, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(shared.config.workers));
     let mut next_sweep = tokio::time::Instant::now();
     let mut next_cancel_poll = tokio::time::Instant::now();
+    let mut claim_batch = 1;
+    let mut full_rounds = 0;
     tracing::info!(owner = %shared.owner, workers = shared.config.workers, "run dispatcher started");
 
     loop {
@@ -256,30 +264,59 @@ async fn dispatch(shared: Arc<Shared>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => break,
         };
 
-        match shared.storage.claim_run(&shared.owner, shared.config.lease).await {
-            Ok(Some((spec, lease))) => {
-                let control = shared.running.register(spec.run.id);
-                let shared = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    execute::execute(&shared, spec, lease, control).await;
-                    drop(permit);
-                });
+        // Claims sent at once reach the SQLite writer together, which commits them in one
+        // transaction. The batch doubles once two rounds in a row found a run for every claim,
+        // and falls back to one claim as soon as the queue runs dry. Runs that arrive one at a
+        // time so cost two claims each (one finds the run, one finds the queue empty), as
+        // they did before batching.
+        let mut permits = vec![permit];
+        while permits.len() < claim_batch {
+            match Arc::clone(&slots).try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
             }
-            Ok(None) => {
-                drop(permit);
-                tokio::select! {
-                    () = shared.wake.notified() => {}
-                    () = tokio::time::sleep(shared.config.poll_interval) => {}
-                    () = shutdown.cancelled() => break,
+        }
+        let claim = || shared.storage.claim_run(&shared.owner, shared.config.lease);
+        let results = match permits.len() {
+            1 => vec![claim().await],
+            _ => futures::future::join_all(permits.iter().map(|_| claim())).await,
+        };
+
+        let mut queue_empty = false;
+        let mut failure = None;
+        for (permit, result) in permits.into_iter().zip(results) {
+            match result {
+                Ok(Some((spec, lease))) => {
+                    let control = shared.running.register(spec.run.id);
+                    let shared = Arc::clone(&shared);
+                    tokio::spawn(async move {
+                        execute::execute(&shared, spec, lease, control).await;
+                        drop(permit);
+                    });
                 }
+                Ok(None) => queue_empty = true,
+                Err(error) => failure = Some(error),
             }
-            Err(error) => {
-                drop(permit);
-                tracing::error!(%error, "claiming a run failed; retrying after the poll interval");
-                tokio::select! {
-                    () = tokio::time::sleep(shared.config.poll_interval) => {}
-                    () = shutdown.cancelled() => break,
-                }
+        }
+
+        if let Some(error) = failure {
+            (claim_batch, full_rounds) = (1, 0);
+            tracing::error!(%error, "claiming a run failed; retrying after the poll interval");
+            tokio::select! {
+                () = tokio::time::sleep(shared.config.poll_interval) => {}
+                () = shutdown.cancelled() => break,
+            }
+        } else if queue_empty {
+            (claim_batch, full_rounds) = (1, 0);
+            tokio::select! {
+                () = shared.wake.notified() => {}
+                () = tokio::time::sleep(shared.config.poll_interval) => {}
+                () = shutdown.cancelled() => break,
+            }
+        } else {
+            full_rounds += 1;
+            if full_rounds >= 2 {
+                claim_batch = (claim_batch * 2).min(MAX_CLAIM_BATCH);
             }
         }
     }
@@ -317,8 +354,13 @@ async fn sweep_expired(shared: &Shared) {
                 tracing::info!(%run_id, "ended cancelled run whose worker stopped as stopped");
                 crate::telemetry::run_ended_by_sweep("stopped", "");
             }
-            if !(report.requeued.is_empty() && report.exhausted.is_empty() && report.stopped.is_empty()) {
-                shared.running.notify_change();
+            let changed = report.requeued.iter().chain(&report.exhausted).chain(&report.stopped);
+            let mut any = false;
+            for run_id in changed {
+                shared.running.notify_change(*run_id);
+                any = true;
+            }
+            if any {
                 shared.wake.notify_one();
             }
         }

@@ -179,7 +179,7 @@ pub fn run_spec(session: &Session) -> RunSpec {
     };
     RunSpec {
         run,
-        team_component: team("snapshot").component,
+        team_component: Arc::new(team("snapshot").component),
         team_metadata: session.team_metadata.clone(),
         stub_error_step: Some(7),
     }

@@ -156,7 +156,7 @@ fn main() -> anyhow::Result<()> {
         #[cfg(feature = "mock")]
         Command::MockProvider(args) => {
             init_logging(LogFormat::Text);
-            ops::run_mock_provider(&args, shutdown_signal())
+            ops::run_mock_provider(&args, ShutdownSignals::install)
         }
     }
 }
@@ -191,7 +191,10 @@ fn run_serve(args: ServeArgs, config_keys: &[String]) -> anyhow::Result<()> {
     config.limits.token_budget = args.token_budget;
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime failed")?;
-    runtime.block_on(serve(config, shutdown_signal()))
+    runtime.block_on(async {
+        let signals = ShutdownSignals::install()?;
+        serve(config, signals.wait()).await
+    })
 }
 
 fn init_logging(format: LogFormat) {
@@ -206,31 +209,50 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "listening for SIGINT failed");
-            std::future::pending::<()>().await;
-        }
-    };
+/// SIGINT and SIGTERM, listened for from the moment [`ShutdownSignals::install`] returns.
+///
+/// Installing before the server binds matters: a script that sends SIGTERM right after
+/// reading `listening on` would otherwise hit the default action and kill the process before
+/// it drains.
+pub(crate) struct ShutdownSignals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Starts listening; must run inside the Tokio runtime.
+    pub(crate) fn install() -> anyhow::Result<ShutdownSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT failed")?;
+            let terminate = signal(SignalKind::terminate()).context("listening for SIGTERM failed")?;
+            Ok(ShutdownSignals { interrupt, terminate })
+        }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignals {})
+    }
+
+    /// Resolves on the first SIGINT or SIGTERM.
+    pub(crate) async fn wait(self) {
+        #[cfg(unix)]
+        {
+            let ShutdownSignals { mut interrupt, mut terminate } = self;
+            tokio::select! {
+                _ = interrupt.recv() => tracing::info!("received SIGINT; shutting down"),
+                _ = terminate.recv() => tracing::info!("received SIGTERM; shutting down"),
             }
-            Err(error) => {
-                tracing::error!(%error, "listening for SIGTERM failed");
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = self;
+            if let Err(error) = tokio::signal::ctrl_c().await {
+                tracing::error!(%error, "listening for ctrl-c failed");
                 std::future::pending::<()>().await;
             }
+            tracing::info!("received ctrl-c; shutting down");
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-
-    tokio::select! {
-        () = interrupt => tracing::info!("received SIGINT; shutting down"),
-        () = terminate => tracing::info!("received SIGTERM; shutting down"),
     }
 }

@@ -12,8 +12,8 @@
 //! Event ids are the run's stored event sequence numbers, which grow over the run's whole
 //! life and are never reused across attempts, so a client that reconnects with
 //! `Last-Event-ID` gets exactly the events after it, whichever server process answers. The
-//! stream reads the store, woken by this process's change notifications and by a short poll
-//! for changes made by other processes. A comment line every 15 seconds keeps proxies from
+//! stream reads the store, woken when this process changes the run and by a short poll for
+//! changes made by other processes. A comment line every 15 seconds keeps proxies from
 //! closing an idle stream. A client that disconnects only ends its stream, never the run.
 
 use std::convert::Infallible;
@@ -98,12 +98,12 @@ fn last_event_id(headers: &HeaderMap) -> Result<u64, ApiError> {
 /// Sends the run's events after `after` to `sender` until the run ends, the client goes away
 /// or the server shuts down.
 async fn follow(aegis: Aegis, id: Uuid, mut after: u64, sender: mpsc::Sender<Event>) {
-    let mut changes = aegis.subscribe_changes();
+    let mut changes = aegis.subscribe_run_changes(id);
     let mut chunks = aegis.subscribe_chunks(id);
     let closed = aegis.closed();
 
     loop {
-        changes.borrow_and_update();
+        changes.mark_seen();
 
         // The run is read before its events: if it was terminal then, its last status event
         // is among the events read next.
@@ -155,7 +155,7 @@ async fn follow(aegis: Aegis, id: Uuid, mut after: u64, sender: mpsc::Sender<Eve
                     return;
                 }
             }
-            _ = changes.changed() => {}
+            () = changes.changed() => {}
             () = tokio::time::sleep(POLL) => {}
             () = sender.closed() => return,
             () = closed.cancelled() => return,

@@ -90,12 +90,12 @@ enum MockReplyMode {
     Echo,
 }
 
-/// Serves the mock provider until `shutdown` resolves, printing `listening on <addr>` once
+/// Serves the mock provider until the future that `shutdown` returns resolves, printing `listening on <addr>` once
 /// it accepts connections.
 #[cfg(feature = "mock")]
 pub(crate) fn run_mock_provider(
     args: &MockProviderArgs,
-    shutdown: impl std::future::Future<Output = ()>,
+    shutdown: impl FnOnce() -> anyhow::Result<crate::ShutdownSignals>,
 ) -> anyhow::Result<()> {
     use std::time::Duration;
 
@@ -121,12 +121,13 @@ pub(crate) fn run_mock_provider(
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime failed")?;
     runtime.block_on(async {
+        let shutdown = shutdown()?;
         let provider = MockProvider::start(config)
             .await
             .with_context(|| format!("starting the mock provider on {} failed", args.bind))?;
         println!("listening on {}", provider.addr());
         tracing::info!(base_url = %provider.base_url(), "mock provider listening");
-        shutdown.await;
+        shutdown.wait().await;
         provider.shutdown().await;
         tracing::info!("mock provider stopped");
         Ok(())
