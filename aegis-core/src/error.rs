@@ -13,6 +13,7 @@ use crate::storage::StorageError;
 
 /// One problem with one field of a request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// JSON path of the field, such as `run_task.content`.
     pub field: String,

@@ -32,6 +32,8 @@ pub mod engine;
 pub mod error;
 pub mod message;
 pub mod model;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod pyjson;
 pub mod pyrepr;
 pub mod registry;

@@ -14,6 +14,7 @@ use crate::timestamp::Timestamp;
 
 /// Token counts of one model call, or a sum of several.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestUsage {
     /// Tokens of the prompt.
     pub prompt_tokens: u64,
@@ -79,6 +80,7 @@ impl MessageKind {
 
 /// One message or event of a team run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentMessage {
     /// Unique id of the message.
     pub id: String,

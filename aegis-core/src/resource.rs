@@ -17,6 +17,7 @@ use crate::timestamp::Timestamp;
 
 /// A catalogue entry that groups sessions and runs. It is never sent to a model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Task {
     /// UUIDv7 identifier.
     pub id: Uuid,
@@ -40,6 +41,7 @@ pub struct Task {
 /// The fields of a task supplied by its creator.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewTask {
     /// Display name.
     pub name: String,
@@ -66,6 +68,7 @@ impl NewTask {
 
 /// A stored AutoGen team component (or a single agent, which runs as a one-agent team).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Team {
     /// UUIDv7 identifier.
     pub id: Uuid,
@@ -74,6 +77,7 @@ pub struct Team {
     /// Free-form description, by default the component's `description`.
     pub description: Option<String>,
     /// The component JSON as given, unknown keys included.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub component: ComponentModel,
     /// Free-form id of the creating user.
     pub created_by_user_id: Option<String>,
@@ -89,8 +93,10 @@ pub struct Team {
 /// The fields of a team supplied by its creator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewTeam {
     /// The AutoGen component: a team, or an agent that becomes a one-agent team.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub component: ComponentModel,
     /// Display name; defaults to the component's `label`.
     #[serde(default)]
@@ -115,6 +121,7 @@ impl NewTeam {
 
 /// A link between one task and one team, with per-session overrides.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Session {
     /// UUIDv7 identifier.
     pub id: Uuid,
@@ -141,6 +148,7 @@ pub struct Session {
 /// The fields of a session supplied by its creator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewSession {
     /// The task the session works on.
     pub task_id: Uuid,
@@ -209,6 +217,7 @@ crate::wire_enum! {
 
 /// The task message a run starts from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunTask {
     /// The message's `source`, as given.
     pub source: String,
@@ -272,6 +281,7 @@ pub struct BatchCounts {
 
 /// Structured facts about a failed run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetails {
     /// The error class, such as `RateLimitError` or `ValueError`.
     #[serde(rename = "type")]
@@ -295,6 +305,7 @@ fn one() -> u32 {
 
 /// One execution of a session's team on a task message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Run {
     /// UUIDv7 identifier.
     pub id: Uuid,
@@ -315,6 +326,7 @@ pub struct Run {
     /// Execution attempt, starting at 1; a run re-queued after a crash gets the next one.
     pub attempt: u32,
     /// The result, once the run has ended (also partial results of failed runs).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub team_result: Option<TeamResult>,
     /// `<Type>: <message>` of a failed run.
     pub error_message: Option<String>,
@@ -335,6 +347,7 @@ pub struct Run {
 /// The fields of a run supplied by its creator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewRun {
     /// The session to run in.
     pub session_id: Uuid,
@@ -401,6 +414,7 @@ pub struct RunSpec {
 /// The fields of a task a `PATCH` may change; each absent (or `null`) field keeps its value.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskPatch {
     /// New display name; must not be empty.
     #[serde(default)]
@@ -419,6 +433,7 @@ pub struct TaskPatch {
 /// The fields of a team a `PATCH` may change; each absent (or `null`) field keeps its value.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TeamPatch {
     /// New display name.
     #[serde(default)]
@@ -439,6 +454,7 @@ pub struct TeamPatch {
 /// value.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionPatch {
     /// New display name.
     #[serde(default)]
@@ -455,6 +471,7 @@ pub struct SessionPatch {
 /// The field of a run a `PATCH` may change.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunPatch {
     /// Archive or restore the run.
     #[serde(default)]

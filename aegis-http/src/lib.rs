@@ -21,11 +21,13 @@ pub mod config;
 mod envelope;
 pub mod error;
 mod extract;
+mod guard;
 mod idempotency;
 pub mod limits;
 mod metrics;
 #[cfg(feature = "mock")]
 pub mod mock;
+mod openapi;
 mod routes;
 pub mod server;
 pub mod telemetry;
@@ -33,25 +35,73 @@ pub mod telemetry;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tower_http::catch_panic::CatchPanicLayer;
 
 pub use error::ApiError;
 
 use crate::auth::AuthConfig;
 use crate::limits::{LimitsConfig, RateLimiter};
 
+/// The default of [`AppConfig::max_body_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Settings of the HTTP application.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct AppConfig {
+    /// API keys; without keys every request is accepted.
+    pub auth: AuthConfig,
+    /// Per-key request rate and per-user token budget.
+    pub limits: LimitsConfig,
+    /// The largest request body accepted, in bytes; a larger body gets 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for AppConfig {
+    fn default() -> AppConfig {
+        AppConfig {
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
 /// Builds the full application without API keys or rate limits: the API routes plus request
 /// ids, tracing and metrics.
 pub fn app(aegis: aegis_core::Aegis) -> Router {
-    app_with(aegis, &AuthConfig::default(), &LimitsConfig::default())
+    app_with_config(aegis, &AppConfig::default())
 }
 
-/// Builds the full application with authentication and rate limits. The first call in a
-/// process installs the Prometheus recorder that `/metrics` renders.
+/// Builds the full application with authentication and rate limits, and the default body
+/// limit.
 pub fn app_with(aegis: aegis_core::Aegis, auth: &AuthConfig, limits: &LimitsConfig) -> Router {
+    let config = AppConfig { auth: auth.clone(), limits: limits.clone(), ..AppConfig::default() };
+    app_with_config(aegis, &config)
+}
+
+/// Builds the full application: the routes (with authentication and rate limits on the API
+/// routes), the body limit, the middleware that keeps every error (413s and panics included)
+/// in the error envelope, and request ids, tracing and metrics. The first call in a process
+/// installs the Prometheus recorder that `/metrics` renders.
+pub fn app_with_config(aegis: aegis_core::Aegis, config: &AppConfig) -> Router {
     crate::metrics::handle();
-    let keys = auth.api_keys.clone();
-    let limiter = limits.rate_limit_rps.map(|rps| Arc::new(RateLimiter::new(rps, keys.len())));
-    // The telemetry layer stays the outermost, so every response gets a request id and
-    // counts in the metrics, including those of other layers' rejections.
-    routes::router(aegis, keys, limiter).layer(axum::middleware::from_fn(telemetry::observe))
+    let keys = config.auth.api_keys.clone();
+    let limiter = config.limits.rate_limit_rps.map(|rps| Arc::new(RateLimiter::new(rps, keys.len())));
+    let limit = guard::BodyLimit(config.max_body_bytes);
+    routes::router(aegis, keys, limiter)
+        // `guard::limit_body` is the one limit, so axum's default limit of its own is off.
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(limit, guard::limit_body))
+        .layer(axum::middleware::from_fn_with_state(limit, guard::envelope_errors))
+        .layer(CatchPanicLayer::custom(guard::panic_response))
+        // The telemetry layer stays the outermost, so every response gets a request id and
+        // counts in the metrics, including those of other layers' rejections.
+        .layer(axum::middleware::from_fn(telemetry::observe))
+}
+
+/// Returns the OpenAPI 3.1 document of the API, as served at `GET /api/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::document()
 }

@@ -101,6 +101,14 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 
 /// `GET /metrics`: every metric of the process in the Prometheus text format, with the queue
 /// depth read from the store now.
+#[utoipa::path(
+    get, path = "/metrics", tag = "service", operation_id = "metrics",
+    responses(
+        (status = 200, description = "Every metric in the Prometheus text format (version 0.0.4); names start with `aegis_`.", content_type = "text/plain", body = String),
+        (status = 401, description = "The server checks API keys, and the request has no valid key.", body = crate::openapi::schemas::ErrorEnvelope),
+        (status = 503, description = "Another metrics recorder is installed in this process.", body = crate::openapi::schemas::ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn render(State(aegis): State<Aegis>) -> Response {
     let Some(handle) = handle() else {
         let message = "Metrics are unavailable because another metrics recorder is installed in this process";

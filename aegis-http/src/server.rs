@@ -89,6 +89,9 @@ pub struct ServeConfig {
     pub auth: AuthConfig,
     /// Per-key request rate and per-user token budget.
     pub limits: LimitsConfig,
+    /// The largest request body accepted, in bytes; a larger body gets 413. Defaults to
+    /// [`DEFAULT_MAX_BODY_BYTES`](crate::DEFAULT_MAX_BODY_BYTES), 1 MiB.
+    pub max_body_bytes: usize,
 }
 
 /// How often the server deletes runs past the retention period.
@@ -116,8 +119,19 @@ impl ServeConfig {
             retention: None,
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
+            max_body_bytes: crate::DEFAULT_MAX_BODY_BYTES,
         }
     }
+}
+
+/// Builds the application with the settings of `config`.
+fn app_for(aegis: Aegis, config: &ServeConfig) -> Router {
+    let app_config = crate::AppConfig {
+        auth: config.auth.clone(),
+        limits: config.limits.clone(),
+        max_body_bytes: config.max_body_bytes,
+    };
+    crate::app_with_config(aegis, &app_config)
 }
 
 /// A server started by [`start`], serving in the background.
@@ -155,7 +169,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
     let (aegis, store, listener) = prepare(&config).await?;
     let addr = listener.local_addr().context("reading the bound address failed")?;
-    let app = crate::app_with(aegis.clone(), &config.auth, &config.limits);
+    let app = app_for(aegis.clone(), &config);
     let serving = serve_on(aegis.clone(), app, listener, config.shutdown_grace, config.retention, async {
         let _ = signal.await;
     });
@@ -173,7 +187,7 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()> + Sen
     let (aegis, store, listener) = prepare(&config).await?;
     let addr = listener.local_addr().context("reading the bound address failed")?;
     println!("listening on {addr}");
-    let app = crate::app_with(aegis.clone(), &config.auth, &config.limits);
+    let app = app_for(aegis.clone(), &config);
     let served = serve_on(aegis, app, listener, config.shutdown_grace, config.retention, shutdown).await;
     close_store(store).await;
     served

@@ -107,6 +107,10 @@ struct ServeArgs {
     #[arg(long, env = "AEGIS_RETENTION_DAYS", default_value_t = 0)]
     retention_days: u64,
 
+    /// The largest request body accepted, in bytes; a larger body gets 413.
+    #[arg(long, env = "AEGIS_MAX_BODY_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1..))]
+    max_body_bytes: u64,
+
     /// API keys and the user each acts as, as KEY=USER_ID pairs separated by commas. With
     /// keys, every request but the health, readiness and documentation routes needs
     /// `Authorization: Bearer KEY`, and each user sees only their own rows.
@@ -184,6 +188,7 @@ fn run_serve(args: ServeArgs, config_keys: &[String]) -> anyhow::Result<()> {
     config.engine.batch_concurrency = args.batch_concurrency;
     config.allowed_model_hosts = args.allow_model_hosts;
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace);
+    config.max_body_bytes = usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX);
     config.retention =
         (args.retention_days > 0).then(|| Duration::from_secs(args.retention_days.saturating_mul(86_400)));
     if let Some(keys) = args.api_keys {

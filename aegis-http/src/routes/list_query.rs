@@ -1,5 +1,5 @@
-//! The query of a list route: its page (`limit`, `order`, `cursor`) and its filters; and
-//! `cascade` of a DELETE.
+//! The query of a list route: its page (`limit`, `order`, `cursor`) and its filters; also
+//! `cascade` of a DELETE and `wait` of `GET /run/{id}`.
 //!
 //! Every list route reads the same page parameters, so a client pages tasks, teams,
 //! sessions, runs and a run's messages alike. Values are parsed one by one into the names the
@@ -87,6 +87,11 @@ impl ListQuery {
                 Some("use cascade=true to delete the dependants too, or leave it out"),
             )),
         }
+    }
+
+    /// Returns the raw value of a parameter that is not a list's, such as `wait`.
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
     }
 
     fn text(&self, name: &str) -> Option<String> {

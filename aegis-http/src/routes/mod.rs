@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{Method, StatusCode, Uri};
-use axum::routing::{get, post};
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use aegis_core::storage::Dependants;
 use aegis_core::{Aegis, FieldError};
@@ -23,39 +25,75 @@ use crate::auth::ApiKeys;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::limits::RateLimiter;
+use crate::openapi;
 
-/// Builds the API router over `aegis`. Requests under `/api/v1` pass authentication with
-/// `keys`, then the rate limit, then the idempotency middleware, in that order.
+/// Builds the application's routes over `aegis`, with the 404 and 405 fallbacks.
+///
+/// The router has three parts. [`api_routes`] are the resource routes under `/api/v1`: their
+/// requests pass authentication with `keys`, then the rate limit, then the idempotency
+/// middleware, in that order. `/metrics` passes authentication only. [`public_routes`]
+/// (`/healthz`, `/readyz`, `/api/v1/openapi.json`) and Swagger UI at `/docs` get none of these
+/// layers, so they stay reachable without a key.
 pub(crate) fn router(aegis: Aegis, keys: ApiKeys, limiter: Option<Arc<RateLimiter>>) -> Router {
-    let api = Router::new()
-        .route("/task", get(tasks::list).post(tasks::create))
-        .route("/task/{id}", get(tasks::get).patch(tasks::update).delete(tasks::delete))
-        .route("/team", get(teams::list).post(teams::create))
-        .route("/team/validate", post(teams::validate))
-        .route("/team/{id}", get(teams::get).patch(teams::update).delete(teams::delete))
-        .route("/session", get(sessions::list).post(sessions::create))
-        .route("/session/{id}", get(sessions::get).patch(sessions::update).delete(sessions::delete))
-        .route("/run", get(runs::list).post(runs::create))
-        .route("/run/{id}", get(runs::get).patch(runs::update).delete(runs::delete))
-        .route("/run/{id}/messages", get(runs::messages))
-        .route("/run/{id}/cancel", post(runs::cancel))
-        .route("/run/{id}/stream", get(stream::stream))
+    let api = api_routes()
         .layer(axum::middleware::from_fn_with_state(aegis.clone(), crate::idempotency::reserve))
         .layer(axum::middleware::from_fn_with_state(limiter, crate::limits::limit_rate))
         .layer(axum::middleware::from_fn_with_state(keys.clone(), crate::auth::middleware::authenticate));
     // Metrics name routes, models and error types, so they need a key like the API does.
-    let metrics = Router::new()
-        .route("/metrics", get(crate::metrics::render))
-        .layer(axum::middleware::from_fn_with_state(keys, crate::auth::middleware::authenticate));
+    let metrics =
+        metrics_routes().layer(axum::middleware::from_fn_with_state(keys, crate::auth::middleware::authenticate));
+    let (routes, _) = collect(api, metrics);
 
-    Router::new()
-        .nest("/api/v1", api)
-        .merge(metrics)
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(probes::readyz))
+    // The fallbacks are set last: the 405 fallback applies to the routes registered before it.
+    routes
+        .merge(openapi::swagger_ui())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(aegis)
+}
+
+/// Returns the OpenAPI document of the routes that [`router`] serves.
+pub(crate) fn document() -> OpenApi {
+    collect(api_routes(), metrics_routes()).1
+}
+
+/// Splits the API, metrics and public routes into one router and one document.
+fn collect(api: OpenApiRouter<Aegis>, metrics: OpenApiRouter<Aegis>) -> (Router<Aegis>, OpenApi) {
+    let (routes, spec) =
+        OpenApiRouter::with_openapi(openapi::base()).merge(api).merge(metrics).merge(public_routes()).split_for_parts();
+    (routes, openapi::finish(spec))
+}
+
+/// `/metrics`, in the Prometheus text format.
+fn metrics_routes() -> OpenApiRouter<Aegis> {
+    OpenApiRouter::new().routes(routes!(crate::metrics::render))
+}
+
+/// The resource routes under `/api/v1`. Each `routes!` call routes its handlers and adds
+/// their `#[utoipa::path]` descriptions to the document, so neither can miss a route.
+fn api_routes() -> OpenApiRouter<Aegis> {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(tasks::list, tasks::create))
+        .routes(routes!(tasks::get, tasks::update, tasks::delete))
+        .routes(routes!(teams::list, teams::create))
+        .routes(routes!(teams::validate))
+        .routes(routes!(teams::get, teams::update, teams::delete))
+        .routes(routes!(sessions::list, sessions::create))
+        .routes(routes!(sessions::get, sessions::update, sessions::delete))
+        .routes(routes!(runs::list, runs::create))
+        .routes(routes!(runs::get, runs::update, runs::delete))
+        .routes(routes!(runs::messages))
+        .routes(routes!(runs::cancel))
+        .routes(routes!(stream::stream));
+    OpenApiRouter::new().nest("/api/v1", v1)
+}
+
+/// Routes that need no credentials: the health and readiness probes and the OpenAPI document.
+fn public_routes() -> OpenApiRouter<Aegis> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(probes::readyz))
+        .routes(routes!(openapi::serve_document))
 }
 
 /// The response to a delete: the id and what went with it.
@@ -63,6 +101,10 @@ pub(crate) fn deleted(message: &'static str, id: Uuid, dependants: &Dependants) 
     Envelope::ok(message, json!({"id": id, "deleted_sessions": dependants.sessions, "deleted_runs": dependants.runs}))
 }
 
+#[utoipa::path(
+    get, path = "/healthz", tag = "service", operation_id = "healthz", security(()),
+    responses((status = 200, description = "The process is up.", content_type = "text/plain", body = String, example = "ok")),
+)]
 async fn healthz() -> &'static str {
     "ok"
 }

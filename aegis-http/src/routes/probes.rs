@@ -12,12 +12,20 @@ use aegis_core::{Aegis, FieldError};
 
 use crate::envelope::Envelope;
 use crate::error::ApiError;
+use crate::openapi::schemas::ErrorEnvelope;
 
 /// How long the store may take to respond before the probe returns 503 with a timeout. A
 /// caller whose own probe timeout is shorter counts the probe as failed when it gives up.
 const STORE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Returns 200 when the store is ready, else 503 in the error envelope naming the cause.
+#[utoipa::path(
+    get, path = "/readyz", tag = "service", operation_id = "readyz", security(()),
+    responses(
+        (status = 200, description = "The store answers at this build's schema version (`{\"store\": \"ok\"}`).", body = DataEnvelope<Object>),
+        (status = 503, description = "Not ready: `meta.errors[0]` names the store or a server that is shutting down.", body = ErrorEnvelope),
+    ),
+)]
 pub(super) async fn readyz(State(aegis): State<Aegis>) -> Result<Envelope<Value>, ApiError> {
     if aegis.is_draining() {
         return Err(not_ready("server", "draining", "the server is shutting down", "send requests to another replica"));

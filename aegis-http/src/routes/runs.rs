@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use bytes::Bytes;
@@ -23,8 +23,18 @@ use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
 use crate::idempotency::ReservedId;
+use crate::openapi::IDEMPOTENCY_KEY;
+use crate::openapi::schemas::{
+    CancelRequest, DataEnvelope, Deleted, ErrorEnvelope, ListParams, PageEnvelope, PageParams, RunParams, WaitParams,
+};
 use crate::routes::list_query::ListQuery;
 
+#[utoipa::path(
+    post, path = "/run", tag = "runs", operation_id = "create_run",
+    params(("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY_KEY)),
+    request_body = NewRun,
+    responses((status = 201, description = "The run was created (`Run created.`).", body = DataEnvelope<Run>)),
+)]
 pub(super) async fn create(
     State(aegis): State<Aegis>,
     caller: Caller,
@@ -37,18 +47,18 @@ pub(super) async fn create(
     Ok(Envelope::created("Run created.", run))
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct GetQuery {
-    wait: Option<String>,
-}
-
+#[utoipa::path(
+    get, path = "/run/{id}", tag = "runs", operation_id = "get_run",
+    params(("id" = Uuid, Path, description = "The run's id."), WaitParams),
+    responses((status = 200, description = "The run with the messages produced so far; with `wait`, once it ended or the time is up.", body = DataEnvelope<Run>)),
+)]
 pub(super) async fn get(
     State(aegis): State<Aegis>,
     caller: Caller,
     PathId(id): PathId,
-    Query(query): Query<GetQuery>,
+    query: ListQuery,
 ) -> Result<Envelope<Run>, ApiError> {
-    let wait = query.wait.as_deref().map(parse_wait).transpose()?;
+    let wait = query.param("wait").map(parse_wait).transpose()?;
     let run = own_run(&aegis, &caller, id).await?;
     let run = match wait {
         Some(wait) if !run.status.is_terminal() => aegis.wait_run(id, wait).await?,
@@ -78,6 +88,11 @@ pub(super) async fn own_run(aegis: &Aegis, caller: &Caller, id: Uuid) -> Result<
     caller.visible(aegis.get_run(id).await?, ResourceKind::Run, id)
 }
 
+#[utoipa::path(
+    get, path = "/run", tag = "runs", operation_id = "list_runs",
+    params(PageParams, ListParams, RunParams),
+    responses((status = 200, description = "One page of runs with their messages.", body = PageEnvelope<Run>)),
+)]
 pub(super) async fn list(
     State(aegis): State<Aegis>,
     caller: Caller,
@@ -89,6 +104,11 @@ pub(super) async fn list(
     Ok(Envelope::page(page, |run| run))
 }
 
+#[utoipa::path(
+    get, path = "/run/{id}/messages", tag = "runs", operation_id = "list_run_messages",
+    params(("id" = Uuid, Path, description = "The run's id."), PageParams),
+    responses((status = 200, description = "One page of the messages of the run's current attempt, by position.", body = PageEnvelope<AgentMessage>)),
+)]
 pub(super) async fn messages(
     State(aegis): State<Aegis>,
     caller: Caller,
@@ -100,6 +120,12 @@ pub(super) async fn messages(
     Ok(Envelope::page(page, |message| message))
 }
 
+#[utoipa::path(
+    patch, path = "/run/{id}", tag = "runs", operation_id = "update_run",
+    params(("id" = Uuid, Path, description = "The run's id.")),
+    request_body = RunPatch,
+    responses((status = 200, description = "The changed run.", body = DataEnvelope<Run>)),
+)]
 pub(super) async fn update(
     State(aegis): State<Aegis>,
     caller: Caller,
@@ -110,6 +136,14 @@ pub(super) async fn update(
     Ok(Envelope::ok("Run updated.", aegis.update_run(id, patch).await?))
 }
 
+#[utoipa::path(
+    delete, path = "/run/{id}", tag = "runs", operation_id = "delete_run",
+    params(("id" = Uuid, Path, description = "The run's id.")),
+    responses(
+        (status = 200, description = "The run was deleted with its messages and events.", body = DataEnvelope<Deleted>),
+        (status = 409, description = "The run is not terminal; cancel it first.", body = ErrorEnvelope),
+    ),
+)]
 /// Deletes a terminal run with its messages; 409 for a run that is not terminal.
 pub(super) async fn delete(
     State(aegis): State<Aegis>,
@@ -128,6 +162,12 @@ struct CancelBody {
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    post, path = "/run/{id}/cancel", tag = "runs", operation_id = "cancel_run",
+    params(("id" = Uuid, Path, description = "The run's id.")),
+    request_body(content = Option<CancelRequest>, description = "Optional; an empty body or `null` stops the run with the default reason."),
+    responses((status = 200, description = "The run as it is after the cancel (`Run cancelled.`): `stopped`, or still `active` until its process stops it.", body = DataEnvelope<Run>)),
+)]
 pub(super) async fn cancel(
     State(aegis): State<Aegis>,
     caller: Caller,

@@ -13,8 +13,18 @@ use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
 use crate::idempotency::ReservedId;
+use crate::openapi::IDEMPOTENCY_KEY;
+use crate::openapi::schemas::{
+    CascadeParams, DataEnvelope, Deleted, ErrorEnvelope, ListParams, PageEnvelope, PageParams, SessionParams,
+};
 use crate::routes::list_query::ListQuery;
 
+#[utoipa::path(
+    post, path = "/session", tag = "sessions", operation_id = "create_session",
+    params(("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY_KEY)),
+    request_body = NewSession,
+    responses((status = 201, description = "The session was created (`Session created.`).", body = DataEnvelope<Session>)),
+)]
 pub(super) async fn create(
     State(aegis): State<Aegis>,
     caller: Caller,
@@ -30,6 +40,11 @@ pub(super) async fn create(
     Ok(Envelope::created("Session created.", masked(&session)))
 }
 
+#[utoipa::path(
+    get, path = "/session/{id}", tag = "sessions", operation_id = "get_session",
+    params(("id" = Uuid, Path, description = "The session's id.")),
+    responses((status = 200, description = "The session.", body = DataEnvelope<Session>)),
+)]
 pub(super) async fn get(
     State(aegis): State<Aegis>,
     caller: Caller,
@@ -39,6 +54,11 @@ pub(super) async fn get(
     Ok(Envelope::got(masked(&session)))
 }
 
+#[utoipa::path(
+    get, path = "/session", tag = "sessions", operation_id = "list_sessions",
+    params(PageParams, ListParams, SessionParams),
+    responses((status = 200, description = "One page of sessions.", body = PageEnvelope<Session>)),
+)]
 pub(super) async fn list(
     State(aegis): State<Aegis>,
     caller: Caller,
@@ -50,6 +70,12 @@ pub(super) async fn list(
     Ok(Envelope::page(page, |row| masked(&row)))
 }
 
+#[utoipa::path(
+    patch, path = "/session/{id}", tag = "sessions", operation_id = "update_session",
+    params(("id" = Uuid, Path, description = "The session's id.")),
+    request_body = SessionPatch,
+    responses((status = 200, description = "The changed session.", body = DataEnvelope<Session>)),
+)]
 pub(super) async fn update(
     State(aegis): State<Aegis>,
     caller: Caller,
@@ -61,6 +87,14 @@ pub(super) async fn update(
     Ok(Envelope::ok("Session updated.", masked(&updated)))
 }
 
+#[utoipa::path(
+    delete, path = "/session/{id}", tag = "sessions", operation_id = "delete_session",
+    params(("id" = Uuid, Path, description = "The session's id."), CascadeParams),
+    responses(
+        (status = 200, description = "The session was deleted, with its dependants under `?cascade=true`.", body = DataEnvelope<Deleted>),
+        (status = 409, description = "Sessions or runs use the session and `cascade` is not `true`, or a cascade would delete a run that is not terminal.", body = ErrorEnvelope),
+    ),
+)]
 pub(super) async fn delete(
     State(aegis): State<Aegis>,
     caller: Caller,

@@ -48,6 +48,19 @@ const PAGE: usize = 256;
 /// Events buffered for a slow client before the follower waits for it.
 const BUFFER: usize = 64;
 
+#[utoipa::path(
+    get, path = "/run/{id}/stream", tag = "runs", operation_id = "stream_run",
+    params(
+        ("id" = Uuid, Path, description = "The run's id."),
+        ("Last-Event-ID" = Option<u64>, Header, description = "The id of the last event received; the stream resumes after it."),
+    ),
+    responses((
+        status = 200,
+        description = "Server-Sent Events until the run ends: `status` (`{\"status\", \"attempt\"}`), `message` (a stored message), `chunk` (a token chunk, never replayed) and `end` (the terminal run).",
+        content_type = "text/event-stream",
+        body = String,
+    )),
+)]
 pub(super) async fn stream(
     State(aegis): State<Aegis>,
     caller: Caller,

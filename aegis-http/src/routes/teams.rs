@@ -17,8 +17,18 @@ use crate::envelope::Envelope;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
 use crate::idempotency::ReservedId;
+use crate::openapi::IDEMPOTENCY_KEY;
+use crate::openapi::schemas::{
+    CascadeParams, DataEnvelope, Deleted, ErrorEnvelope, ListParams, PageEnvelope, PageParams, TeamValidation,
+};
 use crate::routes::list_query::ListQuery;
 
+#[utoipa::path(
+    post, path = "/team", tag = "teams", operation_id = "create_team",
+    params(("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY_KEY)),
+    request_body = NewTeam,
+    responses((status = 201, description = "The team was created (`Team created.`).", body = DataEnvelope<Team>)),
+)]
 pub(super) async fn create(
     State(aegis): State<Aegis>,
     caller: Caller,
@@ -30,11 +40,21 @@ pub(super) async fn create(
     Ok(Envelope::created("Team created.", masked(&team)))
 }
 
+#[utoipa::path(
+    post, path = "/team/validate", tag = "teams", operation_id = "validate_team",
+    request_body = NewTeam,
+    responses((status = 200, description = "The component's problems, if any; nothing is stored.", body = DataEnvelope<TeamValidation>)),
+)]
 pub(super) async fn validate(State(aegis): State<Aegis>, ApiJson(new): ApiJson<NewTeam>) -> Envelope<Value> {
     let errors = aegis.validate_team(&new.component);
     Envelope::ok("Team validated.", json!({"valid": errors.is_empty(), "errors": errors}))
 }
 
+#[utoipa::path(
+    get, path = "/team/{id}", tag = "teams", operation_id = "get_team",
+    params(("id" = Uuid, Path, description = "The team's id.")),
+    responses((status = 200, description = "The team.", body = DataEnvelope<Team>)),
+)]
 pub(super) async fn get(
     State(aegis): State<Aegis>,
     caller: Caller,
@@ -44,6 +64,11 @@ pub(super) async fn get(
     Ok(Envelope::got(masked(&team)))
 }
 
+#[utoipa::path(
+    get, path = "/team", tag = "teams", operation_id = "list_teams",
+    params(PageParams, ListParams),
+    responses((status = 200, description = "One page of teams.", body = PageEnvelope<Team>)),
+)]
 pub(super) async fn list(
     State(aegis): State<Aegis>,
     caller: Caller,
@@ -55,6 +80,12 @@ pub(super) async fn list(
     Ok(Envelope::page(page, |row| masked(&row)))
 }
 
+#[utoipa::path(
+    patch, path = "/team/{id}", tag = "teams", operation_id = "update_team",
+    params(("id" = Uuid, Path, description = "The team's id.")),
+    request_body = TeamPatch,
+    responses((status = 200, description = "The changed team.", body = DataEnvelope<Team>)),
+)]
 pub(super) async fn update(
     State(aegis): State<Aegis>,
     caller: Caller,
@@ -66,6 +97,14 @@ pub(super) async fn update(
     Ok(Envelope::ok("Team updated.", masked(&updated)))
 }
 
+#[utoipa::path(
+    delete, path = "/team/{id}", tag = "teams", operation_id = "delete_team",
+    params(("id" = Uuid, Path, description = "The team's id."), CascadeParams),
+    responses(
+        (status = 200, description = "The team was deleted, with its dependants under `?cascade=true`.", body = DataEnvelope<Deleted>),
+        (status = 409, description = "Sessions or runs use the team and `cascade` is not `true`, or a cascade would delete a run that is not terminal.", body = ErrorEnvelope),
+    ),
+)]
 pub(super) async fn delete(
     State(aegis): State<Aegis>,
     caller: Caller,

@@ -149,3 +149,15 @@ impl Api {
         }
     }
 }
+
+/// Starts the server on 127.0.0.1:0 over a fresh SQLite file in a temporary directory, after
+/// `configure` has changed its settings.
+pub async fn sqlite_server(
+    configure: impl FnOnce(&mut aegis_http::server::ServeConfig),
+) -> (aegis_http::server::RunningServer, tempfile::TempDir) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut config = aegis_http::server::ServeConfig::new(dir.path().join("aegis.db"), "127.0.0.1:0".parse().unwrap());
+    configure(&mut config);
+    let server = aegis_http::server::start(config).await.unwrap();
+    (server, dir)
+}
