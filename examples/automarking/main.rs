@@ -45,6 +45,10 @@ struct Args {
     #[arg(long)]
     server: Option<String>,
 
+    /// API key for a --server that has keys configured, sent as `Authorization: Bearer`.
+    #[arg(long, env = "AEGIS_API_KEY", hide_env_values = true, requires = "server")]
+    api_key: Option<String>,
+
     /// Model name for the team's OpenAIChatCompletionClient.
     #[arg(long, default_value = "gpt-4o-mini")]
     model: String,
@@ -111,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    let client = Client { http: reqwest::Client::new(), base: format!("{base}/api/v1") };
+    let client = Client { http: http_client(args.api_key.as_deref())?, base: format!("{base}/api/v1") };
     let outcome = walk(&client, &args, &answers).await;
 
     if let Some(running) = server {
@@ -319,4 +323,16 @@ fn verdict(run: &Value) -> Option<bool> {
     let messages = run["team_result"]["task_result"]["messages"].as_array()?;
     let reply = messages.iter().rev().find(|message| message["type"] == "dict")?;
     reply["content"]["satisfactory"].as_bool()
+}
+
+/// Builds the HTTP client, sending `api_key` with every request when there is one.
+fn http_client(api_key: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = api_key {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+            .context("the API key contains characters that cannot go in an HTTP header")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder().default_headers(headers).build().context("building the HTTP client failed")
 }
