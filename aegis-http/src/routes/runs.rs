@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 
-use aegis_core::storage::DeleteTarget;
+use aegis_core::storage::{DeleteTarget, Listing};
 use aegis_core::{Aegis, AgentMessage, MAX_WAIT, NewRun, ResourceKind, Run, RunPatch};
 use uuid::Uuid;
 
@@ -116,7 +116,7 @@ pub(super) async fn messages(
     query: ListQuery,
 ) -> Result<Envelope<Vec<AgentMessage>>, ApiError> {
     own_run(&aegis, &caller, id).await?;
-    let page = aegis.list_run_messages(id, &query.page()?).await?;
+    let page = aegis.list_run_messages(id, &query.page(Listing::RunMessages)?).await?;
     Ok(Envelope::page(page, |message| message))
 }
 
@@ -179,7 +179,8 @@ pub(super) async fn cancel(
     let before = own_run(&aegis, &caller, id).await?;
     // Cancelling a finished run is idempotent: the run comes back unchanged, and the message
     // says so rather than claiming a cancel that did not happen.
-    let message = if before.status.is_terminal() { "Run already finished; nothing to cancel." } else { "Run cancelled." };
+    let message =
+        if before.status.is_terminal() { "Run already finished; nothing to cancel." } else { "Run cancelled." };
     let run = aegis.cancel_run(id, reason).await?;
     Ok(Envelope::ok(message, run))
 }
