@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use aegis_core::storage::{DeleteTarget, Listing};
-use aegis_core::{Aegis, AgentMessage, MAX_WAIT, NewRun, ResourceKind, Run, RunPatch};
+use aegis_core::{Aegis, AgentMessage, MAX_WAIT, NewRun, ResourceKind, Run, RunPatch, RunStatus};
 use uuid::Uuid;
 
 use crate::auth::caller::Caller;
@@ -177,11 +177,12 @@ pub(super) async fn cancel(
 ) -> Result<Envelope<Run>, ApiError> {
     let reason = parse_cancel_body(&headers, &body)?;
     let before = own_run(&aegis, &caller, id).await?;
-    // Cancelling a finished run is idempotent: the run comes back unchanged, and the message
-    // says so rather than claiming a cancel that did not happen.
-    let message =
-        if before.status.is_terminal() { "Run already finished; nothing to cancel." } else { "Run cancelled." };
     let run = aegis.cancel_run(id, reason).await?;
+    // Cancelling a finished run is idempotent: the run comes back unchanged, and the message
+    // says so rather than claiming a cancel that did not happen. A run that completes or
+    // fails while the cancel is on its way was not cancelled either.
+    let finished = before.status.is_terminal() || matches!(run.status, RunStatus::Complete | RunStatus::Error);
+    let message = if finished { "Run already finished; nothing to cancel." } else { "Run cancelled." };
     Ok(Envelope::ok(message, run))
 }
 
