@@ -95,6 +95,50 @@ pub fn plain_serde_message(message: &str) -> String {
     text
 }
 
+/// An example UUID for fixes, in the version-7 form the server issues.
+const EXAMPLE_UUID: &str = "0190d7a0-6b6c-7a4e-9f3c-2f1d1c1b0a09";
+
+/// Rewords serde's message in JSON terms as `expected X, got Y` and derives a fix from what
+/// was expected, so every shape error tells the client what to send. Returns the message and
+/// the fix.
+pub fn readable_serde_message(message: &str) -> (String, String) {
+    let message = plain_serde_message(message);
+    let message = message.as_str();
+    if message.starts_with("UUID parsing failed")
+        || message.contains("expected a UUID")
+        || message.contains("expected UUID")
+    {
+        return (
+            format!("expected a UUID such as {EXAMPLE_UUID}"),
+            format!("send a UUID such as {EXAMPLE_UUID}, the id returned when the resource was created"),
+        );
+    }
+    let (message, expected) =
+        match message.strip_prefix("invalid type: ").and_then(|rest| rest.rsplit_once(", expected ")) {
+            Some((got, expected)) => (format!("expected {expected}, got {got}"), expected.to_owned()),
+            None => {
+                let expected = message.rsplit_once(", expected ").map_or("", |(_, expected)| expected);
+                (message.to_owned(), expected.to_owned())
+            }
+        };
+    let fix = if expected.starts_with("one of ") {
+        format!("send {expected}")
+    } else {
+        match expected.as_str() {
+            "a string" => "send a string, in double quotes".to_owned(),
+            "a boolean" => "send true or false, without quotes".to_owned(),
+            "an object" => "send a JSON object".to_owned(),
+            "a list" => "send a JSON array".to_owned(),
+            "an integer" => "send a whole number".to_owned(),
+            "a non-negative integer" => "send a whole number of 0 or more".to_owned(),
+            "a number" => "send a number".to_owned(),
+            "" => "send the value the API reference documents for this field".to_owned(),
+            other => format!("send {other}"),
+        }
+    };
+    (message, fix)
+}
+
 /// The kind of resource an error is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -191,6 +235,26 @@ mod tests {
             plain_serde_message("invalid type: integer `5`, expected struct ComponentModel"),
             "invalid type: integer `5`, expected an object"
         );
+    }
+
+    #[test]
+    fn shape_errors_read_plainly_with_a_fix() {
+        for (message, expected_message, fix_part) in [
+            ("invalid type: integer `5`, expected a string", "expected a string, got integer `5`", "send a string"),
+            (
+                "invalid type: string \"yes\", expected a boolean",
+                "expected a boolean, got string \"yes\"",
+                "true or false",
+            ),
+            ("invalid type: sequence, expected an object", "expected an object, got sequence", "JSON object"),
+            ("UUID parsing failed: invalid character", "expected a UUID such as", "send a UUID"),
+            ("unknown variant `x`, expected one of `a`, `b`", "unknown variant `x`", "send one of `a`, `b`"),
+            ("something else", "something else", "API reference"),
+        ] {
+            let (readable, fix) = readable_serde_message(message);
+            assert!(readable.starts_with(expected_message), "{message}: {readable}");
+            assert!(fix.contains(fix_part), "{message}: {fix}");
+        }
     }
 
     #[test]

@@ -419,7 +419,10 @@ pub fn parse_config<T: DeserializeOwned>(component: &ComponentModel) -> BuildRes
                 FieldError::new(&field, "missing", format!("missing required field {field}"))
                     .with_fix(format!("add `{name}` to the component's config"))
             }
-            None => FieldError::new(parent, "invalid_config", crate::error::plain_serde_message(&message)),
+            None => {
+                let (message, fix) = crate::error::readable_serde_message(&message);
+                FieldError::new(parent, "invalid_config", message).with_fix(fix)
+            }
         };
         vec![problem]
     })

@@ -132,3 +132,27 @@ fn function_tool_without_rust_tool_is_rejected() {
         assert!(problems[0].message.contains("'add'"), "{name}: {problems:?}");
     }
 }
+
+#[test]
+fn agent_names_must_be_python_identifiers() {
+    let mut registry = Registry::with_builtins(ProviderEnv::default());
+    registry.allow_model_host("*").unwrap();
+    let (_, dumped) = entries().into_iter().find(|(name, _)| name.ends_with(":AssistantAgent_min")).unwrap();
+
+    // AgentChat raises "The agent name must be a valid Python identifier." for these.
+    for bad in ["bad name!", "1st", "", "grader-1", "a.b"] {
+        let mut value = dumped.clone();
+        value["config"]["name"] = json!(bad);
+        let problems = registry.validate_component(&component(&value).unwrap());
+        assert_eq!(problems.len(), 1, "{bad:?}: {problems:?}");
+        assert_eq!(problems[0].field, "config.name", "{bad:?}: {problems:?}");
+        assert!(problems[0].fix.as_deref().is_some_and(|fix| !fix.is_empty()), "{bad:?}: {problems:?}");
+    }
+    // str.isidentifier() accepts letters of any script and keywords.
+    for good in ["grader", "_private", "agent_2", "überprüfer", "class"] {
+        let mut value = dumped.clone();
+        value["config"]["name"] = json!(good);
+        let problems = registry.validate_component(&component(&value).unwrap());
+        assert!(problems.is_empty(), "{good:?}: {problems:?}");
+    }
+}

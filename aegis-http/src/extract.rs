@@ -54,8 +54,12 @@ pub(crate) fn check_content_type(headers: &axum::http::HeaderMap) -> Result<(), 
         format!("Unsupported content type '{mime}'; send the body as JSON"),
     )
     .with_error(
-        aegis_core::FieldError::new("", "unsupported_media_type", format!("content type '{mime}' is not JSON"))
-            .with_fix("set the header Content-Type: application/json"),
+        aegis_core::FieldError::new(
+            "content-type",
+            "unsupported_media_type",
+            format!("content type '{mime}' is not JSON"),
+        )
+        .with_fix("set the header Content-Type: application/json"),
     ))
 }
 
@@ -64,16 +68,16 @@ pub(crate) fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     let value: Value = serde_json::from_slice(bytes).map_err(|error| {
         let message = format!("The request body is not valid JSON: {error}");
         ApiError::new(StatusCode::BAD_REQUEST, message).with_error(
-            aegis_core::FieldError::new("", "malformed_json", error.to_string())
+            aegis_core::FieldError::new("body", "malformed_json", error.to_string())
                 .with_fix("send a JSON object as the body"),
         )
     })?;
     if !value.is_object() {
         return Err(ApiError::invalid(
-            "",
+            "body",
             "invalid_type",
-            "the request body must be a JSON object",
-            Some("send a JSON object as the body"),
+            format!("the request body must be a JSON object, not {}", json_kind(&value)),
+            Some("send a JSON object as the body, such as {\"name\": \"...\"}"),
         ));
     }
 
@@ -98,7 +102,20 @@ fn describe_shape_error(path: &str, message: &str) -> ApiError {
     }
     let field = if path.is_empty() { "body" } else { path };
     let code = if message.starts_with("invalid type") { "invalid_type" } else { "invalid_value" };
-    ApiError::invalid(field, code, aegis_core::error::plain_serde_message(message), None)
+    let (message, fix) = aegis_core::error::readable_serde_message(message);
+    ApiError::invalid(field, code, message, Some(&fix))
+}
+
+/// Names the JSON type of a value for a message.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// A resource id from the URL path.

@@ -142,6 +142,7 @@ async fn cancel_races() {
 
     let (status, body) = api.post(&format!("/run/{active}/cancel"), &json!({"reason": "rubric changed"})).await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(body["message"], "Run cancelled.");
     let run = &body["data"];
     assert_eq!(run["status"], "stopped", "the model call was aborted: {run}");
     assert_eq!(run["team_result"]["task_result"]["stop_reason"], "rubric changed");
@@ -152,6 +153,7 @@ async fn cancel_races() {
     assert_eq!(response.status(), 200);
     let again: Value = response.json().await.unwrap();
     assert_eq!(again["data"], *run, "a second cancel returns the stopped run unchanged");
+    assert_eq!(again["message"], "Run already finished; nothing to cancel.", "{again}");
 
     // A finished run stays as it ended.
     let done = create_run(api, &run_body(&session_id, &task_id)).await;
@@ -160,6 +162,7 @@ async fn cancel_races() {
     let (status, body) = api.post(&format!("/run/{done}/cancel"), &json!({"reason": "too late"})).await;
     assert_eq!(status, 200);
     assert_eq!(body["data"], finished, "cancelling a complete run changes nothing");
+    assert_eq!(body["message"], "Run already finished; nothing to cancel.", "{body}");
 
     let (status, body) = api.post(&format!("/run/{done}/cancel"), &json!({"reason": 7})).await;
     assert_eq!(status, 422, "{body}");

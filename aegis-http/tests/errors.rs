@@ -63,6 +63,7 @@ async fn wrong_method_is_405() {
         let (status, body) = send(&client, method.clone(), &format!("{base}{path}"), None, Body::from("")).await;
         assert_eq!(status, 405, "{method} {path}");
         assert_eq!(first_error(&body)["code"], "method_not_allowed", "{body}");
+        assert!(first_error(&body)["fix"].as_str().is_some_and(|fix| !fix.is_empty()), "{body}");
     }
     server.stop().await.unwrap();
 }
@@ -94,6 +95,77 @@ async fn malformed_json_is_400_and_invalid_field_422() {
         send(&client, Method::POST, &url, Some("application/json"), Body::from(r#"{"name": 5}"#)).await;
     assert_eq!(status, 422);
     assert_eq!(first_error(&body)["field"], "name");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn body_shape_errors_name_the_field_and_the_fix() {
+    let (server, _dir) = sqlite_server(|_| {}).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://{}/api/v1", server.addr());
+    let session = "0190d7a0-6b6c-7a4e-9f3c-2f1d1c1b0a09";
+
+    // (method, path, body, field, code, words the fix must contain)
+    let cases = [
+        (Method::POST, "/task".to_owned(), json!({"name": 5}), "name", "invalid_type", "string"),
+        (
+            Method::POST,
+            "/task".to_owned(),
+            json!({"name": "a", "archived": "yes"}),
+            "archived",
+            "invalid_type",
+            "true or false",
+        ),
+        (
+            Method::POST,
+            "/task".to_owned(),
+            json!({"created_by_user_id": 5}),
+            "created_by_user_id",
+            "invalid_type",
+            "string",
+        ),
+        (Method::POST, "/task".to_owned(), json!([]), "body", "invalid_type", "JSON object"),
+        (Method::POST, "/task".to_owned(), json!("text"), "body", "invalid_type", "JSON object"),
+        (Method::POST, "/run".to_owned(), json!({"batch_mode": "no"}), "batch_mode", "invalid_type", "true or false"),
+        (
+            Method::POST,
+            "/session".to_owned(),
+            json!({"task_id": "zzz", "team_id": session}),
+            "task_id",
+            "invalid_value",
+            "UUID",
+        ),
+        (
+            Method::PATCH,
+            format!("/session/{session}"),
+            json!({"team_metadata": [1]}),
+            "team_metadata",
+            "invalid_type",
+            "JSON object",
+        ),
+    ];
+    for (method, path, request, field, code, fix_words) in cases {
+        let (status, body) = send(
+            &client,
+            method.clone(),
+            &format!("{base}{path}"),
+            Some("application/json"),
+            Body::from(request.to_string()),
+        )
+        .await;
+        let case = format!("{method} {path} {request}");
+        assert_eq!(status, 422, "{case}: {body}");
+        let problem = first_error(&body);
+        assert_eq!(problem["field"], field, "{case}: {body}");
+        assert_eq!(problem["code"], code, "{case}: {body}");
+        let message = problem["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.contains("invalid type") && !message.contains("UUID parsing"),
+            "{case}: raw serde wording: {body}"
+        );
+        let fix = problem["fix"].as_str().unwrap_or_default();
+        assert!(fix.contains(fix_words), "{case}: the fix must say '{fix_words}': {body}");
+    }
     server.stop().await.unwrap();
 }
 

@@ -297,15 +297,28 @@ async fn run_messages_are_paged() {
     let (_, tasks) = send(&app, "GET", "/api/v1/task?limit=0", None).await;
     assert_eq!(tasks["meta"]["errors"][0]["field"], "limit");
     create(&app, "/api/v1/task", json!({"name": "second"})).await;
-    let (_, page) = send(&app, "GET", "/api/v1/task?limit=1", None).await;
+    let (_, page) = send(&app, "GET", "/api/v1/task?limit=1&order=asc", None).await;
     let task_cursor = page["meta"]["next_cursor"].as_str().unwrap();
+    let foreign =
+        |name, path: &str| Case { name, path: format!("{path}?cursor={task_cursor}"), expected: Err((422, "cursor")) };
     check(
         &app,
-        &[Case {
-            name: "task cursor on messages",
-            path: format!("/api/v1/run/{run}/messages?cursor={task_cursor}"),
-            expected: Err((422, "cursor")),
-        }],
+        &[
+            foreign("task cursor on messages", &format!("/api/v1/run/{run}/messages")),
+            foreign("task cursor on runs", "/api/v1/run"),
+            foreign("task cursor on teams", "/api/v1/team"),
+            foreign("task cursor on sessions", "/api/v1/session"),
+        ],
     )
     .await;
+    let (status, body) = send(&app, "GET", &format!("/api/v1/run?cursor={task_cursor}"), None).await;
+    assert_eq!(status, 422, "{body}");
+    let problem = &body["meta"]["errors"][0];
+    assert_eq!(problem["code"], "cursor_mismatch", "{body}");
+    assert!(problem["fix"].as_str().is_some_and(|fix| fix.contains("drop cursor")), "{body}");
+
+    // The cursor still works on its own list.
+    let (status, body) = send(&app, "GET", &format!("/api/v1/task?cursor={task_cursor}"), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body).len(), 1, "{body}");
 }

@@ -55,6 +55,16 @@ fn build_assistant(component: &ComponentModel, context: &BuildContext<'_>) -> Bu
     let model_context = collect(build_model_context(component, context), &mut problems);
     let memory = collect(build_memory(component, context), &mut problems);
     let output = collect(build_structured_output(component), &mut problems);
+    if !crate::agent::is_python_identifier(&config.name) {
+        problems.push(
+            FieldError::new(
+                "config.name",
+                "invalid_value",
+                format!("agent name '{}' is not a valid Python identifier", config.name),
+            )
+            .with_fix("start the name with a letter or _ and use only letters, digits and _, such as grader_1"),
+        );
+    }
     if config.max_tool_iterations < 1 {
         problems.push(FieldError::new(
             "config.max_tool_iterations",

@@ -84,9 +84,7 @@ impl Handoff {
     /// Returns whether `name` is a valid Python identifier, as AgentChat requires of handoff
     /// names.
     pub(crate) fn valid_name(name: &str) -> bool {
-        let mut chars = name.chars();
-        chars.next().is_some_and(|first| first.is_alphabetic() || first == '_')
-            && chars.all(|c| c.is_alphanumeric() || c == '_')
+        crate::agent::is_python_identifier(name)
     }
 }
 

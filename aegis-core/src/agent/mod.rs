@@ -24,6 +24,16 @@ pub use handoff::Handoff;
 pub use memory::ListMemory;
 pub use structured::StructuredOutput;
 
+/// Returns whether `name` is a Python identifier, as `str.isidentifier()` judges it: a letter
+/// (any script) or `_`, then letters, digits or `_`. AgentChat requires this of agent and
+/// handoff names because it turns them into tool and variable names. Keywords such as `class`
+/// pass, as they do in Python.
+pub(crate) fn is_python_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|first| first.is_alphabetic() || first == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_')
+}
+
 /// What an agent produced in one turn.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Response {

@@ -131,7 +131,8 @@ async fn supervise(shared: &Shared, spec: &RunSpec, lease: &Lease, control: &Run
     let outcome = match finished {
         Err(_elapsed) => {
             let seconds = deadline.as_secs_f64();
-            let error = RunError::new("RunTimeoutError", format!("the run did not finish within {seconds} seconds"));
+            let unit = if seconds == 1.0 { "second" } else { "seconds" };
+            let error = RunError::new("RunTimeoutError", format!("the run did not finish within {seconds} {unit}"));
             let usage = usage_of(&sink.messages);
             failed(Some(partial(sink.messages, None, usage)), error)
         }

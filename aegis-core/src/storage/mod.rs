@@ -59,7 +59,7 @@ use crate::resource::{BatchItem, ErrorDetails, Run, RunSpec, RunStatus, Session,
 use crate::timestamp::Timestamp;
 
 pub use memory::MemoryStorage;
-pub use page::{Cursor, CursorKey, DEFAULT_LIMIT, Keyset, MAX_LIMIT, Page, PageRequest, SortOrder};
+pub use page::{Cursor, CursorKey, DEFAULT_LIMIT, Keyset, Listing, MAX_LIMIT, Page, PageRequest, SortOrder};
 
 /// The kind of a store failure.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,10 +7,12 @@
 //! insert sees no row twice and misses none of the rows that existed when it started. The id
 //! breaks ties between rows created in the same microsecond.
 //!
-//! A [`Cursor`] is the key of the last row of a page plus the order the page was listed in,
-//! encoded as an opaque URL-safe string (lowercase hex of a versioned text). It carries the
-//! order because a key means nothing in the other order: a request whose `order` differs from
-//! its cursor's is rejected, not silently restarted.
+//! A [`Cursor`] is the key of the last row of a page plus the order the page was listed in and
+//! the [`Listing`] it came from, encoded as an opaque URL-safe string (lowercase hex of a
+//! versioned text). It carries the order because a key means nothing in the other order: a
+//! request whose `order` differs from its cursor's is rejected, not silently restarted. It
+//! carries the listing because a task's key given to the run list would return a page of
+//! runs that starts at an arbitrary point, which looks right and is not.
 //!
 //! NOTE: a row becomes visible when its insert commits, but it sorts by the `created_at` its
 //! writer set before. A row committed after a later-stamped row may therefore land behind a
@@ -61,6 +63,52 @@ impl SortOrder {
     }
 }
 
+/// The list a cursor was issued for, so a cursor from one list is refused by another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Listing {
+    /// `GET /task`.
+    Tasks,
+    /// `GET /team`.
+    Teams,
+    /// `GET /session`.
+    Sessions,
+    /// `GET /run`.
+    Runs,
+    /// `GET /run/{id}/messages`.
+    RunMessages,
+}
+
+impl Listing {
+    const ALL: [Listing; 5] = [Listing::Tasks, Listing::Teams, Listing::Sessions, Listing::Runs, Listing::RunMessages];
+
+    /// Returns the tag of the listing inside an encoded cursor.
+    fn tag(self) -> &'static str {
+        match self {
+            Listing::Tasks => "task",
+            Listing::Teams => "team",
+            Listing::Sessions => "session",
+            Listing::Runs => "run",
+            Listing::RunMessages => "message",
+        }
+    }
+
+    /// Returns how the listing is named in an error message.
+    fn describe(self) -> &'static str {
+        match self {
+            Listing::Tasks => "the task list",
+            Listing::Teams => "the team list",
+            Listing::Sessions => "the session list",
+            Listing::Runs => "the run list",
+            Listing::RunMessages => "a run's message list",
+        }
+    }
+
+    fn from_tag(tag: &str) -> Option<Listing> {
+        Listing::ALL.into_iter().find(|listing| listing.tag() == tag)
+    }
+}
+
 /// The position of a row in a listing: its creation time, then its id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Keyset {
@@ -91,14 +139,21 @@ pub enum CursorKey {
 /// A pointer to the end of a page, handed to clients as an opaque string.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Cursor {
+    /// The list the page belongs to; `None` when the request did not name one (a store
+    /// listing on its own) or the cursor predates list tags.
+    pub list: Option<Listing>,
     /// The order the page was listed in.
     pub order: SortOrder,
     /// The last row of the page.
     pub key: CursorKey,
 }
 
-/// The version tag of the cursor text, so a later format can still read old cursors.
+/// The version tag of the cursor text without a list, so a later format can still read
+/// old cursors.
 const CURSOR_VERSION: &str = "c1";
+
+/// The version tag of the cursor text that names its list after the tag.
+const CURSOR_VERSION_LISTED: &str = "c2";
 
 impl Cursor {
     /// Encodes the cursor as lowercase hex, which is URL-safe and needs no escaping.
@@ -107,7 +162,10 @@ impl Cursor {
             CursorKey::Keyset(key) => format!("k.{}.{}", key.created_at.unix_micros(), key.id.simple()),
             CursorKey::Position(position) => format!("p.{position}"),
         };
-        let text = format!("{CURSOR_VERSION}.{}.{key}", self.order.as_str());
+        let text = match self.list {
+            Some(list) => format!("{CURSOR_VERSION_LISTED}.{}.{}.{key}", list.tag(), self.order.as_str()),
+            None => format!("{CURSOR_VERSION}.{}.{key}", self.order.as_str()),
+        };
         text.bytes().map(|byte| format!("{byte:02x}")).collect()
     }
 
@@ -120,7 +178,17 @@ impl Cursor {
         };
 
         let text = decode_hex(encoded).ok_or_else(invalid)?;
-        let parts: Vec<&str> = text.split('.').collect();
+        let mut parts: Vec<&str> = text.split('.').collect();
+        let list = match parts.as_slice() {
+            [CURSOR_VERSION_LISTED, tag, ..] => {
+                let list = Listing::from_tag(tag).ok_or_else(invalid)?;
+                // The rest reads like the unlisted format once the list tag is taken out.
+                parts.remove(1);
+                parts[0] = CURSOR_VERSION;
+                Some(list)
+            }
+            _ => None,
+        };
         let (order, key) = match parts.as_slice() {
             [CURSOR_VERSION, order, "k", micros, id] => {
                 let created_at = micros.parse().ok().and_then(Timestamp::from_unix_micros).ok_or_else(invalid)?;
@@ -133,7 +201,7 @@ impl Cursor {
             _ => return Err(invalid()),
         };
         let order = SortOrder::parse(order).map_err(|_| invalid())?;
-        Ok(Cursor { order, key })
+        Ok(Cursor { list, order, key })
     }
 }
 
@@ -164,30 +232,40 @@ pub struct PageRequest {
     pub order: SortOrder,
     /// Return only rows strictly after this key in `order`; `None` for the first page.
     pub after: Option<CursorKey>,
+    /// The list being paged, written into the next page's cursor; `None` when unnamed.
+    pub list: Option<Listing>,
 }
 
 impl Default for PageRequest {
     fn default() -> PageRequest {
-        PageRequest { limit: DEFAULT_LIMIT, order: SortOrder::Desc, after: None }
+        PageRequest { limit: DEFAULT_LIMIT, order: SortOrder::Desc, after: None, list: None }
     }
 }
 
 impl PageRequest {
     /// Creates the request for the first page of `limit` rows in `order`.
     pub fn first(limit: usize, order: SortOrder) -> PageRequest {
-        PageRequest { limit, order, after: None }
+        PageRequest { limit, order, after: None, list: None }
     }
 
     /// Creates the request for the page after `cursor`.
     pub fn after(limit: usize, cursor: Cursor) -> PageRequest {
-        PageRequest { limit, order: cursor.order, after: Some(cursor.key) }
+        PageRequest { limit, order: cursor.order, after: Some(cursor.key), list: cursor.list }
     }
 
-    /// Builds a request from the query values `limit`, `order` and `cursor`, each optional.
+    /// Names the list being paged, so the next page's cursor is refused by other lists.
+    pub fn in_list(mut self, list: Listing) -> PageRequest {
+        self.list = Some(list);
+        self
+    }
+
+    /// Builds a request for `list` from the query values `limit`, `order` and `cursor`, each
+    /// optional.
     ///
     /// Rejects a limit outside 1 to [`MAX_LIMIT`], an unknown order, a cursor this server did
-    /// not issue, and an `order` that differs from the cursor's.
+    /// not issue, a cursor of another list, and an `order` that differs from the cursor's.
     pub fn from_query(
+        list: Listing,
         limit: Option<&str>,
         order: Option<&str>,
         cursor: Option<&str>,
@@ -225,6 +303,16 @@ impl PageRequest {
                 None
             }
         };
+        if let Some(other) = cursor.and_then(|cursor| cursor.list).filter(|other| *other != list) {
+            problems.push(
+                FieldError::new(
+                    "cursor",
+                    "cursor_mismatch",
+                    format!("the cursor belongs to {}, not {}", other.describe(), list.describe()),
+                )
+                .with_fix(CURSOR_FIX),
+            );
+        }
         if let (Some(cursor), Some(order)) = (cursor, order)
             && cursor.order != order
         {
@@ -247,10 +335,11 @@ impl PageRequest {
             return Err(problems);
         }
 
-        Ok(match cursor {
+        let request = match cursor {
             Some(cursor) => PageRequest::after(limit, cursor),
             None => PageRequest::first(limit, order.unwrap_or_default()),
-        })
+        };
+        Ok(request.in_list(list))
     }
 
     /// Returns the row key the page starts after. A position cursor given to a keyset listing
@@ -297,9 +386,11 @@ impl PageRequest {
     }
 }
 
+/// The fix for a cursor of another list.
+const CURSOR_FIX: &str = "use the meta.next_cursor of this list, or drop cursor to start from the first page";
+
 fn wrong_list() -> FieldError {
-    FieldError::new("cursor", "invalid_value", "the cursor belongs to a different list")
-        .with_fix("pass the meta.next_cursor of this list's previous page, or leave cursor out for the first page")
+    FieldError::new("cursor", "cursor_mismatch", "the cursor belongs to a different list").with_fix(CURSOR_FIX)
 }
 
 /// One page of a listing.
@@ -319,7 +410,9 @@ impl<T> Page<T> {
         let has_more = rows.len() > request.limit;
         rows.truncate(request.limit);
         let next_cursor = match (has_more, rows.last()) {
-            (true, Some(last)) => Some(Cursor { order: request.order, key: CursorKey::Keyset(key(last)) }),
+            (true, Some(last)) => {
+                Some(Cursor { list: request.list, order: request.order, key: CursorKey::Keyset(key(last)) })
+            }
             _ => None,
         };
         Page { items: rows, next_cursor }
@@ -359,7 +452,9 @@ pub fn paginate_positions<T>(items: Vec<T>, request: &PageRequest) -> Result<Pag
     numbered.truncate(request.limit);
 
     let next_cursor = match (has_more, numbered.last()) {
-        (true, Some((position, _))) => Some(Cursor { order: request.order, key: CursorKey::Position(*position) }),
+        (true, Some((position, _))) => {
+            Some(Cursor { list: request.list, order: request.order, key: CursorKey::Position(*position) })
+        }
         _ => None,
     };
     Ok(Page { items: numbered.into_iter().map(|(_, item)| item).collect(), next_cursor })
@@ -376,9 +471,10 @@ mod tests {
     #[test]
     fn cursor_round_trips() {
         for cursor in [
-            Cursor { order: SortOrder::Desc, key: CursorKey::Keyset(key(1_700_000_000_000_000)) },
-            Cursor { order: SortOrder::Asc, key: CursorKey::Keyset(key(0)) },
-            Cursor { order: SortOrder::Asc, key: CursorKey::Position(7) },
+            Cursor { list: None, order: SortOrder::Desc, key: CursorKey::Keyset(key(1_700_000_000_000_000)) },
+            Cursor { list: Some(Listing::Runs), order: SortOrder::Asc, key: CursorKey::Keyset(key(0)) },
+            Cursor { list: None, order: SortOrder::Asc, key: CursorKey::Position(7) },
+            Cursor { list: Some(Listing::RunMessages), order: SortOrder::Desc, key: CursorKey::Position(7) },
         ] {
             let encoded = cursor.encode();
             assert!(encoded.bytes().all(|byte| byte.is_ascii_hexdigit()), "{encoded} is URL-safe");
@@ -395,25 +491,51 @@ mod tests {
 
     #[test]
     fn query_defaults_and_limits() {
-        assert_eq!(PageRequest::from_query(None, None, None).unwrap(), PageRequest::default());
         assert_eq!(
-            PageRequest::from_query(Some("100"), Some("asc"), None).unwrap(),
-            PageRequest::first(100, SortOrder::Asc)
+            PageRequest::from_query(Listing::Tasks, None, None, None).unwrap(),
+            PageRequest::default().in_list(Listing::Tasks)
+        );
+        assert_eq!(
+            PageRequest::from_query(Listing::Tasks, Some("100"), Some("asc"), None).unwrap(),
+            PageRequest::first(100, SortOrder::Asc).in_list(Listing::Tasks)
         );
         for limit in ["0", "101", "-1", "ten", ""] {
-            let problems = PageRequest::from_query(Some(limit), None, None).unwrap_err();
+            let problems = PageRequest::from_query(Listing::Tasks, Some(limit), None, None).unwrap_err();
             assert_eq!(problems[0].field, "limit", "limit={limit}");
         }
-        assert_eq!(PageRequest::from_query(None, Some("up"), None).unwrap_err()[0].field, "order");
+        assert_eq!(PageRequest::from_query(Listing::Tasks, None, Some("up"), None).unwrap_err()[0].field, "order");
     }
 
     #[test]
     fn query_rejects_order_mismatch() {
-        let cursor = Cursor { order: SortOrder::Desc, key: CursorKey::Keyset(key(5)) }.encode();
-        let problems = PageRequest::from_query(None, Some("asc"), Some(&cursor)).unwrap_err();
+        let cursor = Cursor { list: None, order: SortOrder::Desc, key: CursorKey::Keyset(key(5)) }.encode();
+        let problems = PageRequest::from_query(Listing::Tasks, None, Some("asc"), Some(&cursor)).unwrap_err();
         assert_eq!(problems[0].code, "cursor_mismatch");
-        let request = PageRequest::from_query(None, None, Some(&cursor)).unwrap();
+        let request = PageRequest::from_query(Listing::Tasks, None, None, Some(&cursor)).unwrap();
         assert_eq!(request.order, SortOrder::Desc, "the cursor's order applies");
+    }
+
+    #[test]
+    fn query_rejects_cursor_of_another_list() {
+        let tasks = PageRequest::first(1, SortOrder::Asc).in_list(Listing::Tasks);
+        let page = tasks.paginate(vec![key(1), key(2)], |row| *row);
+        let cursor = page.next_cursor.unwrap();
+        assert_eq!(cursor.list, Some(Listing::Tasks), "the cursor names its list");
+        let encoded = cursor.encode();
+        assert!(encoded.bytes().all(|byte| byte.is_ascii_hexdigit()), "{encoded} is URL-safe");
+
+        assert!(PageRequest::from_query(Listing::Tasks, None, None, Some(&encoded)).is_ok());
+        for other in [Listing::Teams, Listing::Sessions, Listing::Runs, Listing::RunMessages] {
+            let problems = PageRequest::from_query(other, None, None, Some(&encoded)).unwrap_err();
+            assert_eq!(problems[0].field, "cursor", "{other:?}");
+            assert_eq!(problems[0].code, "cursor_mismatch", "{other:?}");
+            assert!(problems[0].message.contains("task list"), "{}", problems[0].message);
+            assert!(problems[0].fix.as_deref().is_some_and(|fix| fix.contains("drop cursor")), "{other:?}");
+        }
+
+        // A cursor issued before cursors named their list still works on any list.
+        let old = Cursor { list: None, order: SortOrder::Asc, key: CursorKey::Keyset(key(1)) }.encode();
+        assert!(PageRequest::from_query(Listing::Runs, None, None, Some(&old)).is_ok());
     }
 
     #[test]

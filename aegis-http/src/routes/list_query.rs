@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use uuid::Uuid;
 
-use aegis_core::storage::{ListFilter, PageRequest, RunFilter};
+use aegis_core::storage::{ListFilter, Listing, PageRequest, RunFilter};
 use aegis_core::{Error, FieldError, RunStatus, Timestamp};
 
 use crate::error::ApiError;
@@ -35,17 +35,17 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
 }
 
 impl ListQuery {
-    /// Returns the page the query asks for.
-    pub(crate) fn page(&self) -> Result<PageRequest, ApiError> {
+    /// Returns the page of `list` the query asks for.
+    pub(crate) fn page(&self, list: Listing) -> Result<PageRequest, ApiError> {
         let get = |name: &str| self.0.get(name).map(String::as_str);
-        PageRequest::from_query(get("limit"), get("order"), get("cursor"))
+        PageRequest::from_query(list, get("limit"), get("order"), get("cursor"))
             .map_err(|problems| Error::Invalid(problems).into())
     }
 
-    /// Returns the filter of `GET /task` and `GET /team`.
-    pub(crate) fn list_filter(&self) -> Result<ListFilter, ApiError> {
+    /// Returns the filter of `GET /task` and `GET /team`, paging `list`.
+    pub(crate) fn list_filter(&self, list: Listing) -> Result<ListFilter, ApiError> {
         let mut filter = ListFilter::default();
-        filter.page = self.page()?;
+        filter.page = self.page(list)?;
         filter.archived = self.archived()?;
         filter.created_by_user_id = self.text("created_by_user_id");
         Ok(filter)
@@ -54,7 +54,7 @@ impl ListQuery {
     /// Returns the filter of `GET /session`: [`ListQuery::list_filter`] plus `task_id` and
     /// `team_id`.
     pub(crate) fn session_filter(&self) -> Result<ListFilter, ApiError> {
-        let mut filter = self.list_filter()?;
+        let mut filter = self.list_filter(Listing::Sessions)?;
         filter.task_id = self.uuid("task_id")?;
         filter.team_id = self.uuid("team_id")?;
         Ok(filter)
@@ -63,7 +63,7 @@ impl ListQuery {
     /// Returns the filter of `GET /run`.
     pub(crate) fn run_filter(&self) -> Result<RunFilter, ApiError> {
         let mut filter = RunFilter::default();
-        filter.page = self.page()?;
+        filter.page = self.page(Listing::Runs)?;
         filter.session_id = self.uuid("session_id")?;
         filter.task_id = self.uuid("task_id")?;
         filter.status = self.status()?;

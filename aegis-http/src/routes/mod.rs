@@ -119,9 +119,8 @@ async fn not_found(uri: Uri) -> ApiError {
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     let message = format!("Method {method} is not allowed on {}", uri.path());
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, &message).with_error(FieldError::new(
-        "method",
-        "method_not_allowed",
-        message.to_lowercase(),
-    ))
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, &message).with_error(
+        FieldError::new("method", "method_not_allowed", message.to_lowercase())
+            .with_fix(format!("use a method that {} accepts; the API reference lists them per route", uri.path())),
+    )
 }

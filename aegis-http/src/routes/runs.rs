@@ -14,8 +14,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 
-use aegis_core::storage::DeleteTarget;
-use aegis_core::{Aegis, AgentMessage, MAX_WAIT, NewRun, ResourceKind, Run, RunPatch};
+use aegis_core::storage::{DeleteTarget, Listing};
+use aegis_core::{Aegis, AgentMessage, MAX_WAIT, NewRun, ResourceKind, Run, RunPatch, RunStatus};
 use uuid::Uuid;
 
 use crate::auth::caller::Caller;
@@ -116,7 +116,7 @@ pub(super) async fn messages(
     query: ListQuery,
 ) -> Result<Envelope<Vec<AgentMessage>>, ApiError> {
     own_run(&aegis, &caller, id).await?;
-    let page = aegis.list_run_messages(id, &query.page()?).await?;
+    let page = aegis.list_run_messages(id, &query.page(Listing::RunMessages)?).await?;
     Ok(Envelope::page(page, |message| message))
 }
 
@@ -166,7 +166,7 @@ struct CancelBody {
     post, path = "/run/{id}/cancel", tag = "runs", operation_id = "cancel_run",
     params(("id" = Uuid, Path, description = "The run's id.")),
     request_body(content = Option<CancelRequest>, description = "Optional; an empty body or `null` stops the run with the default reason."),
-    responses((status = 200, description = "The run as it is after the cancel (`Run cancelled.`): `stopped`, or still `active` until its process stops it.", body = DataEnvelope<Run>)),
+    responses((status = 200, description = "The run as it is after the cancel (`Run cancelled.`): `stopped`, or still `active` until its process stops it. A run that had already finished comes back unchanged with `Run already finished; nothing to cancel.`", body = DataEnvelope<Run>)),
 )]
 pub(super) async fn cancel(
     State(aegis): State<Aegis>,
@@ -176,9 +176,14 @@ pub(super) async fn cancel(
     body: Bytes,
 ) -> Result<Envelope<Run>, ApiError> {
     let reason = parse_cancel_body(&headers, &body)?;
-    own_run(&aegis, &caller, id).await?;
+    let before = own_run(&aegis, &caller, id).await?;
     let run = aegis.cancel_run(id, reason).await?;
-    Ok(Envelope::ok("Run cancelled.", run))
+    // Cancelling a finished run is idempotent: the run comes back unchanged, and the message
+    // says so rather than claiming a cancel that did not happen. A run that completes or
+    // fails while the cancel is on its way was not cancelled either.
+    let finished = before.status.is_terminal() || matches!(run.status, RunStatus::Complete | RunStatus::Error);
+    let message = if finished { "Run already finished; nothing to cancel." } else { "Run cancelled." };
+    Ok(Envelope::ok(message, run))
 }
 
 /// Reads the cancel reason. An empty body (with any content type, or none) or `null` means the

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 
-use aegis_core::storage::DeleteTarget;
+use aegis_core::storage::{DeleteTarget, Listing};
 use aegis_core::{Aegis, NewTask, ResourceKind, Task, TaskPatch};
 use serde_json::Value;
 
@@ -57,7 +57,7 @@ pub(super) async fn list(
     caller: Caller,
     query: ListQuery,
 ) -> Result<Envelope<Vec<Task>>, ApiError> {
-    let mut filter = query.list_filter()?;
+    let mut filter = query.list_filter(Listing::Tasks)?;
     caller.restrict_filter(&mut filter.created_by_user_id)?;
     let page = aegis.list_tasks(&filter).await?;
     Ok(Envelope::page(page, |task| task))

@@ -9,7 +9,7 @@ use axum::extract::State;
 use serde_json::{Value, json};
 
 use aegis_core::secret::mask_secrets;
-use aegis_core::storage::DeleteTarget;
+use aegis_core::storage::{DeleteTarget, Listing};
 use aegis_core::{Aegis, NewTeam, ResourceKind, Team, TeamPatch};
 
 use crate::auth::caller::Caller;
@@ -74,7 +74,7 @@ pub(super) async fn list(
     caller: Caller,
     query: ListQuery,
 ) -> Result<Envelope<Vec<Value>>, ApiError> {
-    let mut filter = query.list_filter()?;
+    let mut filter = query.list_filter(Listing::Teams)?;
     caller.restrict_filter(&mut filter.created_by_user_id)?;
     let page = aegis.list_teams(&filter).await?;
     Ok(Envelope::page(page, |row| masked(&row)))
