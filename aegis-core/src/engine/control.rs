@@ -15,7 +15,7 @@
 //! for waiters that watch the whole pool (shutdown).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -24,7 +24,8 @@ use uuid::Uuid;
 use crate::message::AgentMessage;
 
 /// Token chunks a live follower can fall behind by before it misses some; chunks are never
-/// replayed, so a slow follower only loses display pieces.
+/// replayed, so a slow follower only loses display pieces. The buffer is allocated in full
+/// when the first follower subscribes, so runs nobody follows (most of them) pay nothing.
 const CHUNK_BUFFER: usize = 256;
 
 /// Why an executing run is being stopped.
@@ -41,13 +42,28 @@ pub(crate) enum Stop {
 pub(crate) struct RunControl {
     pub(crate) token: CancellationToken,
     stop: Mutex<Option<Stop>>,
-    pub(crate) chunks: broadcast::Sender<AgentMessage>,
+    /// Created by the first follower: with thousands of runs in flight, a buffer per run
+    /// would cost tens of KiB each for nobody.
+    chunks: OnceLock<broadcast::Sender<AgentMessage>>,
 }
 
 impl RunControl {
     /// Returns why the run was stopped, if it was.
     pub(crate) fn stop_reason(&self) -> Option<Stop> {
         lock(&self.stop).clone()
+    }
+
+    /// Passes a token chunk to the live followers, if there are any.
+    pub(crate) fn publish_chunk(&self, message: &AgentMessage) {
+        if let Some(sender) = self.chunks.get() {
+            // A follower that left in the meantime is no error: chunks are never replayed.
+            let _ = sender.send(message.clone());
+        }
+    }
+
+    /// Subscribes to the run's token chunks from now on.
+    fn subscribe_chunks(&self) -> broadcast::Receiver<AgentMessage> {
+        self.chunks.get_or_init(|| broadcast::channel(CHUNK_BUFFER).0).subscribe()
     }
 
     /// Stops the run. The first reason wins, so a cancel that raced a release stays a cancel
@@ -80,11 +96,8 @@ impl Default for Running {
 impl Running {
     /// Registers a run whose lease this process just took.
     pub(crate) fn register(&self, run_id: Uuid) -> Arc<RunControl> {
-        let control = Arc::new(RunControl {
-            token: CancellationToken::new(),
-            stop: Mutex::new(None),
-            chunks: broadcast::channel(CHUNK_BUFFER).0,
-        });
+        let control =
+            Arc::new(RunControl { token: CancellationToken::new(), stop: Mutex::new(None), chunks: OnceLock::new() });
         lock(&self.runs).insert(run_id, Arc::clone(&control));
         control
     }
@@ -121,7 +134,8 @@ impl Running {
 
     /// Subscribes to the token chunks of a run this process executes.
     pub(crate) fn subscribe_chunks(&self, run_id: Uuid) -> Option<broadcast::Receiver<AgentMessage>> {
-        lock(&self.runs).get(&run_id).map(|control| control.chunks.subscribe())
+        let control = lock(&self.runs).get(&run_id).cloned();
+        control.map(|control| control.subscribe_chunks())
     }
 
     /// Tells the waiters of `run_id`, and those of the whole pool, that the run changed.

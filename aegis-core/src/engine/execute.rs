@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::Value;
-use tokio::sync::broadcast;
 use tracing::Instrument;
 
 use crate::engine::Shared;
@@ -99,7 +98,7 @@ async fn supervise(shared: &Shared, spec: &RunSpec, lease: &Lease, control: &Run
         lease,
         dict_replies,
         messages: Vec::new(),
-        chunks: control.chunks.clone(),
+        control,
     };
 
     let finished = {
@@ -272,7 +271,7 @@ struct StoreSink<'a> {
     lease: &'a Lease,
     dict_replies: bool,
     messages: Vec<AgentMessage>,
-    chunks: broadcast::Sender<AgentMessage>,
+    control: &'a RunControl,
 }
 
 #[async_trait]
@@ -292,8 +291,7 @@ impl MessageSink for StoreSink<'_> {
     }
 
     fn emit_transient(&mut self, message: &AgentMessage) {
-        // No follower is listening most of the time, and then there is nothing to do.
-        let _ = self.chunks.send(message.clone());
+        self.control.publish_chunk(message);
     }
 }
 
