@@ -37,7 +37,15 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// How often a waiter re-reads the store when nothing in this process woke it, which bounds
 /// how late it sees changes made by another process sharing the store.
+// NOTE: a waiter on one replica learns that another replica finished its run up to this late,
+// which dominates cross-replica latency under load; a store-level change feed (PostgreSQL's
+// LISTEN/NOTIFY) would wake it at once and could replace the poll.
 const WAIT_POLL: Duration = Duration::from_millis(500);
+
+/// The same for a store no other process writes: every change wakes its waiters, so the poll
+/// is only a safety net. Polling at [`WAIT_POLL`] there would cost two store reads a second
+/// per waiter, which dominates the CPU time with thousands of long polls open.
+const LOCAL_WAIT_POLL: Duration = Duration::from_secs(5);
 
 /// How long a cancel waits for an active run to end before it returns the run as it is.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
@@ -355,10 +363,19 @@ impl Aegis {
             }
             tokio::select! {
                 () = changes.changed() => {}
-                () = tokio::time::sleep(WAIT_POLL) => {}
+                () = tokio::time::sleep(self.change_poll_interval()) => {}
                 () = tokio::time::sleep_until(deadline) => {}
                 () = self.shared.closed.cancelled() => return Ok(self.with_estimate(run).await),
             }
+        }
+    }
+
+    /// Returns how often a waiter on a run re-reads the store when this process reported no
+    /// change: often when other processes share the store, rarely when none does.
+    pub fn change_poll_interval(&self) -> Duration {
+        match self.shared.storage.shared_with_other_processes() {
+            true => WAIT_POLL,
+            false => LOCAL_WAIT_POLL,
         }
     }
 

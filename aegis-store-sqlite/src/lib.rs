@@ -382,4 +382,9 @@ impl Storage for SqliteStore {
     async fn count_runs(&self, status: aegis_core::RunStatus) -> Result<u64, StorageError> {
         self.readers.read(move |conn| probe::count_runs(conn, &status)).await
     }
+
+    fn shared_with_other_processes(&self) -> bool {
+        // One process owns the database file, and it wakes the waiters of every run it changes.
+        false
+    }
 }

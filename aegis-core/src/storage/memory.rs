@@ -570,4 +570,9 @@ impl Storage for MemoryStorage {
         let count = state.runs.values().filter(|stored| stored.spec.run.status == status).count();
         Ok(u64::try_from(count).unwrap_or(u64::MAX))
     }
+
+    fn shared_with_other_processes(&self) -> bool {
+        // Only this process writes the store, and it wakes the waiters of every run it changes.
+        false
+    }
 }

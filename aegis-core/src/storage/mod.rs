@@ -566,6 +566,13 @@ pub trait Storage: Send + Sync {
     async fn ready(&self) -> Result<(), StorageError>;
     /// Counts the runs in `status`, such as the queue depth (`created` runs), for metrics.
     async fn count_runs(&self, status: RunStatus) -> Result<u64, StorageError>;
+
+    /// Returns whether other processes may write to this store. Waiters (long polls and event
+    /// streams) are woken by this process's own writes, so they poll often only when another
+    /// process can change a run unseen. The default, `true`, is right for any shared database.
+    fn shared_with_other_processes(&self) -> bool {
+        true
+    }
 }
 
 /// Returns the outcome of a run that was interrupted (its worker died or shut down) once too

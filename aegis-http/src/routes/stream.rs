@@ -36,9 +36,6 @@ use crate::auth::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::PathId;
 
-/// How often a stream re-reads the store when this process reported no change.
-const POLL: Duration = Duration::from_millis(500);
-
 /// The interval of keep-alive comments.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -167,7 +164,7 @@ async fn follow(aegis: Aegis, id: Uuid, mut after: u64, sender: mpsc::Sender<Eve
                 }
             }
             () = changes.changed() => {}
-            () = tokio::time::sleep(POLL) => {}
+            () = tokio::time::sleep(aegis.change_poll_interval()) => {}
             () = sender.closed() => return,
             () = closed.cancelled() => return,
         }
