@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Measures completed runs/s with one, two and three `aegis serve` replicas on one PostgreSQL
-# database, with the same load generator (closed loop, instant mock model), and prints one
+# database, with the same load generator (closed loop, instant mock model, C=64), and prints one
 # JSON line per repetition. The cluster keeps PostgreSQL's default durability (fsync and
 # synchronous_commit on), unlike the test cluster, so the figures are those of a real set-up.
 #
@@ -49,15 +49,16 @@ port=$((20000 + RANDOM % 20000))
   start >/dev/null
 psql=("${as_owner[@]}" psql -h 127.0.0.1 -p "$port" -U postgres -q -v ON_ERROR_STOP=1)
 
-# Starts one replica on database $1 and prints its address once it listens.
+# Starts one replica on database $1 and appends its address to `addrs` once it listens. It
+# must not run in a subshell, or `pids` would miss the replica and it would outlive its turn.
 start_replica() {
-  local out="$work/replica.$RANDOM.out"
+  local out="$work/replica.${#pids[@]}.$RANDOM.out"
   "$bin/aegis" serve --database-url "postgres://postgres@127.0.0.1:$port/$1" --bind 127.0.0.1:0 \
     --workers "$workers" >"$out" 2>"$out.log" &
   pids+=($!)
   for _ in $(seq 1 200); do
     if grep -q '^listening on ' "$out" 2>/dev/null; then
-      sed -n 's/^listening on //p' "$out"
+      addrs+=("$(sed -n 's/^listening on //p' "$out")")
       return 0
     fi
     sleep 0.05
@@ -72,7 +73,7 @@ for n in $replicas; do
     db="bench_${n}_${rep}"
     "${psql[@]}" -c "CREATE DATABASE $db" postgres
     addrs=()
-    for _ in $(seq 1 "$n"); do addrs+=("$(start_replica "$db")"); done
+    for _ in $(seq 1 "$n"); do start_replica "$db"; done
     also=()
     for addr in "${addrs[@]:1}"; do also+=(--also-server "http://$addr"); done
     result=$("$bin/examples/loadgen" --server "http://${addrs[0]}" "${also[@]}" \
@@ -81,5 +82,6 @@ for n in $replicas; do
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait "${pids[@]}" 2>/dev/null || true
     pids=()
+    "${psql[@]}" -c "DROP DATABASE $db" postgres
   done
 done
