@@ -99,7 +99,7 @@ pub fn plain_serde_message(message: &str) -> String {
 const EXAMPLE_UUID: &str = "0190d7a0-6b6c-7a4e-9f3c-2f1d1c1b0a09";
 
 /// Rewords serde's message in JSON terms as `expected X, got Y` and derives a fix from what
-/// was expected, so every shape error tells the client what to send. Returns the message and
+/// was expected, so every shape error shows the client what to send. Returns the message and
 /// the fix.
 pub fn readable_serde_message(message: &str) -> (String, String) {
     let message = plain_serde_message(message);

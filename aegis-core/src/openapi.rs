@@ -26,7 +26,7 @@ impl PartialSchema for Timestamp {
 
 impl ToSchema for Timestamp {}
 
-/// A string schema limited to `values`.
+/// Builds a string schema limited to `values`.
 fn string_enum(description: &str, values: &[&str]) -> RefOr<Schema> {
     ObjectBuilder::new()
         .schema_type(Type::String)

@@ -37,9 +37,9 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// How often a waiter re-reads the store when nothing in this process woke it, which bounds
 /// how late it sees changes made by another process sharing the store.
-// NOTE: a waiter on one replica learns that another replica finished its run up to this late,
-// which dominates cross-replica latency under load; a store-level change feed (PostgreSQL's
-// LISTEN/NOTIFY) would wake it at once and could replace the poll.
+// NOTE: a waiter on one replica learns up to this late that another replica finished its run,
+// and under load that delay dominates cross-replica latency. A store-level change feed
+// (PostgreSQL's LISTEN/NOTIFY) would wake it at once and could replace the poll.
 const WAIT_POLL: Duration = Duration::from_millis(500);
 
 /// The same for a store no other process writes: every change wakes its waiters, so the poll

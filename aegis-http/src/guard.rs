@@ -21,7 +21,7 @@ use crate::error::ApiError;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BodyLimit(pub(crate) usize);
 
-/// The most bytes of an oversized body that [`limit_body`] reads and discards before it
+/// The maximum number of bytes of an oversized body that [`limit_body`] reads and discards before it
 /// sends the 413.
 const MAX_DRAIN_BYTES: usize = 16 * 1024 * 1024;
 

@@ -44,7 +44,7 @@ const HTTP_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 /// Bucket bounds of model call durations, in seconds, retries and backoff included.
 const MODEL_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
 
-/// How often histogram samples are folded into their buckets when nobody scrapes, which
+/// How often histogram samples are folded into their buckets between scrapes, which
 /// bounds the memory that unscraped samples take.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 

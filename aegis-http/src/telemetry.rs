@@ -4,7 +4,7 @@
 //! A request keeps the `x-request-id` its client sent when the value is 1 to
 //! [`MAX_REQUEST_ID_LEN`] visible ASCII characters. Any other request gets a new UUID v7,
 //! which sorts by time. Handlers see the id in the request's headers, and every response carries
-//! it back. The request's span (`request`) holds `request_id`, `method`, `route` (the matched
+//! it back. The request's span (`request`) contains `request_id`, `method`, `route` (the matched
 //! template, such as `/api/v1/run/{id}`) and, once the response head is ready, `status`, so
 //! every event a handler logs names its request. A `request finished` event closes it.
 //!

@@ -99,7 +99,7 @@ async fn malformed_json_is_400_and_invalid_field_422() {
 }
 
 #[tokio::test]
-async fn body_shape_errors_name_the_field_and_the_fix() {
+async fn body_errors_name_field_and_fix() {
     let (server, _dir) = sqlite_server(|_| {}).await;
     let client = reqwest::Client::new();
     let base = format!("http://{}/api/v1", server.addr());

@@ -6,7 +6,7 @@
 //! types, huge strings and odd Unicode. Paths get bad ids, each documented query parameter
 //! gets bad values, and headers get odd values. Every response must be below 500, arrive whole on a
 //! connection that stays usable, and be an error envelope when it is an error. Afterwards
-//! the server must still answer `/healthz`.
+//! the server must still respond to `/healthz`.
 //!
 //! The generator is seeded (`AEGIS_FUZZ_SEED` overrides the seed), so a failure repeats.
 

@@ -57,7 +57,7 @@ async fn metrics_count_runs_of_each_outcome() {
     let api = &server.api;
     let (task_id, session_id) = session_with(api, json!({"max_concurrent_runs": 1})).await;
 
-    // complete, after one retry of a 429 that asks for no wait
+    // complete, after one retry of a 429 that requests no wait
     mock.push(MockReply::rate_limited(0));
     mock.push(MockReply::text("{\"satisfactory\": true}"));
     let complete = create_run(api, &run_body(&session_id, &task_id)).await;

@@ -1,4 +1,4 @@
-//! Cheap queries for readiness probes and metrics: whether the database answers at the schema
+//! Cheap queries for readiness probes and metrics: whether the database responds at the schema
 //! version this build migrates to, and how many runs are in one status.
 
 use aegis_core::RunStatus;

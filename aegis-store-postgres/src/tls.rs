@@ -14,7 +14,7 @@
 //! | `verify-full` | yes | chain, and the host name (or IP address) in the URL |
 //!
 //! Trusted roots come from the PEM file `sslrootcert` names, else from the system's store
-//! (`sslrootcert=system` says so explicitly). libpq instead reads `~/.postgresql/root.crt`
+//! (`sslrootcert=system` selects it explicitly). libpq instead reads `~/.postgresql/root.crt`
 //! by default. The crypto provider is aws-lc-rs, which reqwest's rustls already links.
 //!
 //! NOTE: sessions carry no `tls-server-end-point` channel binding, so SCRAM authentication

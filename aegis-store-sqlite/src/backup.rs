@@ -163,7 +163,7 @@ fn copy(source_conn: &Connection, source: &Path, partial: &Path) -> Result<u64, 
                 return Ok(u64::try_from(pages).unwrap_or(0));
             }
             // A step of -1 pages copies everything; `More` is not expected, but stepping
-            // again is the documented answer to it.
+            // again is the documented response to it.
             StepResult::More => {}
             StepResult::Busy | StepResult::Locked => std::thread::sleep(BUSY_PAUSE),
             // `StepResult` is non-exhaustive; treat a future result like a busy source.

@@ -1,4 +1,4 @@
-//! Cheap reads for readiness probes and metrics: whether the file answers at the schema
+//! Cheap reads for readiness probes and metrics: whether the file responds at the schema
 //! version this build migrates to, and how many runs are in one status.
 
 use aegis_core::RunStatus;

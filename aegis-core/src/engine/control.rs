@@ -8,10 +8,10 @@
 //! reason says what the worker does next: finish the run as `stopped`, or hand it back to the
 //! queue during shutdown.
 //!
-//! Change notification is per run: a waiter subscribes to one run and is woken only when this
+//! Change notification is per run. A waiter subscribes to one run and is woken only when this
 //! process writes that run, so a long poll or a stream re-reads its run once per change of its
-//! own run, not once per change of any run. Waiters poll as well, because another process
-//! sharing the store wakes nobody here. A process-wide counter also moves on every change,
+//! own run, not once per change of any run. Waiters poll as well, because a write by another
+//! process sharing the store wakes no waiter here. A process-wide counter also moves on every change,
 //! for waiters that watch the whole pool (shutdown).
 
 use std::collections::HashMap;
@@ -25,7 +25,7 @@ use crate::message::AgentMessage;
 
 /// Token chunks a live follower can fall behind by before it misses some; chunks are never
 /// replayed, so a slow follower only loses display pieces. The buffer is allocated in full
-/// when the first follower subscribes, so runs nobody follows (most of them) pay nothing.
+/// when the first follower subscribes, so runs without a follower (most of them) pay nothing.
 const CHUNK_BUFFER: usize = 256;
 
 /// Why an executing run is being stopped.
@@ -43,7 +43,7 @@ pub(crate) struct RunControl {
     pub(crate) token: CancellationToken,
     stop: Mutex<Option<Stop>>,
     /// Created by the first follower: with thousands of runs in flight, a buffer per run
-    /// would cost tens of KiB each for nobody.
+    /// would cost tens of KiB each for no reader.
     chunks: OnceLock<broadcast::Sender<AgentMessage>>,
 }
 
@@ -144,7 +144,7 @@ impl Running {
             sender.send_modify(|count| *count = count.wrapping_add(1));
         }
         // Only shutdown watches the whole pool, and it subscribes before it reads the pool's
-        // state, so a change nobody watches needs no wake-up, which saves one per run change.
+        // state, so a change without watchers needs no wake-up, which saves one per run change.
         if self.changes.receiver_count() > 0 {
             self.changes.send_modify(|count| *count = count.wrapping_add(1));
         }

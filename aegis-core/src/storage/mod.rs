@@ -509,7 +509,7 @@ pub trait Storage: Send + Sync {
     /// Returns how long the `limit` most recently finished runs executed (`finished_at -
     /// started_at`), newest first. `team_id` selects the runs of one team (the team of the
     /// run's session when it was accepted); `None` selects runs of every team. Only runs that
-    /// ended `complete` or `error` count, because a cancelled run says little about how long
+    /// ended `complete` or `error` count, because a cancelled run shows little about how long
     /// a run takes.
     async fn recent_run_durations(&self, team_id: Option<Uuid>, limit: usize) -> Result<Vec<Duration>, StorageError>;
 

@@ -139,8 +139,8 @@ pub enum CursorKey {
 /// A pointer to the end of a page, handed to clients as an opaque string.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Cursor {
-    /// The list the page belongs to; `None` when the request did not name one (a store
-    /// listing on its own) or the cursor predates list tags.
+    /// The list the page belongs to. It is `None` when the request named no list (a store
+    /// listing on its own) or when the cursor predates list tags.
     pub list: Option<Listing>,
     /// The order the page was listed in.
     pub order: SortOrder,

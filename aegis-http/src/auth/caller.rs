@@ -3,7 +3,7 @@
 //! A row belongs to the user in its `created_by_user_id`. An authenticated caller sees and
 //! changes only its own rows. Any other row gets 404 as an unknown id does, and so do rows
 //! without a user, stored before keys were configured. An anonymous caller (a server
-//! without keys) sees every row.
+//! without keys) can read every row.
 
 use std::sync::Arc;
 
@@ -22,7 +22,7 @@ const OWNER_FIELD: &str = "created_by_user_id";
 /// The user a request acts for, set by the authentication middleware.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Caller {
-    /// No API keys are configured, so the request acts for no user and sees every row.
+    /// No API keys are configured, so the request acts for no user and can read every row.
     Anonymous,
     /// The request presented the key at `key_index`, which acts as `user_id`.
     User {

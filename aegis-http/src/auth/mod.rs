@@ -5,7 +5,7 @@
 //! caller ([`middleware`]). Handlers then act for that user only ([`caller`]): creates are
 //! stamped with the user as `created_by_user_id`, and rows of other users get 404 as if
 //! they did not exist, so ids of other users' rows do not leak. Without keys every request is
-//! anonymous and sees every row, as before keys existed, and [`AuthConfig::check_bind`] keeps
+//! anonymous and can read every row, as before keys existed, and [`AuthConfig::check_bind`] keeps
 //! such a server on a loopback address unless the operator opts out.
 
 pub(crate) mod caller;
@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 pub use keys::{ApiKeys, ApiKeysError};
 
-/// Who may call the API.
+/// The callers allowed to use the API.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct AuthConfig {
@@ -61,7 +61,8 @@ mod tests {
         assert!(none.check_bind(loopback).is_ok());
         assert!(none.check_bind(loopback_v6).is_ok());
         let error = none.check_bind(open).unwrap_err();
-        assert!(error.contains("0.0.0.0:8080") && error.contains("--allow-unauthenticated"), "{error}");
+        assert!(error.contains("0.0.0.0:8080"), "{error}");
+        assert!(error.contains("--allow-unauthenticated"), "{error}");
 
         let opted_out = AuthConfig { allow_unauthenticated: true, ..AuthConfig::default() };
         assert!(opted_out.check_bind(open).is_ok());

@@ -16,7 +16,7 @@ use aegis_core::{FieldError, RunStatus, Timestamp};
 /// The success envelope with one resource as `data`.
 #[derive(ToSchema)]
 pub(crate) struct DataEnvelope<T> {
-    /// What happened, such as `Run created.` or `Data got correctly`.
+    /// The outcome in words, such as `Run created.` or `Data got correctly`.
     message: String,
     /// Empty for a single resource.
     meta: Map<String, Value>,
@@ -29,7 +29,7 @@ pub(crate) struct DataEnvelope<T> {
 pub(crate) struct PageEnvelope<T> {
     /// Always `Data got correctly`.
     message: String,
-    /// Where the next page starts.
+    /// The cursor of the next page.
     meta: PageMeta,
     /// The rows of this page.
     data: Vec<T>,
@@ -59,9 +59,9 @@ pub(crate) struct ErrorEnvelope {
 /// The problems of a failed request.
 #[derive(ToSchema)]
 pub(crate) struct ErrorMeta {
-    /// One entry per problem; `field` is a JSON path into the body (`run_task.content`), a
-    /// path or query parameter (`id`, `limit`) or a header (`Idempotency-Key`), and empty
-    /// for the request as a whole.
+    /// One entry per problem. `field` is a JSON path into the body (`run_task.content`), a
+    /// path or query parameter (`id`, `limit`), a header (`Idempotency-Key`) or `body` for
+    /// the body as a whole. It is empty for a failure of the server rather than the request.
     errors: Vec<FieldError>,
 }
 
@@ -92,7 +92,7 @@ pub(crate) struct Deleted {
 /// The optional body of `POST /api/v1/run/{id}/cancel`; an empty body or `null` is accepted.
 #[derive(ToSchema)]
 pub(crate) struct CancelRequest {
-    /// Why the run is stopped, stored as its `stop_reason`.
+    /// The reason for stopping the run, stored as its `stop_reason`.
     reason: Option<String>,
 }
 
@@ -106,7 +106,7 @@ pub(crate) enum Order {
     Desc,
 }
 
-/// Which rows a list returns by their `archived` flag.
+/// The filter on the `archived` flag of the rows a list returns.
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
 pub(crate) enum Archived {
@@ -180,7 +180,7 @@ pub(crate) struct CascadeParams {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct WaitParams {
-    /// Seconds to wait for the run to end before answering, from 0 to 60, fractions allowed;
+    /// Seconds to wait for the run to end before responding, from 0 to 60, fractions allowed;
     /// the response is the run as it is then.
     #[param(minimum = 0, maximum = 60)]
     wait: Option<f64>,

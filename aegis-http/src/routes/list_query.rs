@@ -35,7 +35,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
 }
 
 impl ListQuery {
-    /// Returns the page of `list` the query asks for.
+    /// Returns the page of `list` the query requests.
     pub(crate) fn page(&self, list: Listing) -> Result<PageRequest, ApiError> {
         let get = |name: &str| self.0.get(name).map(String::as_str);
         PageRequest::from_query(list, get("limit"), get("order"), get("cursor"))

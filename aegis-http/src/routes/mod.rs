@@ -69,7 +69,7 @@ fn metrics_routes() -> OpenApiRouter<Aegis> {
     OpenApiRouter::new().routes(routes!(crate::metrics::render))
 }
 
-/// The resource routes under `/api/v1`. Each `routes!` call routes its handlers and adds
+/// Builds the resource routes under `/api/v1`. Each `routes!` call routes its handlers and adds
 /// their `#[utoipa::path]` descriptions to the document, so neither can miss a route.
 fn api_routes() -> OpenApiRouter<Aegis> {
     let v1 = OpenApiRouter::new()

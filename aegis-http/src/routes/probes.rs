@@ -22,7 +22,7 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(3);
 #[utoipa::path(
     get, path = "/readyz", tag = "service", operation_id = "readyz", security(()),
     responses(
-        (status = 200, description = "The store answers at this build's schema version (`{\"store\": \"ok\"}`).", body = DataEnvelope<Object>),
+        (status = 200, description = "The store responds at this build's schema version (`{\"store\": \"ok\"}`).", body = DataEnvelope<Object>),
         (status = 503, description = "Not ready: `meta.errors[0]` names the store or a server that is shutting down.", body = ErrorEnvelope),
     ),
 )]

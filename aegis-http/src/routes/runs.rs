@@ -179,7 +179,7 @@ pub(super) async fn cancel(
     let before = own_run(&aegis, &caller, id).await?;
     let run = aegis.cancel_run(id, reason).await?;
     // Cancelling a finished run is idempotent: the run comes back unchanged, and the message
-    // says so rather than claiming a cancel that did not happen. A run that completes or
+    // states it rather than claiming a cancel that did not happen. A run that completes or
     // fails while the cancel is on its way was not cancelled either.
     let finished = before.status.is_terminal() || matches!(run.status, RunStatus::Complete | RunStatus::Error);
     let message = if finished { "Run already finished; nothing to cancel." } else { "Run cancelled." };
