@@ -56,8 +56,9 @@ pub use message::{AgentMessage, MessageKind, RequestUsage};
 pub use model::{ModelClient, ModelError, ModelErrorKind, ProviderEnv};
 pub use registry::Registry;
 pub use resource::{
-    BatchCounts, BatchItem, ErrorDetails, NewRun, NewSession, NewTask, NewTeam, Run, RunPatch, RunSpec, RunStatus,
-    RunTask, Session, SessionPatch, Task, TaskMessageType, TaskPatch, TaskResult, Team, TeamPatch, TeamResult,
+    BatchCounts, BatchItem, ErrorDetails, NewRun, NewSession, NewTask, NewTeam, Run, RunDocument, RunPatch, RunSpec,
+    RunStatus, RunTask, Session, SessionPatch, Task, TaskMessageType, TaskPatch, TaskResult, Team, TeamPatch,
+    TeamResult,
 };
 pub use run::{RunContext, RunError};
 pub use service::{Aegis, IdempotentRequest, MAX_WAIT};

@@ -303,6 +303,49 @@ fn one() -> u32 {
     1
 }
 
+/// A run as the API returns it, already encoded as JSON, with the fields a caller needs to
+/// decide about it without decoding the JSON.
+///
+/// Encoding a run and decoding it again cost more than the rest of a read, so a store that
+/// keeps the final JSON of a terminal run hands it out as it is, and the HTTP layer writes it
+/// into the response unchanged.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RunDocument {
+    /// The run's id.
+    pub id: Uuid,
+    /// The run's status when it was read.
+    pub status: RunStatus,
+    /// Who created the run, for the visibility rules of API keys.
+    pub created_by_user_id: Option<String>,
+    /// The run encoded as [`Run`] serializes: the messages included and
+    /// `estimated_completion_time` set for the moment of the read.
+    pub json: Box<serde_json::value::RawValue>,
+}
+
+impl RunDocument {
+    /// Encodes `run` as it stands.
+    pub fn encode(run: &Run) -> Result<RunDocument, serde_json::Error> {
+        Ok(RunDocument {
+            id: run.id,
+            status: run.status.clone(),
+            created_by_user_id: run.created_by_user_id.clone(),
+            json: serde_json::value::to_raw_value(run)?,
+        })
+    }
+
+    /// Wraps JSON that a store produced with [`Run`]'s encoding. The JSON is checked to be
+    /// well formed (not that it is a run), so a damaged row cannot produce a broken response.
+    pub fn from_stored(
+        id: Uuid,
+        status: RunStatus,
+        created_by_user_id: Option<String>,
+        json: String,
+    ) -> Result<RunDocument, serde_json::Error> {
+        Ok(RunDocument { id, status, created_by_user_id, json: serde_json::value::RawValue::from_string(json)? })
+    }
+}
+
 /// One execution of a session's team on a task message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

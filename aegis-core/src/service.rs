@@ -21,14 +21,14 @@ use crate::message::AgentMessage;
 use crate::model::stub;
 use crate::registry::Registry;
 use crate::resource::{
-    NewRun, NewSession, NewTask, NewTeam, Run, RunPatch, RunSpec, RunStatus, Session, SessionPatch, Task,
+    NewRun, NewSession, NewTask, NewTeam, Run, RunDocument, RunPatch, RunSpec, RunStatus, Session, SessionPatch, Task,
     TaskMessageType, TaskPatch, Team, TeamPatch,
 };
 use crate::secret::restore_masked;
 use crate::storage::page::paginate_positions;
 use crate::storage::{
     DEFAULT_CANCEL_REASON, DeleteOutcome, DeleteTarget, Dependants, IdempotencyRecord, ListFilter, Page, PageRequest,
-    RunEvent, RunFilter, Storage,
+    RunEvent, RunFilter, Storage, StorageError, StorageErrorKind, StoredRun,
 };
 use crate::timestamp::Timestamp;
 
@@ -350,6 +350,11 @@ impl Aegis {
         self.wait_run(id, CANCEL_WAIT).await
     }
 
+    /// Waits as [`Aegis::wait_run`] does and returns the run encoded as the API returns it.
+    pub async fn wait_run_document(&self, id: Uuid, timeout: Duration) -> Result<RunDocument, Error> {
+        encode_run(&self.wait_run(id, timeout).await?)
+    }
+
     /// Returns the run once it is terminal, or as it is after `timeout` (at most
     /// [`MAX_WAIT`]), or when the service shuts down.
     pub async fn wait_run(&self, id: Uuid, timeout: Duration) -> Result<Run, Error> {
@@ -608,21 +613,36 @@ impl Aegis {
         run
     }
 
+    /// Reads a run as [`Aegis::get_run`] does, encoded as the API returns it. A terminal run's
+    /// JSON comes from the store as it is when the store keeps it, which spares decoding and
+    /// encoding it again.
+    pub async fn get_run_document(&self, id: Uuid) -> Result<RunDocument, Error> {
+        let stored = self.shared.storage.get_run_document(id).await?;
+        let stored = stored.ok_or(Error::NotFound { kind: ResourceKind::Run, id, field: "id".to_owned() })?;
+        match stored {
+            StoredRun::Encoded(document) => Ok(document),
+            StoredRun::Decoded(run) => encode_run(&self.with_estimate(*run).await),
+        }
+    }
+
+    /// Lists runs as [`Aegis::list_runs`] does, each encoded as [`Aegis::get_run_document`]
+    /// returns it.
+    pub async fn list_run_documents(&self, filter: &RunFilter) -> Result<Page<RunDocument>, Error> {
+        check_run_filter(filter)?;
+        let page = self.shared.storage.list_run_documents(filter).await?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for stored in page.items {
+            match stored {
+                StoredRun::Encoded(document) => items.push(document),
+                StoredRun::Decoded(run) => items.push(encode_run(&self.with_estimate(*run).await)?),
+            }
+        }
+        Ok(Page::new(items, page.next_cursor))
+    }
+
     /// Lists the page of runs that `filter` selects, with their messages.
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Page<Run>, Error> {
-        check_keyset_cursor(&filter.page)?;
-        if let (Some(after), Some(before)) = (filter.created_after, filter.created_before)
-            && after >= before
-        {
-            return Err(Error::Invalid(vec![
-                FieldError::new(
-                    "created_before",
-                    "invalid_value",
-                    format!("created_before ({before}) is not later than created_after ({after})"),
-                )
-                .with_fix("give a range whose end is later than its start, or leave one end out"),
-            ]));
-        }
+        check_run_filter(filter)?;
         let mut page = self.shared.storage.list_runs(filter).await?;
         self.estimator.fill_all(self.shared.storage.as_ref(), &mut page.items).await;
         Ok(page)
@@ -634,6 +654,32 @@ impl Aegis {
         let run = self.read_run(id).await?;
         paginate_positions(run.messages, page).map_err(|problem| Error::Invalid(vec![problem]))
     }
+}
+
+/// Checks a run filter's cursor and time range before it reaches the store.
+fn check_run_filter(filter: &RunFilter) -> Result<(), Error> {
+    check_keyset_cursor(&filter.page)?;
+    if let (Some(after), Some(before)) = (filter.created_after, filter.created_before)
+        && after >= before
+    {
+        return Err(Error::Invalid(vec![
+            FieldError::new(
+                "created_before",
+                "invalid_value",
+                format!("created_before ({before}) is not later than created_after ({after})"),
+            )
+            .with_fix("give a range whose end is later than its start, or leave one end out"),
+        ]));
+    }
+    Ok(())
+}
+
+/// Encodes a run for a response. A run always encodes (its maps have string keys), so a
+/// failure is reported as a store failure rather than a panic.
+fn encode_run(run: &Run) -> Result<RunDocument, Error> {
+    RunDocument::encode(run).map_err(|error| {
+        Error::Storage(StorageError::new(StorageErrorKind::Backend, format!("encoding run {} failed: {error}", run.id)))
+    })
 }
 
 /// Names the dependants: counts and the first few ids.

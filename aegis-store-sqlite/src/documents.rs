@@ -146,7 +146,8 @@ pub(crate) fn list<T: DeserializeOwned>(
         conditions.equal("task_id", uuid_value(filter.task_id));
         conditions.equal("team_id", uuid_value(filter.team_id));
     }
-    listing::list_page(conn, table.name(), conditions, &filter.page, |id, json| {
+    listing::list_page(conn, table.name(), "json", conditions, &filter.page, |id, row| {
+        let json: String = row.get(2).map_err(|error| backend(&format!("listing {}", table.name()), error))?;
         serde_json::from_str(&json).map_err(|error| corrupt(table.kind(), id, error))
     })
 }

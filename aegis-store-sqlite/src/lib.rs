@@ -80,7 +80,7 @@ use std::time::Duration;
 
 use aegis_core::storage::{
     DeleteOutcome, DeleteTarget, IdempotencyRecord, Lease, ListFilter, Page, RequeueReport, RunEvent, RunEventKind,
-    RunFilter, RunOutcome, StorageError,
+    RunFilter, RunOutcome, StorageError, StoredRun,
 };
 use aegis_core::{AgentMessage, BatchItem, Run, RunSpec, Session, Storage, Task, Team, Timestamp};
 use async_trait::async_trait;
@@ -186,7 +186,7 @@ impl Storage for SqliteStore {
     }
 
     async fn get_task(&self, id: Uuid) -> Result<Option<Task>, StorageError> {
-        self.readers.read(move |conn| documents::get(conn, Table::Tasks, id)).await
+        self.readers.read_now(move |conn| documents::get(conn, Table::Tasks, id)).await
     }
 
     async fn list_tasks(&self, filter: &ListFilter) -> Result<Page<Task>, StorageError> {
@@ -200,7 +200,7 @@ impl Storage for SqliteStore {
     }
 
     async fn get_team(&self, id: Uuid) -> Result<Option<Team>, StorageError> {
-        self.readers.read(move |conn| documents::get(conn, Table::Teams, id)).await
+        self.readers.read_now(move |conn| documents::get(conn, Table::Teams, id)).await
     }
 
     async fn list_teams(&self, filter: &ListFilter) -> Result<Page<Team>, StorageError> {
@@ -221,7 +221,7 @@ impl Storage for SqliteStore {
     }
 
     async fn get_session(&self, id: Uuid) -> Result<Option<Session>, StorageError> {
-        self.readers.read(move |conn| documents::get(conn, Table::Sessions, id)).await
+        self.readers.read_now(move |conn| documents::get(conn, Table::Sessions, id)).await
     }
 
     async fn list_sessions(&self, filter: &ListFilter) -> Result<Page<Session>, StorageError> {
@@ -269,12 +269,21 @@ impl Storage for SqliteStore {
     }
 
     async fn get_run(&self, id: Uuid) -> Result<Option<Run>, StorageError> {
-        self.readers.read(move |conn| runs::get_run(conn, id)).await
+        self.readers.read_now(move |conn| runs::get_run(conn, id)).await
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Page<Run>, StorageError> {
         let filter = filter.clone();
         self.readers.read(move |conn| runs::list_runs(conn, &filter)).await
+    }
+
+    async fn get_run_document(&self, id: Uuid) -> Result<Option<StoredRun>, StorageError> {
+        self.readers.read_now(move |conn| runs::get_run_document(conn, id)).await
+    }
+
+    async fn list_run_documents(&self, filter: &RunFilter) -> Result<Page<StoredRun>, StorageError> {
+        let filter = filter.clone();
+        self.readers.read(move |conn| runs::list_run_documents(conn, &filter)).await
     }
 
     async fn count_queued_before(&self, created_at: Timestamp, id: Uuid) -> Result<u64, StorageError> {

@@ -9,7 +9,7 @@
 use aegis_core::Timestamp;
 use aegis_core::storage::{Keyset, Page, PageRequest, SortOrder, StorageError, StorageErrorKind};
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, params_from_iter};
+use rusqlite::{Connection, Row, params_from_iter};
 use uuid::Uuid;
 
 use crate::error::backend;
@@ -69,13 +69,15 @@ pub(crate) fn flag_value(flag: Option<bool>) -> Option<SqlValue> {
     flag.map(|flag| SqlValue::Integer(i64::from(flag)))
 }
 
-/// Lists one page of `(id, json)` rows of `table` and decodes each with `decode`.
+/// Lists one page of rows of `table` and decodes each with `decode`, which gets the row's id
+/// and the row with `columns` from index 2 on (0 and 1 are `id` and `created_at`).
 pub(crate) fn list_page<T>(
     conn: &Connection,
     table: &'static str,
+    columns: &'static str,
     mut conditions: Conditions,
     page: &PageRequest,
-    mut decode: impl FnMut(Uuid, String) -> Result<T, StorageError>,
+    mut decode: impl FnMut(Uuid, &Row<'_>) -> Result<T, StorageError>,
 ) -> Result<Page<T>, StorageError> {
     let list_failed = |error| backend(&format!("listing {table}"), error);
 
@@ -93,7 +95,7 @@ pub(crate) fn list_page<T>(
     };
     let fetch = i64::try_from(page.limit.saturating_add(1)).unwrap_or(i64::MAX);
     let sql = format!(
-        "SELECT id, json, created_at FROM {table} {filter} ORDER BY created_at {direction}, id {direction} LIMIT {fetch}"
+        "SELECT id, created_at, {columns} FROM {table} {filter} ORDER BY created_at {direction}, id {direction} LIMIT {fetch}"
     );
 
     let mut statement = conn.prepare_cached(&sql).map_err(list_failed)?;
@@ -101,14 +103,13 @@ pub(crate) fn list_page<T>(
     let mut keyed = Vec::new();
     while let Some(row) = rows.next().map_err(list_failed)? {
         let id: String = row.get(0).map_err(list_failed)?;
-        let json: String = row.get(1).map_err(list_failed)?;
-        let micros: i64 = row.get(2).map_err(list_failed)?;
+        let micros: i64 = row.get(1).map_err(list_failed)?;
         let id = crate::runs::parse_uuid(&id)?;
         let Some(created_at) = Timestamp::from_unix_micros(micros) else {
             let message = format!("the stored {table} row {id} has an invalid created_at {micros}");
             return Err(StorageError::new(StorageErrorKind::Backend, message));
         };
-        keyed.push((Keyset::new(created_at, id), decode(id, json)?));
+        keyed.push((Keyset::new(created_at, id), decode(id, row)?));
     }
 
     // The keys travel beside the rows, so the page needs no knowledge of the row type.

@@ -4,16 +4,26 @@
 //! read-modify-write of a run's JSON document cannot interleave with another write. The
 //! fencing rule of `aegis_core::storage` is one condition here: the run row must have
 //! `status = 'active'` and the lease's attempt and owner.
+//!
+//! # Final documents
+//!
+//! While a run is `created` or `active`, its `json` column holds the run without messages,
+//! which live in `run_messages` as they arrive. When a write makes the run terminal, `json`
+//! becomes the run exactly as the API returns it, with the messages of its current attempt
+//! spliced in, and `json_final` is set. A terminal run changes rarely and is read often, so
+//! reads then send that text as it is ([`get_run_document`]) or decode it in one step, and
+//! never join the messages again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aegis_core::storage::{
-    Lease, Page, RequeueReport, RunEventKind, RunFilter, RunOutcome, StorageError, interrupted_outcome, session_limit,
+    Lease, Page, RequeueReport, RunEventKind, RunFilter, RunOutcome, StorageError, StoredRun, interrupted_outcome,
+    session_limit,
 };
-use aegis_core::{AgentMessage, ComponentModel, Run, RunSpec, RunStatus, Timestamp};
+use aegis_core::{AgentMessage, ComponentModel, Run, RunDocument, RunSpec, RunStatus, Timestamp};
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -81,6 +91,48 @@ fn encode_run(run: &Run) -> Result<String, StorageError> {
     encoded.map_err(|error| encode_failed("run", run.id, error))
 }
 
+/// Encodes a run for its `json` column and says whether that is the final document (see the
+/// module docs). The messages of a terminal run come from `run_messages`, as a read would
+/// join them.
+fn stored_json(conn: &Connection, run: &Run) -> Result<(String, bool), StorageError> {
+    if !run.status.is_terminal() {
+        return Ok((encode_run(run)?, false));
+    }
+    // The document goes out as it is, and a terminal run has no estimate.
+    let json = match run.estimated_completion_time {
+        Some(_) => encode_run(&Run { estimated_completion_time: None, ..run.clone() })?,
+        None => encode_run(run)?,
+    };
+    let messages = read_message_json(conn, run.id, run.attempt)?;
+    match splice_messages(&json, &messages) {
+        Some(document) => Ok((document, true)),
+        // Reads still decode the row and join its messages, so nothing is lost.
+        None => Ok((json, false)),
+    }
+}
+
+/// Puts `messages` (each one JSON text) into a run encoded with no messages. `messages` is
+/// the last field `Run` encodes, so the text ends in `"messages":[]}`; `None` if it does not.
+fn splice_messages(run_json: &str, messages: &[String]) -> Option<String> {
+    let head = run_json.strip_suffix("[]}")?;
+    if !head.ends_with("\"messages\":") {
+        return None;
+    }
+
+    let length = head.len() + 3 + messages.iter().map(|message| message.len() + 1).sum::<usize>();
+    let mut document = String::with_capacity(length);
+    document.push_str(head);
+    document.push('[');
+    for (index, message) in messages.iter().enumerate() {
+        if index > 0 {
+            document.push(',');
+        }
+        document.push_str(message);
+    }
+    document.push_str("]}");
+    Some(document)
+}
+
 /// Inserts a run and the messages it came with. An existing id is a `Conflict`.
 pub(crate) fn insert_run(conn: &Connection, run: &EncodedRun) -> Result<(), StorageError> {
     let mut statement = conn
@@ -120,19 +172,71 @@ pub(crate) fn insert_run(conn: &Connection, run: &EncodedRun) -> Result<(), Stor
 
 /// Reads a run with the messages of its current attempt.
 pub(crate) fn get_run(conn: &Connection, id: Uuid) -> Result<Option<Run>, StorageError> {
-    let mut statement = conn
-        .prepare_cached("SELECT json FROM runs WHERE id = ?1")
-        .map_err(|error| backend("preparing the run read", error))?;
-    let json: Option<String> = statement
-        .query_row(params![id.to_string()], |row| row.get(0))
-        .optional()
-        .map_err(|error| backend(&format!("reading run {id}"), error))?;
-
-    let Some(json) = json else {
+    let Some(row) = read_run_row(conn, id)? else {
         return Ok(None);
     };
-    let run = decode_run(conn, id, &json)?;
-    Ok(Some(run))
+    row.decode(conn, id).map(Some)
+}
+
+/// Reads a run for a response: a terminal run's final document as it is, else the decoded
+/// run.
+pub(crate) fn get_run_document(conn: &Connection, id: Uuid) -> Result<Option<StoredRun>, StorageError> {
+    let Some(row) = read_run_row(conn, id)? else {
+        return Ok(None);
+    };
+    row.stored(conn, id).map(Some)
+}
+
+/// The columns a run is read from, in the order [`RunRow::read`] takes them.
+const RUN_COLUMNS: &str = "json, json_final, status, created_by_user_id";
+
+/// A run's row as read, before its JSON is decoded.
+struct RunRow {
+    json: String,
+    is_final: bool,
+    status: String,
+    created_by_user_id: Option<String>,
+}
+
+impl RunRow {
+    /// Reads [`RUN_COLUMNS`] starting at column `first`.
+    fn read(row: &Row<'_>, first: usize) -> rusqlite::Result<RunRow> {
+        Ok(RunRow {
+            json: row.get(first)?,
+            is_final: row.get(first + 1)?,
+            status: row.get(first + 2)?,
+            created_by_user_id: row.get(first + 3)?,
+        })
+    }
+
+    /// Decodes the run with its messages.
+    fn decode(self, conn: &Connection, id: Uuid) -> Result<Run, StorageError> {
+        match self.is_final {
+            true => serde_json::from_str(&self.json).map_err(|error| corrupt("run", id, error)),
+            false => decode_run(conn, id, &self.json),
+        }
+    }
+
+    /// Returns the final document without decoding it, or the decoded run.
+    fn stored(self, conn: &Connection, id: Uuid) -> Result<StoredRun, StorageError> {
+        if !self.is_final {
+            return self.decode(conn, id).map(|run| StoredRun::Decoded(Box::new(run)));
+        }
+        let status = self.status.parse::<RunStatus>().unwrap_or_else(|never| match never {});
+        RunDocument::from_stored(id, status, self.created_by_user_id, self.json)
+            .map(StoredRun::Encoded)
+            .map_err(|error| corrupt("run", id, error))
+    }
+}
+
+fn read_run_row(conn: &Connection, id: Uuid) -> Result<Option<RunRow>, StorageError> {
+    let mut statement = conn
+        .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))
+        .map_err(|error| backend("preparing the run read", error))?;
+    statement
+        .query_row(params![id.to_string()], |row| RunRow::read(row, 0))
+        .optional()
+        .map_err(|error| backend(&format!("reading run {id}"), error))
 }
 
 /// Sums the prompt and completion tokens of the runs `user_id` created, through the
@@ -154,6 +258,19 @@ pub(crate) fn tokens_used_by(conn: &Connection, user_id: &str) -> Result<u64, St
 /// Lists the page of runs that `filter` selects, with the messages of each one's current
 /// attempt.
 pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Page<Run>, StorageError> {
+    list_run_rows(conn, filter, |id, row| row.decode(conn, id))
+}
+
+/// Lists runs for a response, each as [`get_run_document`] reads it.
+pub(crate) fn list_run_documents(conn: &Connection, filter: &RunFilter) -> Result<Page<StoredRun>, StorageError> {
+    list_run_rows(conn, filter, |id, row| row.stored(conn, id))
+}
+
+fn list_run_rows<T>(
+    conn: &Connection,
+    filter: &RunFilter,
+    mut decode: impl FnMut(Uuid, RunRow) -> Result<T, StorageError>,
+) -> Result<Page<T>, StorageError> {
     let mut conditions = Conditions::default();
     conditions.equal("session_id", uuid_value(filter.session_id));
     conditions.equal("task_id", uuid_value(filter.task_id));
@@ -162,7 +279,10 @@ pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Page<Ru
     conditions.equal("archived", flag_value(filter.archived));
     conditions.compare("created_at", ">=", filter.created_after.map(|at| SqlValue::Integer(at.unix_micros())));
     conditions.compare("created_at", "<", filter.created_before.map(|at| SqlValue::Integer(at.unix_micros())));
-    listing::list_page(conn, "runs", conditions, &filter.page, |id, json| decode_run(conn, id, &json))
+    listing::list_page(conn, "runs", RUN_COLUMNS, conditions, &filter.page, |id, row| {
+        let row = RunRow::read(row, 2).map_err(|error| backend("listing runs", error))?;
+        decode(id, row)
+    })
 }
 
 /// Counts the `created` runs before `(created_at, id)` in claim order.
@@ -239,10 +359,13 @@ pub(crate) fn set_run_archived(conn: &Connection, id: Uuid, archived: bool) -> R
         return Ok(None);
     };
     run.archived = archived;
-    let json = encode_run(&run)?;
+    let (json, is_final) = stored_json(conn, &run)?;
     let update_failed = |error| backend(&format!("archiving run {id}"), error);
-    conn.execute("UPDATE runs SET archived = ?2, json = ?3 WHERE id = ?1", params![id.to_string(), archived, json])
-        .map_err(update_failed)?;
+    conn.execute(
+        "UPDATE runs SET archived = ?2, json = ?3, json_final = ?4 WHERE id = ?1",
+        params![id.to_string(), archived, json, is_final],
+    )
+    .map_err(update_failed)?;
     Ok(Some(run))
 }
 
@@ -489,13 +612,13 @@ fn held_run(conn: &Connection, lease: &Lease) -> Result<String, StorageError> {
 
 /// Writes a changed run: its document and the columns copied from it, plus the lease.
 fn update_run(conn: &Connection, run: &Run, lease: Option<(&str, Timestamp)>) -> Result<(), StorageError> {
-    let json = encode_run(run)?;
+    let (json, is_final) = stored_json(conn, run)?;
     let update_failed = |error| backend(&format!("updating run {}", run.id), error);
     let mut statement = conn
         .prepare_cached(
             "UPDATE runs SET status = ?2, attempt = ?3, lease_owner = ?4, lease_expires_at = ?5, json = ?6,
                              cancel_reason = CASE WHEN ?2 = 'active' THEN cancel_reason END,
-                             finished_at = ?7, archived = ?8
+                             finished_at = ?7, archived = ?8, json_final = ?9
              WHERE id = ?1",
         )
         .map_err(update_failed)?;
@@ -512,7 +635,8 @@ fn update_run(conn: &Connection, run: &Run, lease: Option<(&str, Timestamp)>) ->
             expires_at,
             json,
             run.finished_at.map(Timestamp::unix_micros),
-            run.archived
+            run.archived,
+            is_final
         ])
         .map_err(update_failed)?;
     Ok(())
@@ -552,22 +676,52 @@ fn decode_run(conn: &Connection, id: Uuid, json: &str) -> Result<Run, StorageErr
 }
 
 fn read_messages(conn: &Connection, run_id: Uuid, attempt: u32) -> Result<Vec<AgentMessage>, StorageError> {
+    let decode = |json: String| serde_json::from_str(&json).map_err(|error| corrupt("message of run", run_id, error));
+    read_message_json(conn, run_id, attempt)?.into_iter().map(decode).collect()
+}
+
+/// Reads the messages of one attempt of a run as stored, in order.
+fn read_message_json(conn: &Connection, run_id: Uuid, attempt: u32) -> Result<Vec<String>, StorageError> {
     let read_failed = |error| backend(&format!("reading the messages of run {run_id}"), error);
     let mut statement = conn
         .prepare_cached("SELECT json FROM run_messages WHERE run_id = ?1 AND attempt = ?2 ORDER BY seq")
         .map_err(read_failed)?;
-    let mut rows = statement.query(params![run_id.to_string(), attempt]).map_err(read_failed)?;
-
-    let mut messages = Vec::new();
-    while let Some(row) = rows.next().map_err(read_failed)? {
-        let json: String = row.get(0).map_err(read_failed)?;
-        let message = serde_json::from_str(&json).map_err(|error| corrupt("message of run", run_id, error))?;
-        messages.push(message);
-    }
-    Ok(messages)
+    let rows = statement.query_map(params![run_id.to_string(), attempt], |row| row.get(0)).map_err(read_failed)?;
+    rows.collect::<Result<Vec<String>, _>>().map_err(read_failed)
 }
 
 pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, StorageError> {
     Uuid::parse_str(text)
         .map_err(|error| StorageError::backend(format!("the stored run id {text:?} is not a UUID"), error))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use aegis_core::storage::testkit::{messages, run_spec, session, task, team};
+
+    use super::*;
+
+    #[test]
+    fn spliced_messages_give_the_encoded_run() {
+        let mut run = run_spec(&session(&task("splice"), &team("splice"))).run;
+        run.status = RunStatus::Complete;
+        run.estimated_completion_time = None;
+        for count in [0, 1, 3] {
+            run.messages = messages().into_iter().take(count).collect();
+            let encoded =
+                run.messages.iter().map(|message| serde_json::to_string(message).unwrap()).collect::<Vec<_>>();
+
+            let document = splice_messages(&encode_run(&run).unwrap(), &encoded).expect("messages is the last field");
+
+            assert_eq!(document, serde_json::to_string(&run).unwrap(), "with {count} messages");
+        }
+    }
+
+    #[test]
+    fn splice_refuses_text_without_empty_messages_at_the_end() {
+        assert_eq!(splice_messages(r#"{"messages":[],"id":1}"#, &[]), None);
+        assert_eq!(splice_messages(r#"{"other":[]}"#, &[]), None);
+    }
 }

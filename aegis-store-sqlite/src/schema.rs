@@ -172,8 +172,16 @@ UPDATE runs SET team_id = (SELECT team_id FROM sessions WHERE sessions.id = runs
 CREATE INDEX runs_by_team_finished ON runs (team_id, finished_at) WHERE finished_at IS NOT NULL;
 ";
 
+/// Final documents: `json_final = 1` marks a terminal run whose `json` is the whole run as the
+/// API returns it, messages included, so a read sends it without decoding. Existing rows keep
+/// `0` and are read as before. A change to how `Run` encodes needs a migration that sets
+/// `json_final = 0` again (the next read then decodes the row as stored).
+const V5_FINAL_DOCUMENTS: &str = "
+ALTER TABLE runs ADD COLUMN json_final INTEGER NOT NULL DEFAULT 0;
+";
+
 /// The migrations in order, as the module docs describe.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_RUN_ENGINE, V3_LISTINGS, V4_ESTIMATES];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_RUN_ENGINE, V3_LISTINGS, V4_ESTIMATES, V5_FINAL_DOCUMENTS];
 
 /// The schema version this version of the crate migrates databases to.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

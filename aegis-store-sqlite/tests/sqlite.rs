@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use aegis_core::storage::testkit::{messages, run_spec, session, task, team};
 use aegis_core::storage::{
-    DeleteOutcome, DeleteTarget, ListFilter, MAX_LIMIT, PageRequest, RunFilter, RunOutcome, SortOrder, StorageErrorKind,
+    DeleteOutcome, DeleteTarget, ListFilter, MAX_LIMIT, PageRequest, RunFilter, RunOutcome, SortOrder,
+    StorageErrorKind, StoredRun,
 };
-use aegis_core::{AgentMessage, RunStatus, Session, Storage, TeamResult};
+use aegis_core::{AgentMessage, Run, RunStatus, Session, Storage, TeamResult};
 use aegis_store_sqlite::{SCHEMA_VERSION, SqliteConfig, SqliteStore, StoreOpenError};
 use rusqlite::Connection;
 
@@ -142,6 +143,51 @@ async fn open_without_requeue_keeps_active_run() {
 }
 
 #[tokio::test]
+async fn finished_run_reads_as_stored_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aegis.db");
+    let store = SqliteStore::open_default(&path).await.unwrap();
+    let session = new_session(&store).await;
+    let spec = run_spec(&session);
+    store.insert_run(&spec).await.unwrap();
+    let (_, lease) = store.claim_run("owner-a", LEASE).await.unwrap().unwrap();
+    let appended = messages();
+    for message in &appended {
+        store.append_message(&lease, message).await.unwrap();
+    }
+    let active = store.get_run_document(spec.run.id).await.unwrap().unwrap();
+    assert!(matches!(active, StoredRun::Decoded(_)), "an active run is decoded, for its estimate");
+
+    store.finish_run(&lease, &RunOutcome::complete(TeamResult::default())).await.unwrap();
+    let run = store.get_run(spec.run.id).await.unwrap().unwrap();
+    let StoredRun::Encoded(document) = store.get_run_document(spec.run.id).await.unwrap().unwrap() else {
+        panic!("a finished run is read as its stored document");
+    };
+    assert_eq!(serde_json::from_str::<Run>(document.json.get()).unwrap(), run);
+    assert_eq!(run.messages, appended, "the document holds the messages");
+    store.close().await;
+
+    // A file written before final documents existed: the run's JSON has no messages.
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("ALTER TABLE runs DROP COLUMN json_final; PRAGMA user_version = 4;").unwrap();
+    let without_messages = serde_json::to_string(&Run { messages: Vec::new(), ..run.clone() }).unwrap();
+    conn.execute("UPDATE runs SET json = ?1", [&without_messages]).unwrap();
+    drop(conn);
+
+    let reopened = SqliteStore::open_default(&path).await.unwrap();
+    let StoredRun::Decoded(old) = reopened.get_run_document(spec.run.id).await.unwrap().unwrap() else {
+        panic!("an older row is decoded and joined with its messages");
+    };
+    assert_eq!(*old, run);
+    let archived = reopened.set_run_archived(spec.run.id, true).await.unwrap().unwrap();
+    let StoredRun::Encoded(document) = reopened.get_run_document(spec.run.id).await.unwrap().unwrap() else {
+        panic!("the next write stores the final document");
+    };
+    assert_eq!(serde_json::from_str::<Run>(document.json.get()).unwrap(), archived);
+    reopened.close().await;
+}
+
+#[tokio::test]
 async fn estimates_migration_fills_team_ids() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("aegis.db");
@@ -155,7 +201,8 @@ async fn estimates_migration_fills_team_ids() {
     // Take the file back to version 3, before runs had a team_id, with the run in it.
     let conn = Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP INDEX runs_by_team_finished; ALTER TABLE runs DROP COLUMN team_id; PRAGMA user_version = 3;",
+        "DROP INDEX runs_by_team_finished; ALTER TABLE runs DROP COLUMN team_id;
+         ALTER TABLE runs DROP COLUMN json_final; PRAGMA user_version = 3;",
     )
     .unwrap();
     drop(conn);

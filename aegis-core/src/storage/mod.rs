@@ -55,8 +55,20 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::message::AgentMessage;
-use crate::resource::{BatchItem, ErrorDetails, Run, RunSpec, RunStatus, Session, Task, TaskResult, Team, TeamResult};
+use crate::resource::{
+    BatchItem, ErrorDetails, Run, RunDocument, RunSpec, RunStatus, Session, Task, TaskResult, Team, TeamResult,
+};
 use crate::timestamp::Timestamp;
+
+/// A run as [`Storage::get_run_document`] reads it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoredRun {
+    /// The final JSON of a terminal run, ready to send.
+    Encoded(RunDocument),
+    /// The decoded run, whose `estimated_completion_time` the service still has to set.
+    Decoded(Box<Run>),
+}
 
 pub use memory::MemoryStorage;
 pub use page::{Cursor, CursorKey, DEFAULT_LIMIT, Keyset, Listing, MAX_LIMIT, Page, PageRequest, SortOrder};
@@ -502,6 +514,16 @@ pub trait Storage: Send + Sync {
     /// Lists the page of runs that `filter` selects, with their messages, ordered by
     /// `(created_at, id)` as [`page`] describes.
     async fn list_runs(&self, filter: &RunFilter) -> Result<Page<Run>, StorageError>;
+    /// Reads a run for a response. A store that keeps the final JSON of terminal runs returns
+    /// it as [`StoredRun::Encoded`]; the default decodes the run with [`Storage::get_run`].
+    async fn get_run_document(&self, id: Uuid) -> Result<Option<StoredRun>, StorageError> {
+        Ok(self.get_run(id).await?.map(|run| StoredRun::Decoded(Box::new(run))))
+    }
+    /// Lists runs for a response as [`Storage::list_runs`] selects them, each as
+    /// [`Storage::get_run_document`] returns it.
+    async fn list_run_documents(&self, filter: &RunFilter) -> Result<Page<StoredRun>, StorageError> {
+        Ok(self.list_runs(filter).await?.map(|run| StoredRun::Decoded(Box::new(run))))
+    }
     /// Counts the `created` runs, of every session, that come before the run with key
     /// `(created_at, id)` in claim order. It is the run's place in the queue as an estimate:
     /// a per-session limit can let a later run start first.

@@ -44,7 +44,7 @@ use crate::resource::{
 };
 use crate::storage::{
     DeleteOutcome, DeleteTarget, Dependants, IdempotencyRecord, Lease, ListFilter, PageRequest, RunEventKind,
-    RunFilter, RunOutcome, SortOrder, Storage, StorageError, StorageErrorKind,
+    RunFilter, RunOutcome, SortOrder, Storage, StorageError, StorageErrorKind, StoredRun,
 };
 use crate::timestamp::Timestamp;
 
@@ -69,6 +69,7 @@ pub async fn check_all(store: &Arc<dyn Storage>) {
     check_fencing(shared).await;
     check_finish(shared).await;
     check_messages(shared).await;
+    check_run_documents(shared).await;
     check_requeue(shared).await;
     check_exhaustion(shared).await;
     check_concurrent_claims(store).await;
@@ -560,6 +561,60 @@ pub async fn check_messages(store: &dyn Storage) {
     store.finish_run(&lease, &stopped_outcome()).await.expect("finish_run");
     let run = store.get_run(written.run.id).await.expect("get_run").expect("the run");
     assert_eq!(run.messages, appended, "a finished run keeps its messages");
+}
+
+/// Checks that a run read for a response says what `get_run` says: before it ends, once it
+/// ended with messages, and after its `archived` flag changed; and that only a terminal run
+/// comes as JSON, since the service fills in the estimate of the others.
+pub async fn check_run_documents(store: &dyn Storage) {
+    drain(store).await;
+    let session = new_session(store).await;
+    let written = run_spec(&session);
+    store.insert_run(&written).await.expect("insert_run");
+    assert_document(store, written.run.id, session.id).await;
+
+    let (_, lease) = store.claim_run("owner-a", LONG_LEASE).await.expect("claim_run").expect("a queued run");
+    for message in &messages() {
+        store.append_message(&lease, message).await.expect("append_message");
+    }
+    assert_document(store, written.run.id, session.id).await;
+
+    store.finish_run(&lease, &stopped_outcome()).await.expect("finish_run");
+    assert_document(store, written.run.id, session.id).await;
+
+    store.set_run_archived(written.run.id, true).await.expect("set_run_archived").expect("the run");
+    let archived = assert_document(store, written.run.id, session.id).await;
+    assert!(archived.archived, "the document shows the new archived flag");
+    assert!(store.get_run_document(Uuid::now_v7()).await.expect("get_run_document").is_none(), "unknown id");
+}
+
+/// Asserts that `get_run_document` and `list_run_documents` agree with `get_run`, and returns
+/// the run.
+async fn assert_document(store: &dyn Storage, id: Uuid, session_id: Uuid) -> Run {
+    let run = store.get_run(id).await.expect("get_run").expect("the run");
+    let stored = store.get_run_document(id).await.expect("get_run_document").expect("the run");
+    check_stored_run(stored, &run);
+
+    let listed = store.list_run_documents(&RunFilter::session(session_id)).await.expect("list_run_documents");
+    assert_eq!(listed.items.len(), 1, "the session has one run");
+    for stored in listed.items {
+        check_stored_run(stored, &run);
+    }
+    run
+}
+
+fn check_stored_run(stored: StoredRun, run: &Run) {
+    match stored {
+        StoredRun::Encoded(document) => {
+            assert!(run.status.is_terminal(), "only a terminal run comes encoded, not a {} one", run.status);
+            let decoded: Run = serde_json::from_str(document.json.get()).expect("the document is a run");
+            assert_eq!(&decoded, run, "the document is the run get_run reads");
+            assert_eq!(document.id, run.id, "the document's id");
+            assert_eq!(document.status, run.status, "the document's status");
+            assert_eq!(document.created_by_user_id, run.created_by_user_id, "the document's creator");
+        }
+        StoredRun::Decoded(decoded) => assert_eq!(&*decoded, run, "the decoded run is the run get_run reads"),
+    }
 }
 
 /// Checks the re-queue of an expired lease: the run goes back to `created` with the next

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use uuid::Uuid;
 
-use aegis_core::{Error, FieldError, ResourceKind, Run, Session, Task, Team};
+use aegis_core::{Error, FieldError, ResourceKind, Run, RunDocument, Session, Task, Team};
 
 use crate::error::ApiError;
 
@@ -49,7 +49,7 @@ macro_rules! owned {
     };
 }
 
-owned!(Task, Team, Session, Run);
+owned!(Task, Team, Session, Run, RunDocument);
 
 impl Caller {
     /// Returns the authenticated user's id.

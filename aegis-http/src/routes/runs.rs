@@ -13,6 +13,7 @@ use axum::http::header::CONTENT_TYPE;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use aegis_core::storage::{DeleteTarget, Listing};
 use aegis_core::{Aegis, AgentMessage, MAX_WAIT, NewRun, ResourceKind, Run, RunPatch, RunStatus};
@@ -57,14 +58,14 @@ pub(super) async fn get(
     caller: Caller,
     PathId(id): PathId,
     query: ListQuery,
-) -> Result<Envelope<Run>, ApiError> {
+) -> Result<Envelope<Box<RawValue>>, ApiError> {
     let wait = query.param("wait").map(parse_wait).transpose()?;
-    let run = own_run(&aegis, &caller, id).await?;
-    let run = match wait {
-        Some(wait) if !run.status.is_terminal() => aegis.wait_run(id, wait).await?,
-        _ => run,
+    let document = caller.visible(aegis.get_run_document(id).await?, ResourceKind::Run, id)?;
+    let document = match wait {
+        Some(wait) if !document.status.is_terminal() => aegis.wait_run_document(id, wait).await?,
+        _ => document,
     };
-    Ok(Envelope::got(run))
+    Ok(Envelope::got(document.json))
 }
 
 /// Parses `wait`: seconds from 0 to 60, fractions allowed.
@@ -97,11 +98,11 @@ pub(super) async fn list(
     State(aegis): State<Aegis>,
     caller: Caller,
     query: ListQuery,
-) -> Result<Envelope<Vec<Run>>, ApiError> {
+) -> Result<Envelope<Vec<Box<RawValue>>>, ApiError> {
     let mut filter = query.run_filter()?;
     caller.restrict_filter(&mut filter.created_by_user_id)?;
-    let page = aegis.list_runs(&filter).await?;
-    Ok(Envelope::page(page, |run| run))
+    let page = aegis.list_run_documents(&filter).await?;
+    Ok(Envelope::page(page, |document| document.json))
 }
 
 #[utoipa::path(
