@@ -122,8 +122,24 @@ fn read_in_transaction<T>(
     conn: &Connection,
     work: impl FnOnce(&Connection) -> Result<T, StorageError>,
 ) -> Result<T, StorageError> {
-    // Dropping the transaction ends it with a rollback, which for a read only releases the
-    // snapshot.
-    let tx = conn.unchecked_transaction().map_err(|error| backend("starting a read transaction", error))?;
-    work(&tx)
+    // Cached statements rather than rusqlite's `Transaction`, which parses `BEGIN` and
+    // `ROLLBACK` again on every call: that parsing cost a tenth of a point read.
+    if !conn.is_autocommit() {
+        // An earlier read's rollback failed; `BEGIN` inside its transaction would fail.
+        run_cached(conn, "ROLLBACK").map_err(|error| backend("ending an earlier read transaction", error))?;
+    }
+    run_cached(conn, "BEGIN").map_err(|error| backend("starting a read transaction", error))?;
+
+    let result = work(conn);
+
+    // Rolling back a read only releases its snapshot, so the read's result stands either way.
+    if let Err(error) = run_cached(conn, "ROLLBACK") {
+        tracing::warn!(%error, "ending a sqlite read transaction failed");
+    }
+    result
+}
+
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }

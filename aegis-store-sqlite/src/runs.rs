@@ -223,9 +223,7 @@ impl RunRow {
             return self.decode(conn, id).map(|run| StoredRun::Decoded(Box::new(run)));
         }
         let status = self.status.parse::<RunStatus>().unwrap_or_else(|never| match never {});
-        RunDocument::from_stored(id, status, self.created_by_user_id, self.json)
-            .map(StoredRun::Encoded)
-            .map_err(|error| corrupt("run", id, error))
+        Ok(StoredRun::Encoded(RunDocument::from_stored(id, status, self.created_by_user_id, self.json)))
     }
 }
 

@@ -163,7 +163,7 @@ async fn finished_run_reads_as_stored_document() {
     let StoredRun::Encoded(document) = store.get_run_document(spec.run.id).await.unwrap().unwrap() else {
         panic!("a finished run is read as its stored document");
     };
-    assert_eq!(serde_json::from_str::<Run>(document.json.get()).unwrap(), run);
+    assert_eq!(serde_json::from_str::<Run>(&document.json).unwrap(), run);
     assert_eq!(run.messages, appended, "the document holds the messages");
     store.close().await;
 
@@ -183,7 +183,7 @@ async fn finished_run_reads_as_stored_document() {
     let StoredRun::Encoded(document) = reopened.get_run_document(spec.run.id).await.unwrap().unwrap() else {
         panic!("the next write stores the final document");
     };
-    assert_eq!(serde_json::from_str::<Run>(document.json.get()).unwrap(), archived);
+    assert_eq!(serde_json::from_str::<Run>(&document.json).unwrap(), archived);
     reopened.close().await;
 }
 

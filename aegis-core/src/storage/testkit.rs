@@ -607,7 +607,7 @@ fn check_stored_run(stored: StoredRun, run: &Run) {
     match stored {
         StoredRun::Encoded(document) => {
             assert!(run.status.is_terminal(), "only a terminal run comes encoded, not a {} one", run.status);
-            let decoded: Run = serde_json::from_str(document.json.get()).expect("the document is a run");
+            let decoded: Run = serde_json::from_str(&document.json).expect("the document is a run");
             assert_eq!(&decoded, run, "the document is the run get_run reads");
             assert_eq!(document.id, run.id, "the document's id");
             assert_eq!(document.status, run.status, "the document's status");

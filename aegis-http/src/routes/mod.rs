@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{Method, StatusCode, Uri};
+use tower::ServiceBuilder;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -35,10 +36,13 @@ use crate::openapi;
 /// (`/healthz`, `/readyz`, `/api/v1/openapi.json`) and Swagger UI at `/docs` get none of these
 /// layers, so they stay reachable without a key.
 pub(crate) fn router(aegis: Aegis, keys: ApiKeys, limiter: Option<Arc<RateLimiter>>) -> Router {
-    let api = api_routes()
-        .layer(axum::middleware::from_fn_with_state(aegis.clone(), crate::idempotency::reserve))
-        .layer(axum::middleware::from_fn_with_state(limiter, crate::limits::limit_rate))
-        .layer(axum::middleware::from_fn_with_state(keys.clone(), crate::auth::middleware::authenticate));
+    // One `layer` call, outermost first, for the reason `crate::app_with_config` gives.
+    let api = api_routes().layer(
+        ServiceBuilder::new()
+            .layer(axum::middleware::from_fn_with_state(keys.clone(), crate::auth::middleware::authenticate))
+            .layer(axum::middleware::from_fn_with_state(limiter, crate::limits::limit_rate))
+            .layer(axum::middleware::from_fn_with_state(aegis.clone(), crate::idempotency::reserve)),
+    );
     // Metrics name routes, models and error types, so they need a key like the API does.
     let metrics =
         metrics_routes().layer(axum::middleware::from_fn_with_state(keys, crate::auth::middleware::authenticate));

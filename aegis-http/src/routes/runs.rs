@@ -13,14 +13,13 @@ use axum::http::header::CONTENT_TYPE;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use aegis_core::storage::{DeleteTarget, Listing};
 use aegis_core::{Aegis, AgentMessage, MAX_WAIT, NewRun, ResourceKind, Run, RunPatch, RunStatus};
 use uuid::Uuid;
 
 use crate::auth::caller::Caller;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, RawEnvelope};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, PathId};
 use crate::idempotency::ReservedId;
@@ -58,14 +57,14 @@ pub(super) async fn get(
     caller: Caller,
     PathId(id): PathId,
     query: ListQuery,
-) -> Result<Envelope<Box<RawValue>>, ApiError> {
+) -> Result<RawEnvelope, ApiError> {
     let wait = query.param("wait").map(parse_wait).transpose()?;
     let document = caller.visible(aegis.get_run_document(id).await?, ResourceKind::Run, id)?;
     let document = match wait {
         Some(wait) if !document.status.is_terminal() => aegis.wait_run_document(id, wait).await?,
         _ => document,
     };
-    Ok(Envelope::got(document.json))
+    Ok(RawEnvelope::got(document.json))
 }
 
 /// Parses `wait`: seconds from 0 to 60, fractions allowed.
@@ -98,11 +97,11 @@ pub(super) async fn list(
     State(aegis): State<Aegis>,
     caller: Caller,
     query: ListQuery,
-) -> Result<Envelope<Vec<Box<RawValue>>>, ApiError> {
+) -> Result<RawEnvelope, ApiError> {
     let mut filter = query.run_filter()?;
     caller.restrict_filter(&mut filter.created_by_user_id)?;
     let page = aegis.list_run_documents(&filter).await?;
-    Ok(Envelope::page(page, |document| document.json))
+    Ok(RawEnvelope::page(page, |document| document.json))
 }
 
 #[utoipa::path(
