@@ -277,7 +277,7 @@ impl Aegis {
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
         }
-        let Some(team) = self.shared.storage.get_team(session.team_id).await? else {
+        let Some(team_component) = self.shared.storage.get_team_component(session.team_id).await? else {
             return Err(Error::NotFound {
                 kind: ResourceKind::Team,
                 id: session.team_id,
@@ -313,12 +313,7 @@ impl Aegis {
             estimated_completion_time: None,
             messages: Vec::new(),
         };
-        let spec = RunSpec {
-            run,
-            team_component: Arc::new(team.component),
-            team_metadata: session.team_metadata,
-            stub_error_step,
-        };
+        let spec = RunSpec { run, team_component, team_metadata: session.team_metadata, stub_error_step };
         self.shared.storage.insert_run(&spec).await?;
         self.shared.wake.notify_one();
         tracing::debug!(run_id = %spec.run.id, session_id = %spec.run.session_id, "run accepted");

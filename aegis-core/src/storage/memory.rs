@@ -4,13 +4,14 @@
 //! protocol is the same as in the durable stores, so engine behaviour tested here carries over.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::component::ComponentModel;
 use crate::message::AgentMessage;
 use crate::resource::{BatchItem, Run, RunSpec, RunStatus, Session, Task, Team};
 use crate::storage::{
@@ -30,6 +31,9 @@ pub struct MemoryStorage {
 struct State {
     tasks: BTreeMap<Uuid, Task>,
     teams: BTreeMap<Uuid, Team>,
+    /// Components of `teams` shared with the runs that snapshot them, made on the first
+    /// read and dropped when the team changes or goes.
+    components: HashMap<Uuid, Arc<ComponentModel>>,
     sessions: BTreeMap<Uuid, Session>,
     runs: BTreeMap<Uuid, StoredRun>,
     /// `created` runs in id (and so creation) order.
@@ -233,6 +237,19 @@ impl Storage for MemoryStorage {
         Ok(self.state().teams.get(&id).cloned())
     }
 
+    async fn get_team_component(&self, id: Uuid) -> Result<Option<Arc<ComponentModel>>, StorageError> {
+        let mut state = self.state();
+        if let Some(component) = state.components.get(&id) {
+            return Ok(Some(Arc::clone(component)));
+        }
+        let Some(team) = state.teams.get(&id) else {
+            return Ok(None);
+        };
+        let component = Arc::new(team.component.clone());
+        state.components.insert(id, Arc::clone(&component));
+        Ok(Some(component))
+    }
+
     async fn list_teams(&self, filter: &ListFilter) -> Result<Page<Team>, StorageError> {
         let matches = |team: &Team| filter.matches_common(team.archived, team.created_by_user_id.as_ref());
         Ok(list_page(&self.state().teams, filter, matches, |team| Keyset::new(team.created_at, team.id)))
@@ -256,7 +273,9 @@ impl Storage for MemoryStorage {
     }
 
     async fn update_team(&self, team: &Team) -> Result<bool, StorageError> {
-        Ok(replace(&mut self.state().teams, team.id, team))
+        let mut state = self.state();
+        state.components.remove(&team.id);
+        Ok(replace(&mut state.teams, team.id, team))
     }
 
     async fn update_session(&self, session: &Session) -> Result<bool, StorageError> {
@@ -305,6 +324,7 @@ impl Storage for MemoryStorage {
             }
             DeleteTarget::Team(id) => {
                 state.teams.remove(&id);
+                state.components.remove(&id);
             }
             DeleteTarget::Session(id) => state.remove_session(id),
             DeleteTarget::Run(_) => {}

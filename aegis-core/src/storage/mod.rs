@@ -47,6 +47,7 @@ pub mod page;
 pub mod testkit;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -54,6 +55,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::component::ComponentModel;
 use crate::message::AgentMessage;
 use crate::resource::{
     BatchItem, ErrorDetails, Run, RunDocument, RunSpec, RunStatus, Session, Task, TaskResult, Team, TeamResult,
@@ -473,6 +475,12 @@ pub trait Storage: Send + Sync {
     async fn insert_team(&self, team: &Team) -> Result<(), StorageError>;
     /// Reads a team.
     async fn get_team(&self, id: Uuid) -> Result<Option<Team>, StorageError>;
+    /// Reads the component of a team, which every new run of the team snapshots. The default
+    /// reads the team; a store that holds components decoded can share one instead of
+    /// copying it for every run.
+    async fn get_team_component(&self, id: Uuid) -> Result<Option<Arc<ComponentModel>>, StorageError> {
+        Ok(self.get_team(id).await?.map(|team| Arc::new(team.component)))
+    }
     /// Lists the page of teams that `filter` selects, ordered by `(created_at, id)` as
     /// [`page`] describes.
     async fn list_teams(&self, filter: &ListFilter) -> Result<Page<Team>, StorageError>;

@@ -1286,9 +1286,16 @@ pub async fn check_updates(store: &dyn Storage) {
     assert!(archived.iter().any(|row| row.id == task.id), "an archived task is listed as archived");
 
     let mut team = store.get_team(session.team_id).await.expect("get_team").expect("the team");
+    let component = store.get_team_component(team.id).await.expect("get_team_component");
+    assert_eq!(component.as_deref(), Some(&team.component), "get_team_component is the team's component");
     team.name = Some("renamed".to_owned());
+    team.component.label = Some("renamed component".to_owned());
     assert!(store.update_team(&team).await.expect("update_team"), "update_team of a stored team");
+    let component = store.get_team_component(team.id).await.expect("get_team_component");
+    assert_eq!(component.as_deref(), Some(&team.component), "get_team_component after an update");
     assert_eq!(store.get_team(team.id).await.expect("get_team"), Some(team), "the team after its update");
+    let unknown = store.get_team_component(Uuid::now_v7()).await.expect("get_team_component of an unknown id");
+    assert!(unknown.is_none(), "an unknown team has no component");
 
     let mut changed = session.clone();
     changed.team_metadata.insert("model".to_owned(), json!("gpt-4.1"));
