@@ -5,6 +5,7 @@
 use std::any::Any;
 
 use axum::body::Body;
+use axum::body::HttpBody as _;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -34,6 +35,11 @@ const MAX_DRAIN_BYTES: usize = 16 * 1024 * 1024;
 /// discarded, up to [`MAX_DRAIN_BYTES`], and the 413 goes out on a connection that closes
 /// cleanly. Handlers buffer their bodies anyway, so reading it here costs no streaming.
 pub(crate) async fn limit_body(State(limit): State<BodyLimit>, request: Request, next: Next) -> Response {
+    // Most requests (every GET) have no body, and rebuilding one would cost an allocation.
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+
     let (parts, body) = request.into_parts();
     let drain_limit = limit.0.saturating_add(MAX_DRAIN_BYTES);
     let declared = parts
@@ -81,7 +87,8 @@ fn closing(mut response: Response) -> Response {
 /// Re-renders a 4xx or 5xx response that is not JSON as the error envelope, and every 413
 /// as one message that names the limit and how to raise it.
 pub(crate) async fn envelope_errors(State(limit): State<BodyLimit>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
+    // A `Uri` shares its bytes, so keeping it for the message of a possible error is cheap.
+    let uri = request.uri().clone();
     let response = next.run(request).await;
     let status = response.status();
 
@@ -93,6 +100,7 @@ pub(crate) async fn envelope_errors(State(limit): State<BodyLimit>, request: Req
         return response;
     }
 
+    let path = uri.path();
     tracing::debug!(%status, path, "rendering a plain error response as the envelope");
     let reason = status.canonical_reason().unwrap_or("Request failed");
     let error = match status {

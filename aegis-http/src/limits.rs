@@ -95,13 +95,8 @@ impl RateLimiter {
 
 /// Rejects a request with 429 when the caller's key has used up its rate. Anonymous requests
 /// and servers without a rate limit pass.
-pub(crate) async fn limit_rate(
-    State(limiter): State<Option<Arc<RateLimiter>>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let (Some(limiter), Some(Caller::User { user_id, key_index })) = (limiter, request.extensions().get::<Caller>())
-    else {
+pub(crate) async fn limit_rate(State(limiter): State<Arc<RateLimiter>>, request: Request, next: Next) -> Response {
+    let Some(Caller::User { user_id, key_index }) = request.extensions().get::<Caller>() else {
         return next.run(request).await;
     };
     match limiter.acquire(*key_index, Instant::now()) {

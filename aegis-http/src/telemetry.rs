@@ -53,12 +53,12 @@ pub(crate) async fn observe(mut request: Request, next: Next) -> Response {
     let mut response = next.run(request).instrument(span.clone()).await;
 
     let elapsed = started.elapsed();
-    let status = response.status().as_u16();
-    span.record("status", status);
+    let status = response.status();
+    span.record("status", status.as_u16());
     let latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     tracing::info!(parent: &span, latency_ms, "request finished");
 
-    counter!(HTTP_REQUESTS_TOTAL, "route" => route.clone(), "method" => method, "status" => status.to_string())
+    counter!(HTTP_REQUESTS_TOTAL, "route" => route.clone(), "method" => method, "status" => status.as_str().to_owned())
         .increment(1);
     histogram!(HTTP_REQUEST_DURATION, "route" => route).record(elapsed.as_secs_f64());
     response.headers_mut().insert(REQUEST_ID_HEADER, request_id);

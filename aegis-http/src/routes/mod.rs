@@ -40,7 +40,10 @@ pub(crate) fn router(aegis: Aegis, keys: ApiKeys, limiter: Option<Arc<RateLimite
     let api = api_routes().layer(
         ServiceBuilder::new()
             .layer(axum::middleware::from_fn_with_state(keys.clone(), crate::auth::middleware::authenticate))
-            .layer(axum::middleware::from_fn_with_state(limiter, crate::limits::limit_rate))
+            // Without a rate limit the layer is left out rather than passed through per request.
+            .option_layer(
+                limiter.map(|limiter| axum::middleware::from_fn_with_state(limiter, crate::limits::limit_rate)),
+            )
             .layer(axum::middleware::from_fn_with_state(aegis.clone(), crate::idempotency::reserve)),
     );
     // Metrics name routes, models and error types, so they need a key like the API does.

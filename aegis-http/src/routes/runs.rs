@@ -42,7 +42,12 @@ pub(super) async fn create(
     ApiJson(mut new): ApiJson<NewRun>,
 ) -> Result<Envelope<Run>, ApiError> {
     caller.stamp_creator(&mut new.created_by_user_id)?;
-    caller.referenced(aegis.get_session(new.session_id).await, ResourceKind::Session, new.session_id, "session_id")?;
+    // An anonymous caller may use every session, and the service answers an unknown one
+    // with the same 404, so only an authenticated caller costs a read here.
+    if caller.user_id().is_some() {
+        let session = aegis.get_session(new.session_id).await;
+        caller.referenced(session, ResourceKind::Session, new.session_id, "session_id")?;
+    }
     let run = reserved.create_or_get(|id| aegis.create_run_with_id(id, new), |id| aegis.get_run(id)).await?;
     Ok(Envelope::created("Run created.", run))
 }
