@@ -308,7 +308,9 @@ pub(crate) fn recent_run_durations(
     let read_failed = |error| backend("reading recent run durations", error);
     let (complete, error) = (RunStatus::Complete.as_str(), RunStatus::Error.as_str());
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let read_row = |row: &rusqlite::Row<'_>| Ok((row.get::<_, Option<String>>(0)?, row.get::<_, i64>(1)?));
+    let read_row = |row: &rusqlite::Row<'_>| {
+        Ok((row.get::<_, Option<i64>>(0)?, row.get::<_, Option<String>>(1)?, row.get::<_, i64>(2)?))
+    };
 
     // One statement per case, so each uses its index: `runs_by_team_finished` or
     // `runs_by_finished`.
@@ -316,7 +318,8 @@ pub(crate) fn recent_run_durations(
         Some(team_id) => {
             let mut statement = conn
                 .prepare_cached(
-                    "SELECT json_extract(json, '$.started_at'), finished_at FROM runs
+                    "SELECT started_at, CASE WHEN started_at IS NULL THEN json_extract(json, '$.started_at') END, finished_at
+                     FROM runs
                      WHERE team_id = ?1 AND finished_at IS NOT NULL AND status IN (?2, ?3)
                      ORDER BY finished_at DESC LIMIT ?4",
                 )
@@ -329,7 +332,8 @@ pub(crate) fn recent_run_durations(
         None => {
             let mut statement = conn
                 .prepare_cached(
-                    "SELECT json_extract(json, '$.started_at'), finished_at FROM runs
+                    "SELECT started_at, CASE WHEN started_at IS NULL THEN json_extract(json, '$.started_at') END, finished_at
+                     FROM runs
                      WHERE finished_at IS NOT NULL AND status IN (?1, ?2)
                      ORDER BY finished_at DESC LIMIT ?3",
                 )
@@ -342,8 +346,12 @@ pub(crate) fn recent_run_durations(
     // A run that never started (none should end complete or error) has no duration.
     let durations = rows
         .into_iter()
-        .filter_map(|(started_at, finished_at)| {
-            let started_at = Timestamp::parse(&started_at?).ok()?;
+        .filter_map(|(started_micros, started_text, finished_at)| {
+            // Rows written before the `started_at` column have only the JSON's text.
+            let started_at = match started_micros {
+                Some(micros) => Timestamp::from_unix_micros(micros)?,
+                None => Timestamp::parse(&started_text?).ok()?,
+            };
             let finished_at = Timestamp::from_unix_micros(finished_at)?;
             Some(finished_at.duration_since(started_at))
         })
@@ -616,7 +624,7 @@ fn update_run(conn: &Connection, run: &Run, lease: Option<(&str, Timestamp)>) ->
         .prepare_cached(
             "UPDATE runs SET status = ?2, attempt = ?3, lease_owner = ?4, lease_expires_at = ?5, json = ?6,
                              cancel_reason = CASE WHEN ?2 = 'active' THEN cancel_reason END,
-                             finished_at = ?7, archived = ?8, json_final = ?9
+                             finished_at = ?7, archived = ?8, json_final = ?9, started_at = ?10
              WHERE id = ?1",
         )
         .map_err(update_failed)?;
@@ -634,7 +642,8 @@ fn update_run(conn: &Connection, run: &Run, lease: Option<(&str, Timestamp)>) ->
             json,
             run.finished_at.map(Timestamp::unix_micros),
             run.archived,
-            is_final
+            is_final,
+            run.started_at.map(Timestamp::unix_micros)
         ])
         .map_err(update_failed)?;
     Ok(())

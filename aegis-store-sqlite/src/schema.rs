@@ -180,8 +180,15 @@ const V5_FINAL_DOCUMENTS: &str = "
 ALTER TABLE runs ADD COLUMN json_final INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Start times as a column, so the durations behind estimates are read without parsing each
+/// run's JSON (a final document holds its messages, several kilobytes). Existing rows keep
+/// `NULL` and are read from their JSON.
+const V6_STARTED_AT: &str = "
+ALTER TABLE runs ADD COLUMN started_at INTEGER;
+";
+
 /// The migrations in order, as the module docs describe.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_RUN_ENGINE, V3_LISTINGS, V4_ESTIMATES, V5_FINAL_DOCUMENTS];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_RUN_ENGINE, V3_LISTINGS, V4_ESTIMATES, V5_FINAL_DOCUMENTS, V6_STARTED_AT];
 
 /// The schema version this version of the crate migrates databases to.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

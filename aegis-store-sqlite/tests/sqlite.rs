@@ -169,7 +169,10 @@ async fn finished_run_reads_as_stored_document() {
 
     // A file written before final documents existed: the run's JSON has no messages.
     let conn = Connection::open(&path).unwrap();
-    conn.execute_batch("ALTER TABLE runs DROP COLUMN json_final; PRAGMA user_version = 4;").unwrap();
+    conn.execute_batch(
+        "ALTER TABLE runs DROP COLUMN json_final; ALTER TABLE runs DROP COLUMN started_at; PRAGMA user_version = 4;",
+    )
+    .unwrap();
     let without_messages = serde_json::to_string(&Run { messages: Vec::new(), ..run.clone() }).unwrap();
     conn.execute("UPDATE runs SET json = ?1", [&without_messages]).unwrap();
     drop(conn);
@@ -202,7 +205,8 @@ async fn estimates_migration_fills_team_ids() {
     let conn = Connection::open(&path).unwrap();
     conn.execute_batch(
         "DROP INDEX runs_by_team_finished; ALTER TABLE runs DROP COLUMN team_id;
-         ALTER TABLE runs DROP COLUMN json_final; PRAGMA user_version = 3;",
+         ALTER TABLE runs DROP COLUMN json_final; ALTER TABLE runs DROP COLUMN started_at;
+         PRAGMA user_version = 3;",
     )
     .unwrap();
     drop(conn);
