@@ -306,7 +306,7 @@ fn one() -> u32 {
 /// A run as the API returns it, already encoded as JSON, with the fields a caller needs to
 /// decide about it without decoding the JSON.
 ///
-/// Encoding a run and decoding it again cost more than the rest of a read, so a store that
+/// Encoding a run and decoding it again cost more than the rest of a read. So a store that
 /// keeps the final JSON of a terminal run hands it out as it is, and the HTTP layer writes it
 /// into the response unchanged.
 #[derive(Clone, Debug)]
@@ -316,7 +316,7 @@ pub struct RunDocument {
     pub id: Uuid,
     /// The run's status when it was read.
     pub status: RunStatus,
-    /// Who created the run, for the visibility rules of API keys.
+    /// The user that created the run, for the visibility rules of API keys.
     pub created_by_user_id: Option<String>,
     /// The run as JSON text, as [`Run`] serializes: the messages included and
     /// `estimated_completion_time` set for the moment of the read.
@@ -324,7 +324,7 @@ pub struct RunDocument {
 }
 
 impl RunDocument {
-    /// Encodes `run` as it stands.
+    /// Encodes `run` as it is now.
     pub fn encode(run: &Run) -> Result<RunDocument, serde_json::Error> {
         Ok(RunDocument {
             id: run.id,

@@ -87,12 +87,12 @@ enum RawData {
 }
 
 impl RawEnvelope {
-    /// A 200 response to a read of one resource, as [`Envelope::got`].
+    /// Builds a 200 response to a read of one resource, as [`Envelope::got`].
     pub(crate) fn got(json: String) -> RawEnvelope {
         RawEnvelope { meta: Map::new(), data: RawData::One(json) }
     }
 
-    /// A 200 response to a list, as [`Envelope::page`].
+    /// Builds a 200 response to a list, as [`Envelope::page`].
     pub(crate) fn page<U>(page: Page<U>, convert: impl FnMut(U) -> String) -> RawEnvelope {
         let meta = page_meta(&page);
         RawEnvelope { meta, data: RawData::Many(page.items.into_iter().map(convert).collect()) }

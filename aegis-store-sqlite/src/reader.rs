@@ -10,7 +10,7 @@
 //! A read of one row by its primary key takes a few microseconds once the page is cached,
 //! less than handing it to a blocking thread and back: that costs two thread switches, and on
 //! a server pinned to one core those switches made up about a third of the time of
-//! `GET /run/{id}` (inline, the same server answered 40 % more requests per second). So
+//! `GET /run/{id}` (inline, the same server served 40 % more requests per second). So
 //! [`ReaderPool::read_now`] runs such reads where it is called when a connection is idle at
 //! once, and queues for the blocking pool like [`ReaderPool::read`] when none is. The cost is
 //! that a read of a page not in memory stalls the runtime thread for one disk read; scans,
@@ -132,7 +132,7 @@ fn read_in_transaction<T>(
 
     let result = work(conn);
 
-    // Rolling back a read only releases its snapshot, so the read's result stands either way.
+    // Rolling back a read only releases its snapshot, so the read's result is valid either way.
     if let Err(error) = run_cached(conn, "ROLLBACK") {
         tracing::warn!(%error, "ending a sqlite read transaction failed");
     }

@@ -7,7 +7,7 @@
 //!
 //! # Final documents
 //!
-//! While a run is `created` or `active`, its `json` column holds the run without messages,
+//! While a run is `created` or `active`, its `json` column is the run without messages,
 //! which live in `run_messages` as they arrive. When a write makes the run terminal, `json`
 //! becomes the run exactly as the API returns it, with the messages of its current attempt
 //! spliced in, and `json_final` is set. A terminal run changes rarely and is read often, so
@@ -91,7 +91,7 @@ fn encode_run(run: &Run) -> Result<String, StorageError> {
     encoded.map_err(|error| encode_failed("run", run.id, error))
 }
 
-/// Encodes a run for its `json` column and says whether that is the final document (see the
+/// Encodes a run for its `json` column and returns whether that is the final document (see the
 /// module docs). The messages of a terminal run come from `run_messages`, as a read would
 /// join them.
 fn stored_json(conn: &Connection, run: &Run) -> Result<(String, bool), StorageError> {
@@ -106,7 +106,8 @@ fn stored_json(conn: &Connection, run: &Run) -> Result<(String, bool), StorageEr
     let messages = read_message_json(conn, run.id, run.attempt)?;
     match splice_messages(&json, &messages) {
         Some(document) => Ok((document, true)),
-        // Reads still decode the row and join its messages, so nothing is lost.
+        // Reads then decode the row and join its messages, as for rows from before final
+        // documents.
         None => Ok((json, false)),
     }
 }

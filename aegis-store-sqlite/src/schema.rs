@@ -181,7 +181,7 @@ ALTER TABLE runs ADD COLUMN json_final INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// Start times as a column, so the durations behind estimates are read without parsing each
-/// run's JSON (a final document holds its messages, several kilobytes). Existing rows keep
+/// run's JSON (a final document contains its messages, several kilobytes). Existing rows keep
 /// `NULL` and are read from their JSON.
 const V6_STARTED_AT: &str = "
 ALTER TABLE runs ADD COLUMN started_at INTEGER;

@@ -476,7 +476,7 @@ pub trait Storage: Send + Sync {
     /// Reads a team.
     async fn get_team(&self, id: Uuid) -> Result<Option<Team>, StorageError>;
     /// Reads the component of a team, which every new run of the team snapshots. The default
-    /// reads the team; a store that holds components decoded can share one instead of
+    /// reads the team; a store that keeps components decoded can share one instead of
     /// copying it for every run.
     async fn get_team_component(&self, id: Uuid) -> Result<Option<Arc<ComponentModel>>, StorageError> {
         Ok(self.get_team(id).await?.map(|team| Arc::new(team.component)))

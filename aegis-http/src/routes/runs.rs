@@ -42,8 +42,8 @@ pub(super) async fn create(
     ApiJson(mut new): ApiJson<NewRun>,
 ) -> Result<Envelope<Run>, ApiError> {
     caller.stamp_creator(&mut new.created_by_user_id)?;
-    // An anonymous caller may use every session, and the service answers an unknown one
-    // with the same 404, so only an authenticated caller costs a read here.
+    // An anonymous caller may use every session, and the service returns the same 404 for an
+    // unknown one, so only an authenticated caller costs a read here.
     if caller.user_id().is_some() {
         let session = aegis.get_session(new.session_id).await;
         caller.referenced(session, ResourceKind::Session, new.session_id, "session_id")?;
