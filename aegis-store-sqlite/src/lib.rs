@@ -278,7 +278,7 @@ impl Storage for SqliteStore {
     }
 
     async fn get_run_document(&self, id: Uuid) -> Result<Option<StoredRun>, StorageError> {
-        self.readers.read_now(move |conn| runs::get_run_document(conn, id)).await
+        self.readers.read_now_single(move |conn| runs::get_run_document(conn, id)).await
     }
 
     async fn list_run_documents(&self, filter: &RunFilter) -> Result<Page<StoredRun>, StorageError> {

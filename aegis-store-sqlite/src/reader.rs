@@ -7,10 +7,10 @@
 //!
 //! # Point reads on the calling thread
 //!
-//! A read of one row by its primary key takes a few microseconds once the page is cached,
-//! less than handing it to a blocking thread and back: that costs two thread switches, and on
-//! a server pinned to one core those switches made up about a third of the time of
-//! `GET /run/{id}` (inline, the same server served 40 % more requests per second). So
+//! A read of one row by its primary key takes a few microseconds once the page is cached. That
+//! is less than handing it to a blocking thread and back, which costs two thread switches. On a
+//! server pinned to one core those switches made up about a third of the time of
+//! `GET /run/{id}`: inline, the same server served 40 % more requests per second. So
 //! [`ReaderPool::read_now`] runs such reads where it is called when a connection is idle at
 //! once, and queues for the blocking pool like [`ReaderPool::read`] when none is. The cost is
 //! that a read of a page not in memory stalls the runtime thread for one disk read; scans,
@@ -93,15 +93,31 @@ impl ReaderPool {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
     {
-        let Ok(permit) = self.permits.try_acquire() else {
-            return self.read(work).await;
-        };
+        match self.take_now() {
+            Some(held) => held.run(|conn| read_in_transaction(conn, work)),
+            None => self.read(work).await,
+        }
+    }
 
-        let conn = self.take()?;
-        let result = read_in_transaction(&conn, work);
-        self.idle().push(conn);
-        drop(permit);
-        result
+    /// Runs `work` as [`ReaderPool::read_now`] does, but outside a read transaction when it
+    /// runs on the calling thread: for work whose first statement may be all it needs, since
+    /// one statement reads one snapshot anyway. Work that reads more calls [`consistent`].
+    pub(crate) async fn read_now_single<T, F>(self: &Arc<Self>, work: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
+    {
+        match self.take_now() {
+            Some(held) => held.run(work),
+            None => self.read(work).await,
+        }
+    }
+
+    /// Takes a permit and a connection if both are free now.
+    fn take_now(&self) -> Option<Held<'_>> {
+        let permit = self.permits.try_acquire().ok()?;
+        let conn = self.take().ok()?;
+        Some(Held { pool: self, conn: Some(conn), _permit: permit })
     }
 
     /// Takes an idle connection, or opens a new one to replace a connection lost to a panic.
@@ -116,6 +132,48 @@ impl ReaderPool {
         // The vector is valid after any panic: a connection is either in it or not.
         self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// A connection and its permit, taken for a read on the calling thread; both go back when it
+/// drops, also if the read panics.
+struct Held<'a> {
+    pool: &'a ReaderPool,
+    conn: Option<Connection>,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Held<'_> {
+    fn run<T>(self, work: impl FnOnce(&Connection) -> Result<T, StorageError>) -> Result<T, StorageError> {
+        match &self.conn {
+            Some(conn) => work(conn),
+            None => Err(StorageError::new(StorageErrorKind::Backend, "a held read connection was missing")),
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        // A read that panicked can leave a transaction open, whose old snapshot the next read
+        // would see. Such a connection goes back only once it is out of it.
+        if conn.is_autocommit() || run_cached(&conn, "ROLLBACK").is_ok() {
+            self.pool.idle().push(conn);
+        }
+    }
+}
+
+/// Runs `work` inside a read transaction, or inside the one `conn` is already in, so that
+/// everything it reads comes from one snapshot.
+pub(crate) fn consistent<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
+    if !conn.is_autocommit() {
+        return work(conn);
+    }
+    read_in_transaction(conn, work)
 }
 
 fn read_in_transaction<T>(

@@ -181,11 +181,21 @@ pub(crate) fn get_run(conn: &Connection, id: Uuid) -> Result<Option<Run>, Storag
 
 /// Reads a run for a response: a terminal run's final document as it is, else the decoded
 /// run.
+///
+/// The first read is one statement and needs no transaction, which is all a final document
+/// takes. A run that is not final is read again with its messages in one transaction, so both
+/// come from the same snapshot.
 pub(crate) fn get_run_document(conn: &Connection, id: Uuid) -> Result<Option<StoredRun>, StorageError> {
     let Some(row) = read_run_row(conn, id)? else {
         return Ok(None);
     };
-    row.stored(conn, id).map(Some)
+    if row.is_final {
+        return row.stored(conn, id).map(Some);
+    }
+    crate::reader::consistent(conn, |conn| match read_run_row(conn, id)? {
+        Some(row) => row.stored(conn, id).map(Some),
+        None => Ok(None),
+    })
 }
 
 /// The columns a run is read from, in the order [`RunRow::read`] takes them.
