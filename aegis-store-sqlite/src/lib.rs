@@ -269,7 +269,7 @@ impl Storage for SqliteStore {
     }
 
     async fn get_run(&self, id: Uuid) -> Result<Option<Run>, StorageError> {
-        self.readers.read_now_single(move |conn| runs::get_run(conn, id)).await
+        self.readers.read_now(move |conn| runs::get_run(conn, id)).await
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Page<Run>, StorageError> {

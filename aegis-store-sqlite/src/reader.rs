@@ -100,8 +100,8 @@ impl ReaderPool {
     }
 
     /// Runs `work` as [`ReaderPool::read_now`] does, but outside a read transaction when it
-    /// runs on the calling thread. Only for work of one statement, which reads one snapshot
-    /// on its own.
+    /// runs on the calling thread: for work whose first statement may be all it needs, since
+    /// one statement reads one snapshot anyway. Work that reads more calls [`consistent`].
     pub(crate) async fn read_now_single<T, F>(self: &Arc<Self>, work: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
@@ -162,6 +162,18 @@ impl Drop for Held<'_> {
             self.pool.idle().push(conn);
         }
     }
+}
+
+/// Runs `work` inside a read transaction, or inside the one `conn` is already in, so that
+/// everything it reads comes from one snapshot.
+pub(crate) fn consistent<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
+    if !conn.is_autocommit() {
+        return work(conn);
+    }
+    read_in_transaction(conn, work)
 }
 
 fn read_in_transaction<T>(

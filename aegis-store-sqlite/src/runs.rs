@@ -176,27 +176,30 @@ pub(crate) fn get_run(conn: &Connection, id: Uuid) -> Result<Option<Run>, Storag
     let Some(row) = read_run_row(conn, id)? else {
         return Ok(None);
     };
-    row.decode(id).map(Some)
+    row.decode(conn, id).map(Some)
 }
 
 /// Reads a run for a response: a terminal run's final document as it is, else the decoded
 /// run.
+///
+/// The first read is one statement and needs no transaction, which is all a final document
+/// takes. A run that is not final is read again with its messages in one transaction, so both
+/// come from the same snapshot.
 pub(crate) fn get_run_document(conn: &Connection, id: Uuid) -> Result<Option<StoredRun>, StorageError> {
     let Some(row) = read_run_row(conn, id)? else {
         return Ok(None);
     };
-    row.stored(id).map(Some)
+    if row.is_final {
+        return row.stored(conn, id).map(Some);
+    }
+    crate::reader::consistent(conn, |conn| match read_run_row(conn, id)? {
+        Some(row) => row.stored(conn, id).map(Some),
+        None => Ok(None),
+    })
 }
 
-/// The columns a run is read from, in the order [`RunRow::read`] takes them. The last joins
-/// the messages of the current attempt of a run that is not final, as JSON texts separated by
-/// commas. One statement reads one snapshot, so a run and its messages agree without a
-/// transaction around the read.
-const RUN_COLUMNS: &str = "json, json_final, status, created_by_user_id,
-    CASE WHEN json_final THEN NULL ELSE
-        (SELECT group_concat(m.json, ',' ORDER BY m.seq) FROM run_messages AS m
-         WHERE m.run_id = runs.id AND m.attempt = runs.attempt)
-    END";
+/// The columns a run is read from, in the order [`RunRow::read`] takes them.
+const RUN_COLUMNS: &str = "json, json_final, status, created_by_user_id";
 
 /// A run's row as read, before its JSON is decoded.
 struct RunRow {
@@ -204,9 +207,6 @@ struct RunRow {
     is_final: bool,
     status: String,
     created_by_user_id: Option<String>,
-    /// The messages of a run that is not final, joined as [`RUN_COLUMNS`] describes; `None`
-    /// for a final run or a run without messages.
-    messages: Option<String>,
 }
 
 impl RunRow {
@@ -217,27 +217,21 @@ impl RunRow {
             is_final: row.get(first + 1)?,
             status: row.get(first + 2)?,
             created_by_user_id: row.get(first + 3)?,
-            messages: row.get(first + 4)?,
         })
     }
 
     /// Decodes the run with its messages.
-    fn decode(self, id: Uuid) -> Result<Run, StorageError> {
-        let mut run: Run = serde_json::from_str(&self.json).map_err(|error| corrupt("run", id, error))?;
-        if self.is_final {
-            return Ok(run);
+    fn decode(self, conn: &Connection, id: Uuid) -> Result<Run, StorageError> {
+        match self.is_final {
+            true => serde_json::from_str(&self.json).map_err(|error| corrupt("run", id, error)),
+            false => decode_run(conn, id, &self.json),
         }
-        if let Some(messages) = self.messages {
-            let list = format!("[{messages}]");
-            run.messages = serde_json::from_str(&list).map_err(|error| corrupt("message of run", id, error))?;
-        }
-        Ok(run)
     }
 
     /// Returns the final document without decoding it, or the decoded run.
-    fn stored(self, id: Uuid) -> Result<StoredRun, StorageError> {
+    fn stored(self, conn: &Connection, id: Uuid) -> Result<StoredRun, StorageError> {
         if !self.is_final {
-            return self.decode(id).map(|run| StoredRun::Decoded(Box::new(run)));
+            return self.decode(conn, id).map(|run| StoredRun::Decoded(Box::new(run)));
         }
         let status = self.status.parse::<RunStatus>().unwrap_or_else(|never| match never {});
         Ok(StoredRun::Encoded(RunDocument::from_stored(id, status, self.created_by_user_id, self.json)))
@@ -273,12 +267,12 @@ pub(crate) fn tokens_used_by(conn: &Connection, user_id: &str) -> Result<u64, St
 /// Lists the page of runs that `filter` selects, with the messages of each one's current
 /// attempt.
 pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Page<Run>, StorageError> {
-    list_run_rows(conn, filter, |id, row| row.decode(id))
+    list_run_rows(conn, filter, |id, row| row.decode(conn, id))
 }
 
 /// Lists runs for a response, each as [`get_run_document`] reads it.
 pub(crate) fn list_run_documents(conn: &Connection, filter: &RunFilter) -> Result<Page<StoredRun>, StorageError> {
-    list_run_rows(conn, filter, |id, row| row.stored(id))
+    list_run_rows(conn, filter, |id, row| row.stored(conn, id))
 }
 
 fn list_run_rows<T>(
