@@ -13,8 +13,8 @@
 //! `GET /run/{id}`: inline, the same server served 40 % more requests per second. So
 //! [`ReaderPool::read_now`] runs such reads where it is called when a connection is idle at
 //! once, and queues for the blocking pool like [`ReaderPool::read`] when none is. The cost is
-//! that a read of a page not in memory stalls the runtime thread for one disk read; scans,
-//! sums and listings, whose time grows with the data, always go to the blocking pool.
+//! that a read of a page not in memory stalls the runtime thread for one disk read. Scans,
+//! sums and listings take longer as the data grows, so they always go to the blocking pool.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -738,7 +738,7 @@ mod tests {
     }
 
     #[test]
-    fn splice_refuses_text_without_empty_messages_at_the_end() {
+    fn splice_rejects_other_endings() {
         assert_eq!(splice_messages(r#"{"messages":[],"id":1}"#, &[]), None);
         assert_eq!(splice_messages(r#"{"other":[]}"#, &[]), None);
     }

@@ -563,9 +563,9 @@ pub async fn check_messages(store: &dyn Storage) {
     assert_eq!(run.messages, appended, "a finished run keeps its messages");
 }
 
-/// Checks that a run read for a response matches `get_run`: before it ends, once it
-/// ended with messages, and after its `archived` flag changed; and that only a terminal run
-/// comes as JSON, since the service fills in the estimate of the others.
+/// Checks that a run read for a response matches `get_run` before it ends, once it ended with
+/// messages, and after its `archived` flag changed. Only a terminal run may come as JSON,
+/// because the service fills in the estimate of the others.
 pub async fn check_run_documents(store: &dyn Storage) {
     drain(store).await;
     let session = new_session(store).await;
