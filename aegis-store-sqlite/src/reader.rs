@@ -94,30 +94,30 @@ impl ReaderPool {
         F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
     {
         match self.take_now() {
-            Some(held) => held.run(|conn| read_in_transaction(conn, work)),
+            Some(inline) => inline.run(|conn| read_in_transaction(conn, work)),
             None => self.read(work).await,
         }
     }
 
-    /// Runs `work` as [`ReaderPool::read_now`] does, but outside a read transaction when it
-    /// runs on the calling thread: for work whose first statement may be all it needs, since
-    /// one statement reads one snapshot anyway. Work that reads more calls [`consistent`].
+    /// Runs `work` as [`ReaderPool::read_now`] does, but without a read transaction on the
+    /// calling thread, because one statement reads one snapshot on its own. Work that may
+    /// need a second statement runs it inside [`consistent`].
     pub(crate) async fn read_now_single<T, F>(self: &Arc<Self>, work: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
     {
         match self.take_now() {
-            Some(held) => held.run(work),
+            Some(inline) => inline.run(work),
             None => self.read(work).await,
         }
     }
 
     /// Takes a permit and a connection if both are free now.
-    fn take_now(&self) -> Option<Held<'_>> {
+    fn take_now(&self) -> Option<InlineRead<'_>> {
         let permit = self.permits.try_acquire().ok()?;
         let conn = self.take().ok()?;
-        Some(Held { pool: self, conn: Some(conn), _permit: permit })
+        Some(InlineRead { pool: self, conn: Some(conn), _permit: permit })
     }
 
     /// Takes an idle connection, or opens a new one to replace a connection lost to a panic.
@@ -134,32 +134,39 @@ impl ReaderPool {
     }
 }
 
-/// A connection and its permit, taken for a read on the calling thread; both go back when it
+/// A connection and its permit, taken for a read on the calling thread. Both go back when it
 /// drops, also if the read panics.
-struct Held<'a> {
+struct InlineRead<'a> {
     pool: &'a ReaderPool,
     conn: Option<Connection>,
     _permit: tokio::sync::SemaphorePermit<'a>,
 }
 
-impl Held<'_> {
+impl InlineRead<'_> {
     fn run<T>(self, work: impl FnOnce(&Connection) -> Result<T, StorageError>) -> Result<T, StorageError> {
         match &self.conn {
             Some(conn) => work(conn),
-            None => Err(StorageError::new(StorageErrorKind::Backend, "a held read connection was missing")),
+            None => {
+                Err(StorageError::new(StorageErrorKind::Backend, "the read connection of an inline read is missing"))
+            }
         }
     }
 }
 
-impl Drop for Held<'_> {
+impl Drop for InlineRead<'_> {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else {
             return;
         };
         // A read that panicked can leave a transaction open, whose old snapshot the next read
         // would see. Such a connection goes back only once it is out of it.
-        if conn.is_autocommit() || run_cached(&conn, "ROLLBACK").is_ok() {
+        if conn.is_autocommit() {
             self.pool.idle().push(conn);
+            return;
+        }
+        match run_cached(&conn, "ROLLBACK") {
+            Ok(()) => self.pool.idle().push(conn),
+            Err(error) => tracing::warn!(%error, "closing a read connection whose transaction could not end"),
         }
     }
 }

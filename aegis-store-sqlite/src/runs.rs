@@ -113,7 +113,8 @@ fn stored_json(conn: &Connection, run: &Run) -> Result<(String, bool), StorageEr
 }
 
 /// Puts `messages` (each one JSON text) into a run encoded with no messages. `messages` is
-/// the last field `Run` encodes, so the text ends in `"messages":[]}`; `None` if it does not.
+/// the last field `Run` encodes, so the text ends in `"messages":[]}`. Returns `None` if it
+/// does not.
 fn splice_messages(run_json: &str, messages: &[String]) -> Option<String> {
     let head = run_json.strip_suffix("[]}")?;
     if !head.ends_with("\"messages\":") {
@@ -198,8 +199,16 @@ pub(crate) fn get_run_document(conn: &Connection, id: Uuid) -> Result<Option<Sto
     })
 }
 
-/// The columns a run is read from, in the order [`RunRow::read`] takes them.
-const RUN_COLUMNS: &str = "json, json_final, status, created_by_user_id";
+/// Expands to the columns a run is read from, in the order [`RunRow::read`] takes them, as a
+/// literal so that statements can be built with `concat!` at compile time.
+macro_rules! run_columns {
+    () => {
+        "json, json_final, status, created_by_user_id"
+    };
+}
+
+/// The columns of [`run_columns!`], for statements built at run time.
+const RUN_COLUMNS: &str = run_columns!();
 
 /// A run's row as read, before its JSON is decoded.
 struct RunRow {
@@ -210,7 +219,7 @@ struct RunRow {
 }
 
 impl RunRow {
-    /// Reads [`RUN_COLUMNS`] starting at column `first`.
+    /// Reads the columns of [`run_columns!`] starting at column `first`.
     fn read(row: &Row<'_>, first: usize) -> rusqlite::Result<RunRow> {
         Ok(RunRow {
             json: row.get(first)?,
@@ -240,7 +249,7 @@ impl RunRow {
 
 fn read_run_row(conn: &Connection, id: Uuid) -> Result<Option<RunRow>, StorageError> {
     let mut statement = conn
-        .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))
+        .prepare_cached(concat!("SELECT ", run_columns!(), " FROM runs WHERE id = ?1"))
         .map_err(|error| backend("preparing the run read", error))?;
     statement
         .query_row(params![id.to_string()], |row| RunRow::read(row, 0))
