@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use crate::agent::Agent;
 use crate::component::ComponentModel;
 use crate::error::{FieldError, join_path};
-use crate::model::{AllowedModelHosts, InvalidHostPattern, ModelClient, ProviderEnv};
+use crate::model::{AllowedModelHosts, InvalidHostPattern, ModelClient, ProviderEnv, ProviderHttp, ProviderHttpConfig};
 use crate::team::{Participant, SingleAgentTeam, Team};
 use crate::termination::TerminationCondition;
 use crate::tool::Tool;
@@ -67,7 +67,7 @@ impl Overrides {
 }
 
 /// What a builder can use besides its component: the registry (to build nested components),
-/// the provider environment, the shared HTTP client and the session's overrides.
+/// the provider environment, the shared HTTP clients and the session's overrides.
 pub struct BuildContext<'a> {
     /// The registry, for nested components.
     pub registry: &'a Registry,
@@ -81,9 +81,10 @@ impl BuildContext<'_> {
         &self.registry.env
     }
 
-    /// Returns the HTTP client that every provider call shares, so connections are pooled.
+    /// Returns an HTTP client for provider calls: the registry's clients in turn, so runs
+    /// share pooled connections and spread over the pools (see [`ProviderHttp`]).
     pub fn http(&self) -> &reqwest::Client {
-        &self.registry.http
+        self.registry.http.next_client()
     }
 
     /// Checks that `url`, the URL a model client would call, has a host the registry's
@@ -127,7 +128,7 @@ pub struct Registry {
     env: ProviderEnv,
     /// The hosts model clients may call; defaults derived from `env`.
     model_hosts: AllowedModelHosts,
-    http: reqwest::Client,
+    http: ProviderHttp,
 }
 
 impl std::fmt::Debug for Registry {
@@ -149,8 +150,13 @@ fn sorted_keys<V>(table: &HashMap<String, V>) -> Vec<&str> {
 }
 
 impl Registry {
-    /// Creates a registry with no builders.
+    /// Creates a registry with no builders whose model clients all use `http`.
     pub fn empty(env: ProviderEnv, http: reqwest::Client) -> Registry {
+        Registry::empty_with_http(env, ProviderHttp::from_client(http))
+    }
+
+    /// Creates a registry with no builders whose model clients use the clients of `http`.
+    pub fn empty_with_http(env: ProviderEnv, http: ProviderHttp) -> Registry {
         Registry {
             model_clients: HashMap::new(),
             agents: HashMap::new(),
@@ -177,14 +183,17 @@ impl Registry {
         &self.model_hosts
     }
 
-    /// Creates a registry with every built-in component, reading keys and hosts from `env`.
+    /// Creates a registry with every built-in component, reading keys and hosts from `env`,
+    /// and provider clients with the default [`ProviderHttpConfig`].
     pub fn with_builtins(env: ProviderEnv) -> Registry {
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .build()
-            .unwrap_or_default();
-        let mut registry = Registry::empty(env, http);
+        let http = ProviderHttp::new(&ProviderHttpConfig::default())
+            .unwrap_or_else(|_| ProviderHttp::from_client(reqwest::Client::default()));
+        Registry::with_builtins_and_http(env, http)
+    }
+
+    /// Creates a registry with every built-in component whose model clients use `http`.
+    pub fn with_builtins_and_http(env: ProviderEnv, http: ProviderHttp) -> Registry {
+        let mut registry = Registry::empty_with_http(env, http);
         registry.register_builtins();
         registry
     }

@@ -20,6 +20,7 @@ use anyhow::Context;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use aegis_core::model::{ProviderHttp, ProviderHttpConfig};
 use aegis_core::{Aegis, EngineConfig, ProviderEnv, Registry, Storage};
 use aegis_store_postgres::{PostgresConfig, PostgresStore, redact_database_url};
 use aegis_store_sqlite::{SqliteConfig, SqliteStore};
@@ -80,6 +81,8 @@ pub struct ServeConfig {
     /// those of `provider_env`), as patterns such as `models.internal:8000` or
     /// `*.openai.azure.com`; see `aegis_core::model::hosts`.
     pub allowed_model_hosts: Vec<String>,
+    /// The HTTP version and connection pools of model calls.
+    pub provider_http: ProviderHttpConfig,
     /// How long shutdown lets executing runs finish before it hands them back to the queue.
     pub shutdown_grace: Duration,
     /// Terminal runs that finished longer ago than this are deleted with their messages,
@@ -115,6 +118,7 @@ impl ServeConfig {
             engine: EngineConfig::default(),
             provider_env: ProviderEnv::from_process_env(),
             allowed_model_hosts: Vec::new(),
+            provider_http: ProviderHttpConfig::default(),
             shutdown_grace: Duration::from_secs(30),
             retention: None,
             auth: AuthConfig::default(),
@@ -255,7 +259,8 @@ async fn prepare(config: &ServeConfig) -> anyhow::Result<(Aegis, OpenedStore, Tc
         );
     }
 
-    let mut registry = Registry::with_builtins(config.provider_env.clone());
+    let http = ProviderHttp::new(&config.provider_http).context("cannot build the HTTP clients for model calls")?;
+    let mut registry = Registry::with_builtins_and_http(config.provider_env.clone(), http);
     for pattern in &config.allowed_model_hosts {
         registry.allow_model_host(pattern)?;
     }

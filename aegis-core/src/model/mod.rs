@@ -13,6 +13,7 @@ pub(crate) mod builders;
 pub mod env;
 mod error;
 pub mod hosts;
+pub mod http;
 pub mod ollama;
 pub mod openai;
 pub mod replay;
@@ -29,6 +30,7 @@ use serde_json::{Map, Value};
 pub use env::{ANTHROPIC_DEFAULT_BASE_URL, OLLAMA_DEFAULT_HOST, OPENAI_DEFAULT_BASE_URL, ProviderEnv};
 pub use error::{ModelError, ModelErrorKind};
 pub use hosts::{AllowedModelHosts, HostNotAllowed, InvalidHostPattern};
+pub use http::{ProviderHttp, ProviderHttpConfig, ProviderHttpVersion};
 pub use retry::RetryPolicy;
 
 use crate::message::RequestUsage;

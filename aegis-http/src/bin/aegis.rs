@@ -14,6 +14,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
+use aegis_core::model::ProviderHttpVersion;
 use aegis_http::auth::ApiKeys;
 use aegis_http::server::{ServeConfig, StoreChoice, serve};
 
@@ -142,9 +143,35 @@ struct ServeArgs {
     #[arg(long = "allow-model-host", env = "AEGIS_ALLOW_MODEL_HOSTS", value_delimiter = ',', value_name = "HOST")]
     allow_model_hosts: Vec<String>,
 
+    /// HTTP version of model calls. `negotiated` speaks HTTP/1.1 to http:// providers and
+    /// HTTP/2 to https:// ones that offer it. `http2` speaks HTTP/2 to every provider, http://
+    /// included, so a provider without HTTP/2 fails every call.
+    #[arg(long, env = "AEGIS_PROVIDER_HTTP", value_enum, default_value_t = ProviderHttpArg::Negotiated)]
+    provider_http: ProviderHttpArg,
+
+    /// Connection pools model calls are spread over. Over HTTP/2 a provider caps the calls in
+    /// flight on one connection (hyper-based servers allow 200), and each pool keeps one connection.
+    #[arg(long, env = "AEGIS_PROVIDER_POOLS", default_value_t = aegis_core::model::http::DEFAULT_PROVIDER_POOLS, value_parser = parse_pools)]
+    provider_pools: usize,
+
     /// Log format on stderr.
     #[arg(long, env = "AEGIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProviderHttpArg {
+    /// HTTP/1.1, or HTTP/2 when an https:// provider offers it.
+    Negotiated,
+    /// HTTP/2 on every provider URL.
+    Http2,
+}
+
+fn parse_pools(raw: &str) -> Result<usize, String> {
+    match raw.parse::<usize>() {
+        Ok(pools) if (1..=1024).contains(&pools) => Ok(pools),
+        _ => Err(format!("expected a number of pools from 1 to 1024, got `{raw}`")),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -187,6 +214,11 @@ fn run_serve(args: ServeArgs, config_keys: &[String]) -> anyhow::Result<()> {
     config.engine.max_attempts = args.max_attempts;
     config.engine.batch_concurrency = args.batch_concurrency;
     config.allowed_model_hosts = args.allow_model_hosts;
+    config.provider_http.version = match args.provider_http {
+        ProviderHttpArg::Negotiated => ProviderHttpVersion::Negotiated,
+        ProviderHttpArg::Http2 => ProviderHttpVersion::Http2,
+    };
+    config.provider_http.pools = args.provider_pools;
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace);
     config.max_body_bytes = usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX);
     config.retention =

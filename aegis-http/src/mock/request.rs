@@ -14,6 +14,8 @@ use serde_json::Value;
 pub struct RecordedRequest {
     /// HTTP method, such as `POST`.
     pub method: String,
+    /// HTTP version, such as `HTTP/1.1` or `HTTP/2.0`.
+    pub http_version: String,
     /// Request path without the query, such as `/v1/chat/completions`.
     pub path: String,
     /// The query string without `?`, such as `api-version=2024-06-01`, if any.
@@ -37,6 +39,7 @@ impl RecordedRequest {
             .collect();
         RecordedRequest {
             method: parts.method.as_str().to_owned(),
+            http_version: format!("{:?}", parts.version),
             path: parts.uri.path().to_owned(),
             query: parts.uri.query().map(str::to_owned),
             headers,
