@@ -18,6 +18,13 @@ use aegis_core::model::ProviderHttpVersion;
 use aegis_http::auth::ApiKeys;
 use aegis_http::server::{ServeConfig, StoreChoice, serve};
 
+// jemalloc rather than the system allocator. With 5,000 runs in flight, glibc's malloc took a
+// sixth of the server's CPU time, mostly walking its free lists. jemalloc cut the CPU time per
+// run there by a quarter for 6 % more memory, and the instructions per run at 64 in flight by
+// 9 %. mimalloc saved as much time but kept half again as much memory.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 // Under aegis/ rather than beside this file, where Cargo would take it for another binary.
 #[path = "aegis/ops.rs"]
 mod ops;
