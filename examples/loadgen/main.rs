@@ -80,6 +80,12 @@ struct Args {
     #[arg(long)]
     stream: bool,
 
+    /// Speak HTTP/2 without TLS: the closed loop to the server, one connection per 100
+    /// workers, and the in-process server to the mock. A server given with --server speaks
+    /// HTTP/2 to the mock when started with `--provider-http http2`.
+    #[arg(long, conflicts_with = "plain")]
+    http2: bool,
+
     /// Workers in the closed loop, each with its own session and one run in flight.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -193,6 +199,7 @@ fn main() -> anyhow::Result<()> {
         model_latency: Duration::from_millis(args.model_latency_ms),
         db: args.db.clone(),
         workers: args.workers,
+        provider_http2: args.http2,
     };
     let target = Target::start(&target_config, &server_runtime, &mock_runtime)?;
     if !args.json {
@@ -278,13 +285,31 @@ impl ServerUsage {
     }
 }
 
+/// Creates the clients the closed loop's workers take in turn, replicas interleaved so that
+/// worker `i` talks to replica `i % bases.len()`. Over HTTP/2 each replica gets one client,
+/// and so one connection, per `STREAMS_PER_CONNECTION` workers.
+fn lanes(bases: &[String], args: &Args) -> anyhow::Result<Vec<Api>> {
+    if !args.http2 {
+        return bases.iter().map(|base| Api::new(base, args.concurrency)).collect();
+    }
+    let per_replica = args.concurrency.div_ceil(bases.len()).div_ceil(target::STREAMS_PER_CONNECTION).max(1);
+    let mut lanes = Vec::with_capacity(per_replica * bases.len());
+    for _ in 0..per_replica {
+        for base in bases {
+            lanes.push(Api::new_http2(base)?);
+        }
+    }
+    Ok(lanes)
+}
+
 fn measure_closed_loop(args: &Args, target: &Target, client_runtime: &Runtime) -> anyhow::Result<()> {
     let api = Api::new(&target.base, args.concurrency)?;
-    let mut replicas = vec![api.clone()];
+    let mut bases = vec![target.base.clone()];
     for url in &args.also_servers {
         target::check_loopback(url, "--also-server")?;
-        replicas.push(Api::new(url.trim_end_matches('/'), args.concurrency)?);
+        bases.push(url.trim_end_matches('/').to_owned());
     }
+    let replicas = lanes(&bases, args)?;
     let sessions =
         client_runtime.block_on(target::set_up(&api, &target.model_base_url, args.stream, args.concurrency))?;
     let config = LoopConfig {
@@ -322,6 +347,7 @@ fn measure_closed_loop(args: &Args, target: &Target, client_runtime: &Runtime) -
             "concurrency": args.concurrency,
             "model_latency_ms": args.model_latency_ms,
             "stream": args.stream,
+            "http2": args.http2,
             "elapsed_s": stats.elapsed.as_secs_f64(),
             "completed": completed,
             "errors": errors,
@@ -340,7 +366,11 @@ fn measure_closed_loop(args: &Args, target: &Target, client_runtime: &Runtime) -
 
     let ms = |value: Option<f64>| value.map_or("-".to_owned(), |value| format!("{value:.2} ms"));
     let streaming = if args.stream { ", streaming" } else { "" };
-    println!("closed loop: concurrency {}, model latency {} ms{streaming}", args.concurrency, args.model_latency_ms);
+    let protocol = if args.http2 { ", HTTP/2" } else { "" };
+    println!(
+        "closed loop: concurrency {}, model latency {} ms{streaming}{protocol}",
+        args.concurrency, args.model_latency_ms
+    );
     println!("  completed runs   {completed} in {:.2} s: {runs_per_s:.1} runs/s", stats.elapsed.as_secs_f64());
     println!(
         "  latency          p50 {}  p95 {}  p99 {}",

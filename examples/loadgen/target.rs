@@ -13,6 +13,7 @@ use tempfile::TempDir;
 use tokio::runtime::Runtime;
 
 use aegis::core::ProviderEnv;
+use aegis::core::model::ProviderHttpVersion;
 use aegis::http::mock::{MockConfig, MockProvider};
 use aegis::http::server::{RunningServer, ServeConfig, start};
 
@@ -43,6 +44,8 @@ pub(crate) struct TargetConfig {
     pub(crate) db: Option<PathBuf>,
     /// Engine workers of the in-process server.
     pub(crate) workers: usize,
+    /// Speak HTTP/2 to the in-process server's model provider (the mock accepts it).
+    pub(crate) provider_http2: bool,
 }
 
 /// The running system under test. [`Target::stop`] shuts down what this process started.
@@ -110,6 +113,10 @@ impl Target {
         // The team names its model provider, so no key from the environment is needed or sent.
         serve.provider_env = ProviderEnv::default();
         serve.engine.workers = config.workers;
+        if config.provider_http2 {
+            serve.provider_http.version = ProviderHttpVersion::Http2;
+            serve.provider_http.pools = config.workers.div_ceil(STREAMS_PER_CONNECTION).max(1);
+        }
         let server = server_runtime.block_on(start(serve)).context("starting the Aegis server failed")?;
         let base = format!("http://{}", server.addr());
         Ok(Target { base, model_base_url, measured: Measured::InProcess, server: Some(server), mock, _db_dir: db_dir })
@@ -152,13 +159,29 @@ pub(crate) struct Api {
     pub(crate) base: String,
 }
 
+/// Requests one HTTP/2 connection carries at once. A hyper server, the Aegis server and the
+/// mock included, allows at most 200 streams per connection, and extra requests would queue.
+pub(crate) const STREAMS_PER_CONNECTION: usize = 100;
+
 impl Api {
+    /// Creates a client over HTTP/1.1 that keeps up to `connections` idle connections.
     pub(crate) fn new(base: &str, connections: usize) -> anyhow::Result<Api> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(connections)
             .timeout(Duration::from_secs(120))
             .build()
             .context("building the HTTP client failed")?;
+        Ok(Api { http, base: format!("{base}/api/v1") })
+    }
+
+    /// Creates a client over HTTP/2 without TLS (prior knowledge), with one connection for all
+    /// its requests.
+    pub(crate) fn new_http2(base: &str) -> anyhow::Result<Api> {
+        let http = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .context("building the HTTP/2 client failed")?;
         Ok(Api { http, base: format!("{base}/api/v1") })
     }
 
