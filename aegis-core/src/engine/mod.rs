@@ -2,7 +2,7 @@
 //! them under a lease.
 //!
 //! One dispatcher task per process claims `created` runs while a worker slot is free and
-//! spawns each onto its own task. While claims keep finding runs, it sends up to 32 of them
+//! spawns each onto its own task. While claims keep finding runs, it sends up to 256 of them
 //! at once, which the SQLite store commits in one transaction.
 //! Creating a run wakes the dispatcher at once; a periodic poll
 //! catches runs created by other processes and runs whose lease expired. While a run executes,
@@ -38,8 +38,10 @@ use crate::engine::control::{Running, Stop};
 use crate::registry::Registry;
 use crate::storage::Storage;
 
-/// Claims the dispatcher sends at once at most while runs are queued.
-const MAX_CLAIM_BATCH: usize = 32;
+/// Claims the dispatcher sends at once at most while runs are queued. Each round waits for a
+/// writer transaction that also carries every other queued write, so a burst of runs starts
+/// sooner with bigger rounds. 256 is the SQLite writer's batch limit.
+const MAX_CLAIM_BATCH: usize = 256;
 
 /// How long shutdown waits for released runs to be handed back to the store.
 const RELEASE_WAIT: Duration = Duration::from_secs(10);
