@@ -61,6 +61,7 @@
 //! ```
 
 mod backup;
+mod components;
 mod config;
 mod deletion;
 mod documents;
@@ -75,7 +76,7 @@ mod sessions;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aegis_core::storage::{
@@ -93,6 +94,7 @@ pub use config::{SqliteConfig, Synchronous};
 pub use error::StoreOpenError;
 pub use schema::SCHEMA_VERSION;
 
+use components::ComponentCache;
 use documents::{Document, Table};
 use reader::ReaderPool;
 use runs::{EncodedRun, Requeue};
@@ -105,6 +107,8 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Arc<ReaderPool>,
     requeued_on_open: RequeueReport,
+    /// Used by claims only, so only the writer thread takes the lock.
+    components: Arc<Mutex<ComponentCache>>,
 }
 
 impl SqliteStore {
@@ -124,7 +128,7 @@ impl SqliteStore {
         let (writer, requeued_on_open) = Writer::start(&path, &config).await?;
         let readers = ReaderPool::open(path.clone(), config).await?;
 
-        Ok(SqliteStore { path, writer, readers, requeued_on_open })
+        Ok(SqliteStore { path, writer, readers, requeued_on_open, components: Arc::default() })
     }
 
     /// Opens the database at `path` with [`SqliteConfig::default`].
@@ -296,7 +300,13 @@ impl Storage for SqliteStore {
 
     async fn claim_run(&self, owner: &str, lease: Duration) -> Result<Option<(RunSpec, Lease)>, StorageError> {
         let owner = owner.to_owned();
-        self.writer.write(move |conn| runs::claim_run(conn, &owner, lease)).await
+        let components = Arc::clone(&self.components);
+        self.writer
+            .write(move |conn| {
+                let mut components = components.lock().unwrap_or_else(PoisonError::into_inner);
+                runs::claim_run(conn, &owner, lease, &mut components)
+            })
+            .await
     }
 
     async fn renew_lease(&self, lease: &Lease, duration: Duration) -> Result<Lease, StorageError> {

@@ -14,19 +14,19 @@
 //! reads then send that text as it is ([`get_run_document`]) or decode it in one step, and
 //! never join the messages again.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aegis_core::storage::{
     Lease, Page, RequeueReport, RunEventKind, RunFilter, RunOutcome, StorageError, StoredRun, interrupted_outcome,
     session_limit,
 };
-use aegis_core::{AgentMessage, ComponentModel, Run, RunDocument, RunSpec, RunStatus, Timestamp};
+use aegis_core::{AgentMessage, Run, RunDocument, RunSpec, RunStatus, Timestamp};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::components::ComponentCache;
 use crate::error::{backend, corrupt, encode_failed, insert_failed};
 use crate::events::insert_event;
 use crate::listing::{self, Conditions, flag_value, text_value, uuid_value};
@@ -400,6 +400,7 @@ pub(crate) fn claim_run(
     conn: &Connection,
     owner: &str,
     lease: Duration,
+    components: &mut ComponentCache,
 ) -> Result<Option<(RunSpec, Lease)>, StorageError> {
     let claim_failed = |error| backend("claiming a run", error);
     let mut statement = conn
@@ -430,8 +431,7 @@ pub(crate) fn claim_run(
 
     let id = parse_uuid(&id)?;
     let mut run = decode_run(conn, id, &json)?;
-    let team_component: ComponentModel =
-        serde_json::from_str(&team_component).map_err(|error| corrupt("run", id, error))?;
+    let team_component = components.get_or_decode(team_component).map_err(|error| corrupt("run", id, error))?;
     let team_metadata: Map<String, Value> =
         serde_json::from_str(&team_metadata).map_err(|error| corrupt("run", id, error))?;
 
@@ -444,7 +444,6 @@ pub(crate) fn claim_run(
 
     let granted = Lease { run_id: id, owner: owner.to_owned(), attempt: run.attempt, expires_at };
     let stub_error_step = stub_error_step.and_then(|step| u64::try_from(step).ok());
-    let team_component = Arc::new(team_component);
     Ok(Some((RunSpec { run, team_component, team_metadata, stub_error_step }, granted)))
 }
 

@@ -1,0 +1,90 @@
+//! Shared copies of the team components that claimed runs carry.
+//!
+//! Each run row keeps the team component as it was when the run was accepted, as JSON text, so
+//! that a later edit of the team never changes a run. Runs of one team nearly always carry
+//! the same text, though. Decoding it on every claim cost time on the writer thread and gave
+//! each run in flight its own copy of the component for as long as it executed. The cache
+//! keeps the last few decoded components beside their text, and a claim whose text is equal
+//! byte for byte gets the shared copy. A component is immutable once built, so sharing it
+//! cannot leak one run's changes into another.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use aegis_core::ComponentModel;
+
+/// Components kept. A server usually runs a handful of teams at a time, and comparing a text
+/// with each entry costs a length check and, for equal lengths, a memory comparison.
+const CAPACITY: usize = 16;
+
+/// The most recently claimed team components, newest first.
+#[derive(Debug, Default)]
+pub(crate) struct ComponentCache {
+    entries: VecDeque<(String, Arc<ComponentModel>)>,
+}
+
+impl ComponentCache {
+    /// Returns the component that `text` encodes, decoding it only when no cached entry has
+    /// the same text.
+    pub(crate) fn get_or_decode(&mut self, text: String) -> Result<Arc<ComponentModel>, serde_json::Error> {
+        if let Some(position) = self.entries.iter().position(|(cached, _)| *cached == text) {
+            let component = Arc::clone(&self.entries[position].1);
+            if position > 0 {
+                self.entries.swap(0, position);
+            }
+            return Ok(component);
+        }
+
+        let component = Arc::new(serde_json::from_str::<ComponentModel>(&text)?);
+        if self.entries.len() == CAPACITY {
+            self.entries.pop_back();
+        }
+        self.entries.push_front((text, Arc::clone(&component)));
+        Ok(component)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(name: &str) -> String {
+        format!(r#"{{"provider": "autogen_agentchat.teams.RoundRobinGroupChat", "config": {{"name": "{name}"}}}}"#)
+    }
+
+    #[test]
+    fn equal_text_shares_one_copy() {
+        let mut cache = ComponentCache::default();
+        let first = cache.get_or_decode(text("a")).unwrap();
+        let second = cache.get_or_decode(text("a")).unwrap();
+        assert!(Arc::ptr_eq(&first, &second));
+    }
+
+    #[test]
+    fn different_text_decodes_again() {
+        let mut cache = ComponentCache::default();
+        let first = cache.get_or_decode(text("a")).unwrap();
+        let second = cache.get_or_decode(text("b")).unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(second.config["name"], "b");
+    }
+
+    #[test]
+    fn oldest_entry_leaves_when_full() {
+        let mut cache = ComponentCache::default();
+        let first = cache.get_or_decode(text("0")).unwrap();
+        for index in 1..=CAPACITY {
+            cache.get_or_decode(text(&index.to_string())).unwrap();
+        }
+        assert_eq!(cache.entries.len(), CAPACITY);
+        let again = cache.get_or_decode(text("0")).unwrap();
+        assert!(!Arc::ptr_eq(&first, &again), "the first entry was evicted, so it is decoded anew");
+    }
+
+    #[test]
+    fn invalid_text_is_an_error() {
+        let mut cache = ComponentCache::default();
+        assert!(cache.get_or_decode("{not json".to_owned()).is_err());
+        assert!(cache.entries.is_empty());
+    }
+}
