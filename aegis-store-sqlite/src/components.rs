@@ -5,8 +5,8 @@
 //! the same text, though. Decoding it on every claim cost time on the writer thread and gave
 //! each run in flight its own copy of the component for as long as it executed. The cache
 //! keeps the last few decoded components beside their text, and a claim whose text is equal
-//! byte for byte gets the shared copy. A component is immutable once built, so sharing it
-//! cannot leak one run's changes into another.
+//! byte for byte gets the shared copy. The copy sits behind an `Arc` with no interior
+//! mutability, so no run can change it for another.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
