@@ -6,8 +6,9 @@
 //! - The typical duration `d` of a run is the median of how long the last [`SAMPLE`] finished
 //!   runs of the run's team took (runs that ended `complete` or `error`). A team without
 //!   finished runs uses the median over every team, and a store without any uses
-//!   [`DEFAULT_DURATION`]. Medians are cached per session for [`CACHE_TTL`], so a burst of
-//!   reads costs one query per session and interval.
+//!   [`DEFAULT_DURATION`]. Medians are cached per team for [`CACHE_TTL`], so a burst of
+//!   reads costs one query per team and interval, however many sessions share the team. The
+//!   team of each session is cached for good, because a session's team never changes.
 //! - An `active` run ends at `started_at + d`. Once that has passed, the estimate is
 //!   [`OVERDUE_MARGIN`] from now, so it never lies in the past.
 //! - A `created` run waits for the `p` runs queued ahead of it (older `created` runs of every
@@ -41,7 +42,8 @@ pub const CACHE_TTL: Duration = Duration::from_secs(5);
 /// How far ahead of now an overdue active run is estimated to end.
 pub const OVERDUE_MARGIN: Duration = Duration::from_secs(5);
 
-/// The maximum number of cached medians. Beyond it, stale entries are dropped first.
+/// The maximum number of cached medians, and of cached teams of sessions. Beyond it, stale
+/// medians are dropped first, and teams of sessions all at once.
 const MAX_CACHED: usize = 10_000;
 
 /// A median read from the store; `None` when there were no finished runs to take it from.
@@ -61,15 +63,20 @@ impl Cached {
 #[derive(Debug)]
 pub(crate) struct Estimator {
     workers: u64,
-    /// Medians of a session's team, by session id (a session's team never changes). The key
-    /// `None` is the median over every team.
+    /// The team of each session seen, by session id.
+    teams: RwLock<HashMap<Uuid, Uuid>>,
+    /// Medians by team id. The key `None` is the median over every team.
     medians: RwLock<HashMap<Option<Uuid>, Cached>>,
 }
 
 impl Estimator {
     /// Creates an estimator for a process that executes `workers` runs at once.
     pub(crate) fn new(workers: usize) -> Estimator {
-        Estimator { workers: u64::try_from(workers.max(1)).unwrap_or(u64::MAX), medians: RwLock::default() }
+        Estimator {
+            workers: u64::try_from(workers.max(1)).unwrap_or(u64::MAX),
+            teams: RwLock::default(),
+            medians: RwLock::default(),
+        }
     }
 
     /// Sets `run.estimated_completion_time`. A store failure leaves it `None` and is logged,
@@ -123,15 +130,34 @@ impl Estimator {
     }
 
     async fn team_median(&self, storage: &dyn Storage, session_id: Uuid) -> Result<Option<Duration>, StorageError> {
-        if let Some(cached) = self.cached(Some(session_id)) {
+        // A session deleted before its team was cached has no team: its runs fall back to
+        // every team's median.
+        let Some(team_id) = self.team_of(storage, session_id).await? else {
+            return Ok(None);
+        };
+        if let Some(cached) = self.cached(Some(team_id)) {
             return Ok(cached);
         }
-        // A session deleted meanwhile has no team: its runs fall back to every team's median.
-        let durations = match storage.get_session(session_id).await? {
-            Some(session) => storage.recent_run_durations(Some(session.team_id), SAMPLE).await?,
-            None => Vec::new(),
+        let durations = storage.recent_run_durations(Some(team_id), SAMPLE).await?;
+        Ok(self.store(Some(team_id), median(durations)))
+    }
+
+    /// Returns the team of a session, from the cache or else from the store.
+    async fn team_of(&self, storage: &dyn Storage, session_id: Uuid) -> Result<Option<Uuid>, StorageError> {
+        let cached = self.teams.read().unwrap_or_else(PoisonError::into_inner).get(&session_id).copied();
+        if cached.is_some() {
+            return Ok(cached);
+        }
+
+        let Some(session) = storage.get_session(session_id).await? else {
+            return Ok(None);
         };
-        Ok(self.store(Some(session_id), median(durations)))
+        let mut teams = self.teams.write().unwrap_or_else(PoisonError::into_inner);
+        if teams.len() >= MAX_CACHED {
+            teams.clear();
+        }
+        teams.insert(session_id, session.team_id);
+        Ok(Some(session.team_id))
     }
 
     /// Returns the cached median of `key` if it is fresh; the outer `None` is a miss.
@@ -246,6 +272,45 @@ mod tests {
         Estimator::new(4).fill(store.as_ref(), &mut run).await;
         let expected = run.started_at.unwrap().saturating_add(Duration::from_secs(20));
         assert_eq!(run.estimated_completion_time, Some(expected), "started_at plus the median of 10, 20 and 90 s");
+    }
+
+    /// Finishes one run of `session` that took `seconds`.
+    async fn finish_one(store: &dyn Storage, session: &crate::resource::Session, seconds: u64) {
+        store.insert_run(&testkit::run_spec(session)).await.unwrap();
+        let (spec, lease) = store.claim_run("test", Duration::from_secs(60)).await.unwrap().unwrap();
+        let mut outcome = RunOutcome::complete(Default::default());
+        outcome.finished_at = spec.run.started_at.unwrap().saturating_add(Duration::from_secs(seconds));
+        store.finish_run(&lease, &outcome).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn sessions_of_one_team_share_median() {
+        let store: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let first = session(store.as_ref()).await;
+        let team = store.get_team(first.team_id).await.unwrap().unwrap();
+        let task = store.get_task(first.task_id).await.unwrap().unwrap();
+        let second = testkit::session(&task, &team);
+        store.insert_session(&second).await.unwrap();
+        finish_one(store.as_ref(), &first, 10).await;
+
+        let estimator = Estimator::new(1);
+        let mut run = testkit::run_spec(&first).run;
+        run.status = RunStatus::Active;
+        run.started_at = Some(Timestamp::now());
+        estimator.fill(store.as_ref(), &mut run).await;
+        let first_estimate = run.estimated_completion_time.unwrap().seconds_since(run.started_at.unwrap());
+
+        // A much longer run ends, but within the cache's lifetime the second session of the
+        // team still gets the median cached for the first.
+        finish_one(store.as_ref(), &second, 1_000).await;
+        let mut other = testkit::run_spec(&second).run;
+        other.status = RunStatus::Active;
+        other.started_at = run.started_at;
+        estimator.fill(store.as_ref(), &mut other).await;
+        let second_estimate = other.estimated_completion_time.unwrap().seconds_since(other.started_at.unwrap());
+
+        assert!((first_estimate - 10.0).abs() < 0.01, "{first_estimate}");
+        assert!((second_estimate - 10.0).abs() < 0.01, "{second_estimate}");
     }
 
     #[tokio::test]
