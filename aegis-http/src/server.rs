@@ -277,6 +277,8 @@ async fn prepare(config: &ServeConfig) -> anyhow::Result<(Aegis, OpenedStore, Tc
         api_keys = config.auth.api_keys.len(),
         rate_limit_rps = config.limits.rate_limit_rps,
         token_budget = config.limits.token_budget,
+        provider_http = ?config.provider_http.version,
+        provider_pools = config.provider_http.pools,
         "server ready"
     );
     Ok((aegis, store, listener))

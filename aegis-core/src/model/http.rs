@@ -4,11 +4,11 @@
 //! connections instead of opening one per call. One client is not enough at scale, though,
 //! because of how HTTP/2 pools. A hosted provider reached over HTTPS negotiates HTTP/2, and
 //! the client then keeps a single connection per host and sends every request on it. The
-//! provider caps the requests in flight on one connection (its `SETTINGS_MAX_CONCURRENT_STREAMS`:
-//! RFC 9113 recommends no less than 100, and hyper-based servers default to 200), and requests
-//! past the cap wait in the client's queue rather than open a second connection. Five thousand
-//! runs in flight would then make a few hundred calls at a time, whatever the provider could
-//! take.
+//! provider caps the requests in flight on one connection with its
+//! `SETTINGS_MAX_CONCURRENT_STREAMS`. RFC 9113 recommends no less than 100, and hyper-based
+//! servers default to 200. Requests past the cap wait in the client's queue rather than open a
+//! second connection, so five thousand runs in flight would make a few hundred calls at a
+//! time, whatever the provider could take.
 //!
 //! [`ProviderHttp`] therefore keeps several clients, each with its own pool, and hands them
 //! out in turn, one per model client built (that is, per run). With `pools` clients the cap
@@ -20,8 +20,8 @@
 //! private network, and for measuring: one HTTP/2 connection carries many calls for a
 //! fraction of the memory of as many HTTP/1.1 connections.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The HTTP version model clients speak to providers.
@@ -67,35 +67,58 @@ impl Default for ProviderHttpConfig {
 }
 
 /// HTTP clients for provider calls, handed out in turn. Clones share the clients.
+///
+/// The first client is built at once, so a bad configuration fails at start-up. The others
+/// are built on first use: each costs about 100 KiB and a few milliseconds, because it loads
+/// the system's root certificates, and a server with many pools but few runs needs few.
 #[derive(Clone, Debug)]
 pub struct ProviderHttp {
-    clients: Arc<[reqwest::Client]>,
+    first: reqwest::Client,
+    /// The other pools' clients, built on first use. Empty with one pool.
+    rest: Arc<[OnceLock<reqwest::Client>]>,
+    config: Option<Arc<ProviderHttpConfig>>,
     next: Arc<AtomicUsize>,
 }
 
 impl ProviderHttp {
-    /// Builds the clients that `config` describes.
+    /// Builds the first client that `config` describes; the other pools follow on first use.
     pub fn new(config: &ProviderHttpConfig) -> Result<ProviderHttp, reqwest::Error> {
-        let clients = (0..config.pools.max(1)).map(|_| build_client(config)).collect::<Result<Arc<[_]>, _>>()?;
-        Ok(ProviderHttp { clients, next: Arc::new(AtomicUsize::new(0)) })
+        let first = build_client(config)?;
+        let rest = (1..config.pools.max(1)).map(|_| OnceLock::new()).collect();
+        Ok(ProviderHttp { first, rest, config: Some(Arc::new(config.clone())), next: Arc::new(AtomicUsize::new(0)) })
     }
 
     /// Wraps one client built by the caller; every model client then shares its pool.
     pub fn from_client(client: reqwest::Client) -> ProviderHttp {
-        ProviderHttp { clients: Arc::from([client]), next: Arc::new(AtomicUsize::new(0)) }
+        ProviderHttp { first: client, rest: Arc::from([]), config: None, next: Arc::new(AtomicUsize::new(0)) }
     }
 
     /// Returns the next client in turn.
     pub fn next_client(&self) -> &reqwest::Client {
         // Relaxed is enough: the counter only spreads load, and any interleaving of two
         // callers still gives each some client.
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
-        &self.clients[index]
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.pools();
+        let (Some(slot), Some(config)) = (index.checked_sub(1).and_then(|index| self.rest.get(index)), &self.config)
+        else {
+            return &self.first;
+        };
+        if let Some(client) = slot.get() {
+            return client;
+        }
+        match build_client(config) {
+            Ok(client) => slot.get_or_init(|| client),
+            Err(error) => {
+                // The first client was built from the same settings, so this is not expected;
+                // the call still goes out, on the first pool.
+                tracing::warn!(%error, pool = index, "building an HTTP client for model calls failed");
+                &self.first
+            }
+        }
     }
 
     /// Returns how many clients, and so pools, there are.
     pub fn pools(&self) -> usize {
-        self.clients.len()
+        self.rest.len() + 1
     }
 }
 
@@ -117,13 +140,23 @@ mod tests {
     fn clients_rotate_in_turn() {
         let config = ProviderHttpConfig { pools: 3, ..ProviderHttpConfig::default() };
         let http = ProviderHttp::new(&config).unwrap();
-        let order: Vec<usize> = (0..6)
-            .map(|_| {
-                let client = http.next_client();
-                http.clients.iter().position(|candidate| std::ptr::eq(candidate, client)).unwrap()
-            })
-            .collect();
-        assert_eq!(order, [0, 1, 2, 0, 1, 2]);
+        let handed: Vec<*const reqwest::Client> = (0..6).map(|_| std::ptr::from_ref(http.next_client())).collect();
+        assert_eq!(handed[0], std::ptr::from_ref(&http.first));
+        assert_ne!(handed[0], handed[1]);
+        assert_ne!(handed[1], handed[2]);
+        assert_ne!(handed[0], handed[2]);
+        assert_eq!(handed[..3], handed[3..], "the fourth call starts the turn again");
+    }
+
+    #[test]
+    fn other_pools_are_built_on_first_use() {
+        let config = ProviderHttpConfig { pools: 3, ..ProviderHttpConfig::default() };
+        let http = ProviderHttp::new(&config).unwrap();
+        assert!(http.rest.iter().all(|slot| slot.get().is_none()));
+        http.next_client();
+        http.next_client();
+        assert!(http.rest[0].get().is_some());
+        assert!(http.rest[1].get().is_none());
     }
 
     #[test]

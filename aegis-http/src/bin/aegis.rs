@@ -156,8 +156,9 @@ struct ServeArgs {
     #[arg(long, env = "AEGIS_PROVIDER_HTTP", value_enum, default_value_t = ProviderHttpArg::Negotiated)]
     provider_http: ProviderHttpArg,
 
-    /// Connection pools model calls are spread over. Over HTTP/2 a provider caps the calls in
-    /// flight on one connection (hyper-based servers allow 200), and each pool keeps one connection.
+    /// Connection pools model calls are spread over, from 1 to 1024. Over HTTP/2 a provider
+    /// caps the calls in flight on one connection (hyper-based servers allow 200), and each pool
+    /// keeps one connection.
     #[arg(long, env = "AEGIS_PROVIDER_POOLS", default_value_t = aegis_core::model::http::DEFAULT_PROVIDER_POOLS, value_parser = parse_pools)]
     provider_pools: usize,
 
