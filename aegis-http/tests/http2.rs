@@ -1,6 +1,6 @@
 //! HTTP/2 on both legs of a run: the real `aegis` binary calls the mock provider over HTTP/2
 //! when started with `--provider-http http2` and over HTTP/1.1 by default, and the server
-//! answers API clients that speak HTTP/2 without TLS.
+//! serves API clients that speak HTTP/2 without TLS.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

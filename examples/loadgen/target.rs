@@ -44,7 +44,7 @@ pub(crate) struct TargetConfig {
     pub(crate) db: Option<PathBuf>,
     /// Engine workers of the in-process server.
     pub(crate) workers: usize,
-    /// Speak HTTP/2 to the in-process server's model provider (the mock accepts it).
+    /// Whether the in-process server speaks HTTP/2 to its model provider (the mock accepts it).
     pub(crate) provider_http2: bool,
 }
 
