@@ -259,7 +259,7 @@ async fn prepare(config: &ServeConfig) -> anyhow::Result<(Aegis, OpenedStore, Tc
         );
     }
 
-    let http = ProviderHttp::new(&config.provider_http).context("cannot build the HTTP clients for model calls")?;
+    let http = ProviderHttp::new(&config.provider_http).context("building the HTTP clients for model calls failed")?;
     let mut registry = Registry::with_builtins_and_http(config.provider_env.clone(), http);
     for pattern in &config.allowed_model_hosts {
         registry.allow_model_host(pattern)?;
