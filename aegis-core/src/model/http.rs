@@ -105,6 +105,8 @@ impl ProviderHttp {
         if let Some(client) = slot.get() {
             return client;
         }
+        // NOTE: this build blocks the calling task for a few milliseconds, once per pool. A
+        // shared TLS configuration would make it cheap enough not to matter.
         match build_client(config) {
             Ok(client) => slot.get_or_init(|| client),
             Err(error) => {
