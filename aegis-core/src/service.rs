@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::component::ComponentModel;
 use crate::engine::control::{RunChanges, Stop};
 use crate::engine::estimate::Estimator;
-use crate::engine::{EngineConfig, Shared, Workers};
+use crate::engine::{self, EngineConfig, Shared, Workers};
 use crate::error::join_path;
 use crate::error::{Error, FieldError, ResourceKind};
 use crate::message::AgentMessage;
@@ -27,8 +27,8 @@ use crate::resource::{
 use crate::secret::restore_masked;
 use crate::storage::page::paginate_positions;
 use crate::storage::{
-    DEFAULT_CANCEL_REASON, DeleteOutcome, DeleteTarget, Dependants, IdempotencyRecord, ListFilter, Page, PageRequest,
-    RunEvent, RunFilter, Storage, StorageError, StorageErrorKind, StoredRun,
+    DEFAULT_CANCEL_REASON, DeleteOutcome, DeleteTarget, Dependants, IdempotencyRecord, Lease, ListFilter, Page,
+    PageRequest, RunEvent, RunFilter, Storage, StorageError, StorageErrorKind, StoredRun,
 };
 use crate::timestamp::Timestamp;
 
@@ -314,12 +314,63 @@ impl Aegis {
             messages: Vec::new(),
         };
         let spec = RunSpec { run, team_component, team_metadata: session.team_metadata, stub_error_step };
-        self.shared.storage.insert_run(&spec).await?;
-        self.shared.wake.notify_one();
-        tracing::debug!(run_id = %spec.run.id, session_id = %spec.run.session_id, "run accepted");
-        let mut run = spec.run;
+        let mut run = self.admit(spec).await?;
+        tracing::debug!(run_id = %run.id, session_id = %run.session_id, status = run.status.as_str(), "run accepted");
         self.estimator.fill(self.shared.storage.as_ref(), &mut run).await;
         Ok(run)
+    }
+
+    /// Stores a new run and returns it as stored. With a worker slot free, the store is asked
+    /// to claim the run in the same write, and the run starts here at once. That saves the
+    /// dispatcher's claim round, a second write of the run and the wait for both. Without a
+    /// free slot, or when the store declines (another run waits in the queue, or the session
+    /// is at its limit), the run waits in the queue for the dispatcher.
+    async fn admit(&self, mut spec: RunSpec) -> Result<Run, Error> {
+        let Some(slot) = self.shared.free_slot() else {
+            return self.enqueue(spec).await;
+        };
+
+        // Registered before the draining check, so that a shutdown beginning meanwhile either
+        // finds the run among those it waits for or is seen here.
+        let id = spec.run.id;
+        let control = self.shared.running.register(id);
+        if self.shared.is_draining() {
+            self.shared.running.remove(id);
+            return self.enqueue(spec).await;
+        }
+
+        let started_at = Timestamp::now();
+        let lease = Lease {
+            run_id: id,
+            owner: self.shared.owner.clone(),
+            attempt: spec.run.attempt,
+            expires_at: started_at.saturating_add(self.shared.config.lease),
+        };
+        let claimed = match self.shared.storage.insert_run_claimed(&spec, &lease, started_at).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                self.shared.running.remove(id);
+                return Err(error.into());
+            }
+        };
+        if !claimed {
+            self.shared.running.remove(id);
+            self.shared.wake.notify_one();
+            return Ok(spec.run);
+        }
+
+        spec.run.status = RunStatus::Active;
+        spec.run.started_at = Some(started_at);
+        let run = spec.run.clone();
+        engine::spawn_run(&self.shared, spec, lease, control, slot);
+        Ok(run)
+    }
+
+    /// Stores a new run in the queue and wakes the dispatcher.
+    async fn enqueue(&self, spec: RunSpec) -> Result<Run, Error> {
+        self.shared.storage.insert_run(&spec).await?;
+        self.shared.wake.notify_one();
+        Ok(spec.run)
     }
 
     /// Cancels a run: a `created` run ends `stopped` without starting, an `active` run is

@@ -49,6 +49,8 @@ async fn estimates_follow_queue_position() {
     let (status, created) = api.post("/run", &run_body(&session_id, &task_id)).await;
     assert_eq!(status, 201, "{created}");
     assert!(created["data"]["estimated_completion_time"].is_string(), "POST /run returns an estimate: {created}");
+    assert_eq!(created["data"]["status"], "active", "the free worker takes the run as it is created: {created}");
+    assert!(created["data"]["started_at"].is_string(), "a run taken at creation has started: {created}");
     let first = created["data"]["id"].as_str().unwrap().to_owned();
     let mut queued = Vec::new();
     for _ in 0..3 {

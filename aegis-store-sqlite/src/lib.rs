@@ -97,7 +97,7 @@ pub use schema::SCHEMA_VERSION;
 use components::ComponentCache;
 use documents::{Document, Table};
 use reader::ReaderPool;
-use runs::{EncodedRun, Requeue};
+use runs::{EncodedClaim, EncodedRun, Requeue};
 use writer::Writer;
 
 /// A [`Storage`] in one SQLite file. The crate docs describe its threads and durability.
@@ -270,6 +270,17 @@ impl Storage for SqliteStore {
     async fn insert_run(&self, spec: &RunSpec) -> Result<(), StorageError> {
         let run = EncodedRun::new(spec)?;
         self.writer.write(move |conn| runs::insert_run(conn, &run)).await
+    }
+
+    async fn insert_run_claimed(
+        &self,
+        spec: &RunSpec,
+        lease: &Lease,
+        started_at: Timestamp,
+    ) -> Result<bool, StorageError> {
+        let run = EncodedRun::new(spec)?;
+        let claim = EncodedClaim::new(spec, lease, started_at)?;
+        self.writer.write(move |conn| runs::insert_run_claimed(conn, &run, &claim)).await
     }
 
     async fn get_run(&self, id: Uuid) -> Result<Option<Run>, StorageError> {

@@ -81,6 +81,40 @@ impl EncodedRun {
     }
 }
 
+/// A claim taken in the same write as a run's insert, encoded on the caller's side: the run
+/// as it is stored once `active`, and its lease.
+#[derive(Debug)]
+pub(crate) struct EncodedClaim {
+    owner: String,
+    expires_at: Timestamp,
+    started_at: Timestamp,
+    attempt: u32,
+    json: String,
+    status_event: String,
+}
+
+impl EncodedClaim {
+    /// Encodes the claim of `spec`'s run under `lease` for [`insert_run_claimed`].
+    pub(crate) fn new(spec: &RunSpec, lease: &Lease, started_at: Timestamp) -> Result<EncodedClaim, StorageError> {
+        let run = Run {
+            status: RunStatus::Active,
+            started_at: Some(started_at),
+            attempt: lease.attempt,
+            messages: Vec::new(),
+            ..spec.run.clone()
+        };
+        Ok(EncodedClaim {
+            owner: lease.owner.clone(),
+            expires_at: lease.expires_at,
+            started_at,
+            attempt: lease.attempt,
+            json: encode_run(&run)?,
+            status_event: serde_json::to_string(&RunEventKind::status_of(&run))
+                .map_err(|error| encode_failed("event of run", run.id, error))?,
+        })
+    }
+}
+
 /// Encodes a run without its messages, which live in `run_messages`.
 fn encode_run(run: &Run) -> Result<String, StorageError> {
     let encoded = if run.messages.is_empty() {
@@ -137,23 +171,75 @@ fn splice_messages(run_json: &str, messages: &[String]) -> Option<String> {
 
 /// Inserts a run and the messages it came with. An existing id is a `Conflict`.
 pub(crate) fn insert_run(conn: &Connection, run: &EncodedRun) -> Result<(), StorageError> {
+    insert_row(conn, run, None)?;
+    insert_event(conn, run.id, &run.status_event)?;
+    insert_messages(conn, run, run.attempt)
+}
+
+/// Inserts a run and claims it under `claim` when no `created` run waits and its session is
+/// below its limit of active runs; otherwise inserts it queued. Returns whether it claimed.
+pub(crate) fn insert_run_claimed(
+    conn: &Connection,
+    run: &EncodedRun,
+    claim: &EncodedClaim,
+) -> Result<bool, StorageError> {
+    if !may_start_at_once(conn, run)? {
+        insert_run(conn, run)?;
+        return Ok(false);
+    }
+    insert_row(conn, run, Some(claim))?;
+    insert_event(conn, run.id, &run.status_event)?;
+    insert_event(conn, run.id, &claim.status_event)?;
+    insert_messages(conn, run, claim.attempt)?;
+    Ok(true)
+}
+
+/// Returns whether a new run may start without queueing: no run waits in the queue, which
+/// keeps the queue's order, and the run's session is below its limit of active runs.
+fn may_start_at_once(conn: &Connection, run: &EncodedRun) -> Result<bool, StorageError> {
+    let check_failed = |error| backend("checking the run queue", error);
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT NOT EXISTS (SELECT 1 FROM runs WHERE status = ?1)
+                AND (?4 IS NULL OR (SELECT COUNT(*) FROM runs WHERE session_id = ?3 AND status = ?2) < ?4)",
+        )
+        .map_err(check_failed)?;
+    statement
+        .query_row(
+            params![
+                RunStatus::Created.as_str(),
+                RunStatus::Active.as_str(),
+                run.session_id.to_string(),
+                run.session_limit
+            ],
+            |row| row.get(0),
+        )
+        .map_err(check_failed)
+}
+
+/// Inserts a run's row: queued, or claimed under `claim`.
+fn insert_row(conn: &Connection, run: &EncodedRun, claim: Option<&EncodedClaim>) -> Result<(), StorageError> {
     let mut statement = conn
         .prepare_cached(
             "INSERT INTO runs (id, session_id, status, attempt, created_at, json, team_component, team_metadata,
                                session_limit, stub_error_step, task_id, archived, created_by_user_id, finished_at,
-                               team_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+                               lease_owner, lease_expires_at, started_at, team_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
                      (SELECT team_id FROM sessions WHERE id = ?2))",
         )
         .map_err(|error| backend("preparing the run insert", error))?;
+    let (status, attempt, json) = match claim {
+        Some(claim) => (RunStatus::Active.as_str(), claim.attempt, &claim.json),
+        None => (run.status.as_str(), run.attempt, &run.json),
+    };
     statement
         .execute(params![
             run.id.to_string(),
             run.session_id.to_string(),
-            run.status,
-            run.attempt,
+            status,
+            attempt,
             run.created_at.unix_micros(),
-            run.json,
+            json,
             run.team_component,
             run.team_metadata,
             run.session_limit,
@@ -162,12 +248,17 @@ pub(crate) fn insert_run(conn: &Connection, run: &EncodedRun) -> Result<(), Stor
             run.archived,
             run.created_by_user_id,
             run.finished_at.map(Timestamp::unix_micros),
+            claim.map(|claim| &claim.owner),
+            claim.map(|claim| claim.expires_at.unix_micros()),
+            claim.map(|claim| claim.started_at.unix_micros()),
         ])
         .map_err(|error| insert_failed("run", run.id, error))?;
+    Ok(())
+}
 
-    insert_event(conn, run.id, &run.status_event)?;
+fn insert_messages(conn: &Connection, run: &EncodedRun, attempt: u32) -> Result<(), StorageError> {
     for message in &run.messages {
-        insert_message(conn, run.id, run.attempt, message)?;
+        insert_message(conn, run.id, attempt, message)?;
     }
     Ok(())
 }

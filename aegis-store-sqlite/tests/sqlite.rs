@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use aegis_core::storage::testkit::{messages, run_spec, session, task, team};
 use aegis_core::storage::{
-    DeleteOutcome, DeleteTarget, ListFilter, MAX_LIMIT, PageRequest, RunFilter, RunOutcome, SortOrder,
+    DeleteOutcome, DeleteTarget, Lease, ListFilter, MAX_LIMIT, PageRequest, RunFilter, RunOutcome, SortOrder,
     StorageErrorKind, StoredRun,
 };
-use aegis_core::{AgentMessage, Run, RunStatus, Session, Storage, TeamResult};
+use aegis_core::{AgentMessage, Run, RunStatus, Session, Storage, TeamResult, Timestamp};
 use aegis_store_sqlite::{SCHEMA_VERSION, SqliteConfig, SqliteStore, StoreOpenError};
 use rusqlite::Connection;
 
@@ -100,6 +100,33 @@ async fn open_requeues_run_of_crashed_store() {
     let (claimed, lease) = reopened.claim_run("owner-b", LEASE).await.unwrap().unwrap();
     assert_eq!(claimed.run.id, spec.run.id);
     assert_eq!(lease.attempt, 2);
+}
+
+#[tokio::test]
+async fn run_claimed_at_insert_is_requeued_after_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aegis.db");
+    let crashed = SqliteStore::open_default(&path).await.unwrap();
+    let session = new_session(&crashed).await;
+    let spec = run_spec(&session);
+    let started_at = Timestamp::now();
+    let lease = Lease {
+        run_id: spec.run.id,
+        owner: "owner-a".to_owned(),
+        attempt: 1,
+        expires_at: started_at.saturating_add(LEASE),
+    };
+
+    let claimed = crashed.insert_run_claimed(&spec, &lease, started_at).await.unwrap();
+    assert!(claimed, "the queue is empty, so the store claims the run in the insert");
+    let run = crashed.get_run(spec.run.id).await.unwrap().unwrap();
+    assert_eq!((run.status, run.started_at), (RunStatus::Active, Some(started_at)));
+    drop(crashed);
+
+    let reopened = SqliteStore::open_default(&path).await.unwrap();
+    assert_eq!(reopened.requeued_on_open().requeued, vec![spec.run.id], "the lease died with the process");
+    let (claimed, lease) = reopened.claim_run("owner-b", LEASE).await.unwrap().unwrap();
+    assert_eq!((claimed.run.id, lease.attempt), (spec.run.id, 2));
 }
 
 #[tokio::test]

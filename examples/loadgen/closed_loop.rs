@@ -30,6 +30,8 @@ pub(crate) struct LoopConfig {
 pub(crate) struct LoopStats {
     /// Create-to-terminal latency of every run that ended `complete`.
     pub(crate) latencies: Vec<Duration>,
+    /// When each of those runs ended, counted from the loop's start.
+    pub(crate) ends: Vec<Duration>,
     /// Failures by kind: HTTP errors, runs that ended `error` or `stopped`, timeouts.
     pub(crate) errors: BTreeMap<String, u64>,
     /// From the first run's creation until the last worker stopped.
@@ -39,6 +41,18 @@ pub(crate) struct LoopStats {
 impl LoopStats {
     fn error(&mut self, kind: String) {
         *self.errors.entry(kind).or_default() += 1;
+    }
+
+    /// Runs completed per second between the first completion and `duration`, after which
+    /// no run starts. The overall rate (completions over `elapsed`) also counts the first
+    /// model latency, when nothing can end yet. It counts the drain after `duration` too,
+    /// when fewer runs are in flight. This rate leaves both out; `None` when no run ended in
+    /// between.
+    pub(crate) fn steady_runs_per_s(&self, duration: Duration) -> Option<f64> {
+        let first = self.ends.iter().min()?;
+        let window = duration.checked_sub(*first).filter(|window| !window.is_zero())?;
+        let ended = self.ends.iter().filter(|end| **end <= duration).count();
+        Some(ended as f64 / window.as_secs_f64())
     }
 }
 
@@ -67,7 +81,10 @@ pub(crate) async fn run(replicas: &[Api], sessions: Vec<SessionIds>, config: Loo
                 let latency = created.elapsed();
                 let mut stats = stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 match outcome {
-                    Ok(()) => stats.latencies.push(latency),
+                    Ok(()) => {
+                        stats.latencies.push(latency);
+                        stats.ends.push(started.elapsed());
+                    }
                     Err(kind) => stats.error(kind),
                 }
             }
@@ -138,4 +155,25 @@ fn error_kind(error: &anyhow::Error) -> String {
 
 pub(crate) fn is_terminal(status: &str) -> bool {
     matches!(status, "complete" | "error" | "stopped")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steady_rate_leaves_out_start_and_drain() {
+        let check = |ends_s: &[u64], duration_s: u64, expected: Option<f64>| {
+            let stats = LoopStats {
+                ends: ends_s.iter().map(|end| Duration::from_secs(*end)).collect(),
+                ..LoopStats::default()
+            };
+            assert_eq!(stats.steady_runs_per_s(Duration::from_secs(duration_s)), expected, "ends {ends_s:?}");
+        };
+
+        check(&[5, 6, 7, 61], 60, Some(3.0 / 55.0));
+        check(&[10, 10, 20, 30], 20, Some(3.0 / 10.0));
+        check(&[], 60, None);
+        check(&[60, 61], 60, None);
+    }
 }

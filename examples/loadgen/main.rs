@@ -332,6 +332,7 @@ fn measure_closed_loop(args: &Args, target: &Target, client_runtime: &Runtime) -
     let completed = stats.latencies.len() as u64;
     let errors: u64 = stats.errors.values().sum();
     let runs_per_s = completed as f64 / stats.elapsed.as_secs_f64();
+    let steady_runs_per_s = stats.steady_runs_per_s(config.duration);
     let percentile = |p: f64| -> Option<f64> {
         // Nearest rank.
         let rank = ((p / 100.0) * stats.latencies.len() as f64).ceil() as usize;
@@ -353,6 +354,7 @@ fn measure_closed_loop(args: &Args, target: &Target, client_runtime: &Runtime) -
             "errors": errors,
             "errors_by_kind": stats.errors,
             "runs_per_s": runs_per_s,
+            "steady_runs_per_s": steady_runs_per_s,
             "latency_ms": {"p50": percentile(50.0), "p95": percentile(95.0), "p99": percentile(99.0)},
             "server_cpu_s": server_cpu.map(|cpu| cpu.as_secs_f64()),
             "server_cpu_per_run_ms": cpu_per_run_ms,
@@ -372,6 +374,9 @@ fn measure_closed_loop(args: &Args, target: &Target, client_runtime: &Runtime) -
         args.concurrency, args.model_latency_ms
     );
     println!("  completed runs   {completed} in {:.2} s: {runs_per_s:.1} runs/s", stats.elapsed.as_secs_f64());
+    if let Some(steady) = steady_runs_per_s {
+        println!("  steady rate      {steady:.1} runs/s (first completion to the end of the duration)");
+    }
     println!(
         "  latency          p50 {}  p95 {}  p99 {}",
         ms(percentile(50.0)),

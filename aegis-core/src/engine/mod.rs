@@ -2,7 +2,8 @@
 //! them under a lease.
 //!
 //! One dispatcher task per process claims `created` runs while a worker slot is free and
-//! spawns each onto its own task. While claims keep finding runs, it sends up to 256 of them
+//! spawns each onto its own task. A run created in this process while a slot is free skips
+//! the dispatcher: the service takes the slot and the store claims the run as it inserts it. While claims keep finding runs, it sends up to 256 of them
 //! at once, which the SQLite store commits in one transaction.
 //! Creating a run wakes the dispatcher at once; a periodic poll
 //! catches runs created by other processes and runs whose lease expired. While a run executes,
@@ -29,14 +30,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::engine::control::RunChanges;
-use crate::engine::control::{Running, Stop};
+use crate::engine::control::{RunControl, Running, Stop};
 use crate::registry::Registry;
-use crate::storage::Storage;
+use crate::resource::RunSpec;
+use crate::storage::{Lease, Storage};
 
 /// Claims the dispatcher sends at once at most while runs are queued. Each round waits for a
 /// writer transaction that also carries every other queued write, so a burst of runs starts
@@ -121,6 +123,10 @@ pub(crate) struct Shared {
     pub(crate) owner: String,
     /// The runs this process executes.
     pub(crate) running: Running,
+    /// Worker slots: one permit per run this process executes.
+    slots: Arc<Semaphore>,
+    /// Set once the worker pool started; before that no run starts in this process.
+    started: AtomicBool,
     /// Set once shutdown began: no new runs are accepted or claimed.
     pub(crate) draining: AtomicBool,
     /// Fired when shutdown has handed every run back: streams and long polls end.
@@ -132,10 +138,12 @@ impl Shared {
         Shared {
             storage,
             registry: Arc::new(registry),
+            slots: Arc::new(Semaphore::new(config.workers)),
             config,
             wake: Notify::new(),
             owner,
             running: Running::default(),
+            started: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             closed: CancellationToken::new(),
         }
@@ -144,6 +152,30 @@ impl Shared {
     pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
+
+    /// Takes a worker slot for a run that starts at once, when the pool runs, is not draining
+    /// and has a slot free.
+    pub(crate) fn free_slot(&self) -> Option<OwnedSemaphorePermit> {
+        if !self.started.load(Ordering::SeqCst) || self.is_draining() {
+            return None;
+        }
+        Arc::clone(&self.slots).try_acquire_owned().ok()
+    }
+}
+
+/// Executes a claimed run on its own task; the run's worker slot is freed when it ends.
+pub(crate) fn spawn_run(
+    shared: &Arc<Shared>,
+    spec: RunSpec,
+    lease: Lease,
+    control: Arc<RunControl>,
+    slot: OwnedSemaphorePermit,
+) {
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        execute::execute(&shared, spec, lease, control).await;
+        drop(slot);
+    });
 }
 
 /// The running worker pool of one process.
@@ -162,6 +194,7 @@ impl std::fmt::Debug for Shared {
 
 impl Workers {
     pub(crate) fn start(shared: Arc<Shared>) -> Workers {
+        shared.started.store(true, Ordering::SeqCst);
         let shutdown = CancellationToken::new();
         let dispatcher = tokio::spawn(dispatch(Arc::clone(&shared), shutdown.clone()));
         Workers { shared, shutdown, dispatcher }
@@ -231,7 +264,7 @@ async fn wait_until_idle(shared: &Shared, limit: Duration) -> bool {
 }
 
 async fn dispatch(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(shared.config.workers));
+    let slots = Arc::clone(&shared.slots);
     let mut next_sweep = tokio::time::Instant::now();
     let mut next_cancel_poll = tokio::time::Instant::now();
     let mut claim_batch = 1;
@@ -291,11 +324,7 @@ async fn dispatch(shared: Arc<Shared>, shutdown: CancellationToken) {
             match result {
                 Ok(Some((spec, lease))) => {
                     let control = shared.running.register(spec.run.id);
-                    let shared = Arc::clone(&shared);
-                    tokio::spawn(async move {
-                        execute::execute(&shared, spec, lease, control).await;
-                        drop(permit);
-                    });
+                    spawn_run(&shared, spec, lease, control, permit);
                 }
                 Ok(None) => queue_empty = true,
                 Err(error) => failure = Some(error),

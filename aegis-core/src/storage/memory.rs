@@ -177,6 +177,26 @@ impl State {
         self.idempotency.retain(|_, record| record.resource_id != id);
     }
 
+    /// Stores a new run, queued when it is `created`.
+    fn insert_run(&mut self, spec: &RunSpec) -> Result<(), StorageError> {
+        let id = spec.run.id;
+        let team_id = self.sessions.get(&spec.run.session_id).map(|session| session.team_id);
+        let mut stored = StoredRun {
+            spec: spec.clone(),
+            team_id,
+            lease: None,
+            cancel_reason: None,
+            events: Vec::new(),
+            batch_items: BTreeMap::new(),
+        };
+        stored.push_status();
+        insert_new(&mut self.runs, id, stored)?;
+        if spec.run.status == RunStatus::Created {
+            self.queue.insert(id);
+        }
+        Ok(())
+    }
+
     /// Returns the oldest `created` run whose session is below its limit of active runs.
     fn next_claimable(&self) -> Option<Uuid> {
         let mut active: Option<HashMap<Uuid, u32>> = None;
@@ -349,23 +369,31 @@ impl Storage for MemoryStorage {
     }
 
     async fn insert_run(&self, spec: &RunSpec) -> Result<(), StorageError> {
+        self.state().insert_run(spec)
+    }
+
+    async fn insert_run_claimed(
+        &self,
+        spec: &RunSpec,
+        lease: &Lease,
+        started_at: Timestamp,
+    ) -> Result<bool, StorageError> {
         let mut state = self.state();
+        state.insert_run(spec)?;
         let id = spec.run.id;
-        let team_id = state.sessions.get(&spec.run.session_id).map(|session| session.team_id);
-        let mut stored = StoredRun {
-            spec: spec.clone(),
-            team_id,
-            lease: None,
-            cancel_reason: None,
-            events: Vec::new(),
-            batch_items: BTreeMap::new(),
-        };
-        stored.push_status();
-        insert_new(&mut state.runs, id, stored)?;
-        if spec.run.status == RunStatus::Created {
-            state.queue.insert(id);
+        if state.queue.len() != 1 || state.next_claimable() != Some(id) {
+            return Ok(false);
         }
-        Ok(())
+        state.queue.remove(&id);
+        let Some(stored) = state.runs.get_mut(&id) else {
+            return Ok(false);
+        };
+        stored.spec.run.status = RunStatus::Active;
+        stored.spec.run.started_at = Some(started_at);
+        stored.spec.run.attempt = lease.attempt;
+        stored.lease = Some((lease.owner.clone(), lease.expires_at));
+        stored.push_status();
+        Ok(true)
     }
 
     async fn get_run(&self, id: Uuid) -> Result<Option<Run>, StorageError> {

@@ -66,6 +66,7 @@ pub async fn check_all(store: &Arc<dyn Storage>) {
     check_runs(shared).await;
     check_claim_order(shared).await;
     check_claim_snapshot(shared).await;
+    check_insert_claimed(shared).await;
     check_fencing(shared).await;
     check_finish(shared).await;
     check_messages(shared).await;
@@ -421,6 +422,65 @@ pub async fn check_claim_snapshot(store: &dyn Storage) {
     assert_eq!(Lease { expires_at: lease.expires_at, ..renewed.clone() }, lease, "renew_lease changes the expiry only");
 
     store.finish_run(&renewed, &stopped_outcome()).await.expect("finish_run");
+}
+
+/// Checks [`Storage::insert_run_claimed`]. A store that claims stores the run `active` under
+/// the given lease, with its `created` and `active` events, and leaves it out of the queue.
+/// It declines while the run's session is at its limit or another run waits in the queue, and
+/// a declined run is queued as `insert_run` would queue it. A store that always declines
+/// passes once its declined run is queued.
+pub async fn check_insert_claimed(store: &dyn Storage) {
+    drain(store).await;
+    let mut continued = new_session(store).await;
+    continued.team_metadata.insert("continue_conversation".to_owned(), json!(true));
+    let free = new_session(store).await;
+    let started_at = Timestamp::now();
+    let lease_of = |spec: &RunSpec| Lease {
+        run_id: spec.run.id,
+        owner: "owner-a".to_owned(),
+        attempt: 1,
+        expires_at: started_at.saturating_add(LONG_LEASE),
+    };
+
+    let first = run_spec(&continued);
+    let first_lease = lease_of(&first);
+    let claimed = store.insert_run_claimed(&first, &first_lease, started_at).await.expect("insert_run_claimed");
+    if !claimed {
+        let stored = store.get_run(first.run.id).await.expect("get_run");
+        assert_eq!(stored.as_ref(), Some(&first.run), "a declined run is stored as insert_run stores it");
+        drain(store).await;
+        return;
+    }
+    let expected = Run { status: RunStatus::Active, started_at: Some(started_at), ..first.run.clone() };
+    let stored = store.get_run(first.run.id).await.expect("get_run");
+    assert_eq!(stored.as_ref(), Some(&expected), "a claimed run is stored active as of started_at");
+    let events = store.list_run_events(first.run.id, 0, 100).await.expect("list_run_events");
+    let kinds: Vec<RunEventKind> = events.into_iter().map(|event| event.kind).collect();
+    let status = |status: RunStatus| RunEventKind::Status { status, attempt: 1 };
+    assert_eq!(kinds, vec![status(RunStatus::Created), status(RunStatus::Active)], "the events of a claimed insert");
+    assert_eq!(
+        store.claim_run("owner-b", LONG_LEASE).await.expect("claim_run").map(|(spec, _)| spec.run.id),
+        None,
+        "a run claimed at its insert is not in the queue"
+    );
+    let renewed = store.renew_lease(&first_lease, LONG_LEASE * 2).await.expect("renew_lease of the insert's lease");
+
+    let second = run_spec(&continued);
+    let claimed = store.insert_run_claimed(&second, &lease_of(&second), started_at).await.expect("insert_run_claimed");
+    assert!(!claimed, "the session allows one active run, so its second run waits");
+    let third = run_spec(&free);
+    let claimed = store.insert_run_claimed(&third, &lease_of(&third), started_at).await.expect("insert_run_claimed");
+    assert!(!claimed, "a run waits in the queue, so a newer one may not pass it");
+    for spec in [&second, &third] {
+        let stored = store.get_run(spec.run.id).await.expect("get_run");
+        assert_eq!(stored.as_ref(), Some(&spec.run), "a declined run is stored as insert_run stores it");
+    }
+
+    store.finish_run(&renewed, &stopped_outcome()).await.expect("finish_run");
+    let (next, lease) = store.claim_run("owner-a", LONG_LEASE).await.expect("claim_run").expect("the queued run");
+    assert_eq!(next.run.id, second.run.id, "the declined runs keep their order");
+    store.finish_run(&lease, &stopped_outcome()).await.expect("finish_run");
+    drain(store).await;
 }
 
 /// Checks fencing: a write naming the wrong owner, the wrong attempt or an unknown run gets
