@@ -26,6 +26,11 @@ pub(crate) struct BodyLimit(pub(crate) usize);
 /// sends the 413.
 const MAX_DRAIN_BYTES: usize = 16 * 1024 * 1024;
 
+/// Returns whether a request has no body, so [`limit_body`] has nothing to read.
+pub(crate) fn has_no_body(request: &Request) -> bool {
+    request.body().is_end_stream()
+}
+
 /// Reads the request body up to the limit and responds 413 to a longer one.
 ///
 /// The body is read here, not rejected unread from its Content-Length as tower-http's
@@ -35,11 +40,6 @@ const MAX_DRAIN_BYTES: usize = 16 * 1024 * 1024;
 /// discarded, up to [`MAX_DRAIN_BYTES`], and the 413 goes out on a connection that closes
 /// cleanly. Handlers buffer their bodies anyway, so reading it here costs no streaming.
 pub(crate) async fn limit_body(State(limit): State<BodyLimit>, request: Request, next: Next) -> Response {
-    // Most requests (every GET) have no body, and rebuilding one would cost an allocation.
-    if request.body().is_end_stream() {
-        return next.run(request).await;
-    }
-
     let (parts, body) = request.into_parts();
     let drain_limit = limit.0.saturating_add(MAX_DRAIN_BYTES);
     let declared = parts

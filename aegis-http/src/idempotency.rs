@@ -88,12 +88,16 @@ impl<S: Send + Sync> FromRequestParts<S> for ReservedId {
     }
 }
 
-/// Reserves the resource id of a POST that carries an `Idempotency-Key`.
+/// Returns whether a request needs no reservation: it is not a POST or sends no
+/// `Idempotency-Key`.
+pub(crate) fn has_no_key(request: &Request) -> bool {
+    request.method() != Method::POST || !request.headers().contains_key(HEADER)
+}
+
+/// Reserves the resource id of a POST that carries an `Idempotency-Key`; requests that
+/// [`has_no_key`] accepts pass through unchanged.
 pub(crate) async fn reserve(State(aegis): State<Aegis>, request: Request, next: Next) -> Response {
-    if request.method() != Method::POST {
-        return next.run(request).await;
-    }
-    let Some(key) = request.headers().get(HEADER) else {
+    let Some(key) = request.headers().get(HEADER).filter(|_| request.method() == Method::POST) else {
         return next.run(request).await;
     };
     let Ok(key) = key.to_str().map(str::to_owned) else {

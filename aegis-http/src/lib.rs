@@ -21,6 +21,7 @@ pub mod config;
 mod envelope;
 pub mod error;
 mod extract;
+mod fast_path;
 mod guard;
 mod idempotency;
 pub mod limits;
@@ -42,6 +43,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub use error::ApiError;
 
 use crate::auth::AuthConfig;
+use crate::fast_path::BypassLayer;
 use crate::limits::{LimitsConfig, RateLimiter};
 
 /// The default of [`AppConfig::max_body_bytes`]: 1 MiB.
@@ -99,7 +101,7 @@ pub fn app_with_config(aegis: aegis_core::Aegis, config: &AppConfig) -> Router {
         .layer(axum::middleware::from_fn(telemetry::observe))
         .layer(CatchPanicLayer::custom(guard::panic_response))
         .layer(axum::middleware::from_fn_with_state(limit, guard::envelope_errors))
-        .layer(axum::middleware::from_fn_with_state(limit, guard::limit_body))
+        .layer(BypassLayer::new(guard::has_no_body, axum::middleware::from_fn_with_state(limit, guard::limit_body)))
         // `guard::limit_body` is the one limit, so axum's default limit of its own is off.
         .layer(DefaultBodyLimit::disable());
     routes::router(aegis, keys, limiter).layer(stack)

@@ -6,10 +6,9 @@
 //! (health and readiness probes, the API documentation and the OpenAPI document) pass
 //! without a key, matched by path, so a route added under those paths later is public too.
 
-use axum::extract::{OriginalUri, Request, State};
+use axum::extract::{OriginalUri, Request};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use aegis_core::FieldError;
@@ -17,6 +16,7 @@ use aegis_core::FieldError;
 use crate::auth::caller::Caller;
 use crate::auth::keys::ApiKeys;
 use crate::error::ApiError;
+use crate::fast_path::CheckLayer;
 
 /// Paths served without a key: exact matches.
 const PUBLIC_PATHS: &[&str] = &["/healthz", "/readyz", "/docs", "/api/v1/openapi.json"];
@@ -24,44 +24,48 @@ const PUBLIC_PATHS: &[&str] = &["/healthz", "/readyz", "/docs", "/api/v1/openapi
 /// Path prefixes served without a key.
 const PUBLIC_PREFIXES: &[&str] = &["/docs/"];
 
-/// Authenticates the request and stores its [`Caller`] in the request extensions.
-pub(crate) async fn authenticate(State(keys): State<ApiKeys>, mut request: Request, next: Next) -> Response {
+/// Returns the layer that authenticates every request it wraps (see [`authenticate`]).
+pub(crate) fn layer(
+    keys: ApiKeys,
+) -> CheckLayer<impl Fn(&mut Request) -> Result<(), Response> + Clone + Send + Sync + 'static> {
+    CheckLayer::new(move |request: &mut Request| authenticate(&keys, request))
+}
+
+/// Authenticates the request and stores its [`Caller`] in the request extensions, or returns
+/// the 401 response.
+fn authenticate(keys: &ApiKeys, request: &mut Request) -> Result<(), Response> {
     if keys.is_empty() {
         request.extensions_mut().insert(Caller::Anonymous);
-        return next.run(request).await;
+        return Ok(());
     }
     // Inside a nested router `uri()` lacks the prefix, so public paths match the full one.
     let path = match request.extensions().get::<OriginalUri>() {
-        Some(original) => original.path().to_owned(),
-        None => request.uri().path().to_owned(),
+        Some(original) => original.path(),
+        None => request.uri().path(),
     };
-    if is_public(&path) {
-        return next.run(request).await;
+    if is_public(path) {
+        return Ok(());
     }
 
-    let token = match bearer_token(&request) {
+    let token = match bearer_token(request) {
         Ok(token) => token,
         Err(rejection) => {
             tracing::debug!(method = %request.method(), path, "request rejected: no bearer token");
-            return rejection.into_response();
+            return Err(rejection.into_response());
         }
     };
-    match keys.find(token) {
-        Some(owner) => {
-            request.extensions_mut().insert(Caller::User { user_id: owner.user_id, key_index: owner.index });
-            next.run(request).await
-        }
-        None => {
-            tracing::debug!(method = %request.method(), path, "request rejected: the bearer token matches no api key");
-            unauthorized(
-                "Invalid API key.",
-                FieldError::new("Authorization", "invalid_api_key", "the bearer token matches no API key")
-                    .with_fix("check the key, or ask the operator for a valid one"),
-                "Bearer error=\"invalid_token\"",
-            )
-            .into_response()
-        }
-    }
+    let Some(owner) = keys.find(token) else {
+        tracing::debug!(method = %request.method(), path, "request rejected: the bearer token matches no api key");
+        let rejection = unauthorized(
+            "Invalid API key.",
+            FieldError::new("Authorization", "invalid_api_key", "the bearer token matches no API key")
+                .with_fix("check the key, or ask the operator for a valid one"),
+            "Bearer error=\"invalid_token\"",
+        );
+        return Err(rejection.into_response());
+    };
+    request.extensions_mut().insert(Caller::User { user_id: owner.user_id, key_index: owner.index });
+    Ok(())
 }
 
 fn is_public(path: &str) -> bool {
@@ -121,7 +125,7 @@ mod tests {
         let api = Router::new()
             .route("/openapi.json", get(|| async { "{}" }))
             .route("/task", get(|| async { "[]" }))
-            .layer(axum::middleware::from_fn_with_state(keys, authenticate));
+            .layer(layer(keys));
         let app = Router::new().nest("/api/v1", api);
         let get_path = |path: &str| Request::builder().uri(path).body(axum::body::Body::empty()).unwrap();
 

@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::auth::ApiKeys;
 use crate::envelope::Envelope;
 use crate::error::ApiError;
+use crate::fast_path::BypassLayer;
 use crate::limits::RateLimiter;
 use crate::openapi;
 
@@ -39,16 +40,18 @@ pub(crate) fn router(aegis: Aegis, keys: ApiKeys, limiter: Option<Arc<RateLimite
     // One `layer` call, outermost first, for the reason `crate::app_with_config` gives.
     let api = api_routes().layer(
         ServiceBuilder::new()
-            .layer(axum::middleware::from_fn_with_state(keys.clone(), crate::auth::middleware::authenticate))
+            .layer(crate::auth::middleware::layer(keys.clone()))
             // Without a rate limit the layer is left out rather than passed through per request.
             .option_layer(
                 limiter.map(|limiter| axum::middleware::from_fn_with_state(limiter, crate::limits::limit_rate)),
             )
-            .layer(axum::middleware::from_fn_with_state(aegis.clone(), crate::idempotency::reserve)),
+            .layer(BypassLayer::new(
+                crate::idempotency::has_no_key,
+                axum::middleware::from_fn_with_state(aegis.clone(), crate::idempotency::reserve),
+            )),
     );
     // Metrics name routes, models and error types, so they need a key like the API does.
-    let metrics =
-        metrics_routes().layer(axum::middleware::from_fn_with_state(keys, crate::auth::middleware::authenticate));
+    let metrics = metrics_routes().layer(crate::auth::middleware::layer(keys));
     let (routes, _) = collect(api, metrics);
 
     // The fallbacks are set last: the 405 fallback applies to the routes registered before it.
