@@ -9,19 +9,23 @@
 //! - [`CheckLayer`]: a synchronous check that edits the request or returns the response at
 //!   once (authentication).
 //! - [`BypassLayer`]: a predicate that sends the common request straight to the inner service
-//!   and only the others through an async middleware (the body limit reads bodies, so a request
-//!   without one skips it; idempotency keys concern only a `POST` that sends one).
+//!   and only the others through an async middleware. The body limit reads bodies, so a
+//!   request without one skips it. Idempotency keys concern only a `POST` that sends one.
+//! - [`AroundLayer`]: synchronous steps before and after the inner service, whose future it
+//!   wraps in place (request ids, tracing and metrics; the error envelope).
 //!
 //! The inner services are axum routes, which are always ready, so readiness is passed through
 //! without reserving anything.
 
 use std::convert::Infallible;
-use std::future::{Ready, ready};
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::extract::Request;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures::future::Either;
+use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 /// A layer that runs a synchronous check on each request: `Ok` passes the request, as the
@@ -128,6 +132,110 @@ where
     }
 }
 
+/// The two steps of a middleware that needs the response but awaits nothing of its own.
+pub(crate) trait Around: Clone {
+    /// The state [`Around::before`] passes on to [`Around::after`].
+    type Carry;
+
+    /// Runs before the inner service, and may edit the request.
+    fn before(&self, request: &mut Request) -> Self::Carry;
+
+    /// Returns the span the inner service's future is polled in, if any.
+    fn span(carry: &Self::Carry) -> Option<&tracing::Span> {
+        let _ = carry;
+        None
+    }
+
+    /// Runs on the inner service's response and returns the response to send.
+    fn after(&self, carry: Self::Carry, response: Response) -> Response;
+}
+
+/// A layer that runs an [`Around`] middleware's steps around the inner service.
+#[derive(Clone, Debug)]
+pub(crate) struct AroundLayer<A> {
+    around: A,
+}
+
+impl<A> AroundLayer<A> {
+    pub(crate) fn new(around: A) -> AroundLayer<A> {
+        AroundLayer { around }
+    }
+}
+
+impl<A: Clone, S> Layer<S> for AroundLayer<A> {
+    type Service = AroundService<A, S>;
+
+    fn layer(&self, inner: S) -> AroundService<A, S> {
+        AroundService { around: self.around.clone(), inner }
+    }
+}
+
+/// The service of an [`AroundLayer`].
+#[derive(Clone, Debug)]
+pub(crate) struct AroundService<A, S> {
+    around: A,
+    inner: S,
+}
+
+impl<A, S> Service<Request> for AroundService<A, S>
+where
+    A: Around,
+    S: Service<Request, Error = Infallible>,
+    S::Response: IntoResponse,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = AroundFuture<A, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let carry = self.around.before(&mut request);
+        let inner = match A::span(&carry) {
+            Some(span) => span.in_scope(|| self.inner.call(request)),
+            None => self.inner.call(request),
+        };
+        AroundFuture { inner, after: Some((self.around.clone(), carry)) }
+    }
+}
+
+pin_project! {
+    /// The response future of an [`AroundService`].
+    pub(crate) struct AroundFuture<A: Around, F> {
+        #[pin]
+        inner: F,
+        after: Option<(A, A::Carry)>,
+    }
+}
+
+impl<A, F, R> Future for AroundFuture<A, F>
+where
+    A: Around,
+    F: Future<Output = Result<R, Infallible>>,
+    R: IntoResponse,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let polled = match this.after.as_ref().and_then(|(_, carry)| A::span(carry)) {
+            Some(span) => span.in_scope(|| this.inner.poll(cx)),
+            None => this.inner.poll(cx),
+        };
+        let Poll::Ready(Ok(response)) = polled else {
+            return Poll::Pending;
+        };
+        let response = response.into_response();
+        Poll::Ready(Ok(match this.after.take() {
+            Some((around, carry)) => around.after(carry, response),
+            // Polled again after it completed: a caller bug, and the response went out already.
+            None => response,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -178,6 +286,36 @@ mod tests {
 
         assert_eq!(call(&app, "/allowed").await, (StatusCode::OK, "checked".to_owned()));
         assert_eq!(call(&app, "/denied").await, (StatusCode::FORBIDDEN, String::new()));
+    }
+
+    /// Tags the request and copies the tag into a response header.
+    #[derive(Clone)]
+    struct TagAround;
+
+    impl Around for TagAround {
+        type Carry = &'static str;
+
+        fn before(&self, request: &mut Request) -> &'static str {
+            request.extensions_mut().insert(Tag("around"));
+            "carried"
+        }
+
+        fn after(&self, carry: &'static str, mut response: Response) -> Response {
+            response.headers_mut().insert("x-carry", axum::http::HeaderValue::from_static(carry));
+            response
+        }
+    }
+
+    #[tokio::test]
+    async fn around_runs_both_steps() {
+        let app = Router::new().route("/{*path}", get(echo_tag)).layer(AroundLayer::new(TagAround));
+        let request = Request::builder().uri("/any").body(Body::empty()).unwrap();
+
+        let response = app.oneshot(request).await.unwrap();
+
+        assert_eq!(response.headers()["x-carry"], "carried", "after gets what before returned");
+        let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+        assert_eq!(body, "around", "the inner service sees the request as before left it");
     }
 
     #[tokio::test]

@@ -7,8 +7,8 @@ use std::any::Any;
 use axum::body::Body;
 use axum::body::HttpBody as _;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
@@ -17,6 +17,7 @@ use http_body_util::BodyExt;
 use aegis_core::FieldError;
 
 use crate::error::ApiError;
+use crate::fast_path::Around;
 
 /// The body limit, for the 413 message.
 #[derive(Clone, Copy, Debug)]
@@ -84,36 +85,44 @@ fn closing(mut response: Response) -> Response {
     response
 }
 
-/// Re-renders a 4xx or 5xx response that is not JSON as the error envelope, and every 413
-/// as one message that names the limit and how to raise it.
-pub(crate) async fn envelope_errors(State(limit): State<BodyLimit>, request: Request, next: Next) -> Response {
+/// The middleware that re-renders a 4xx or 5xx response that is not JSON as the error
+/// envelope, and every 413 as one message that names the limit and how to raise it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EnvelopeErrors(pub(crate) BodyLimit);
+
+impl Around for EnvelopeErrors {
     // A `Uri` shares its bytes, so keeping it for the message of a possible error is cheap.
-    let uri = request.uri().clone();
-    let response = next.run(request).await;
-    let status = response.status();
+    type Carry = Uri;
 
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        return body_too_large(limit.0).into_response();
-    }
-    let is_error = status.is_client_error() || status.is_server_error();
-    if !is_error || is_json(&response) {
-        return response;
+    fn before(&self, request: &mut Request) -> Uri {
+        request.uri().clone()
     }
 
-    let path = uri.path();
-    tracing::debug!(%status, path, "rendering a plain error response as the envelope");
-    let reason = status.canonical_reason().unwrap_or("Request failed");
-    let error = match status {
-        StatusCode::NOT_FOUND => {
-            let message = format!("No route for {path}");
-            ApiError::new(status, &message).with_error(
-                FieldError::new("path", "not_found", message.to_lowercase())
-                    .with_fix("see the API reference for the routes under /api/v1"),
-            )
+    fn after(&self, uri: Uri, response: Response) -> Response {
+        let status = response.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return body_too_large(self.0.0).into_response();
         }
-        _ => ApiError::new(status, format!("{reason} ({path})")),
-    };
-    error.into_response()
+        let is_error = status.is_client_error() || status.is_server_error();
+        if !is_error || is_json(&response) {
+            return response;
+        }
+
+        let path = uri.path();
+        tracing::debug!(%status, path, "rendering a plain error response as the envelope");
+        let reason = status.canonical_reason().unwrap_or("Request failed");
+        let error = match status {
+            StatusCode::NOT_FOUND => {
+                let message = format!("No route for {path}");
+                ApiError::new(status, &message).with_error(
+                    FieldError::new("path", "not_found", message.to_lowercase())
+                        .with_fix("see the API reference for the routes under /api/v1"),
+                )
+            }
+            _ => ApiError::new(status, format!("{reason} ({path})")),
+        };
+        error.into_response()
+    }
 }
 
 fn is_json(response: &Response) -> bool {
@@ -154,6 +163,7 @@ mod tests {
     use tower_http::catch_panic::CatchPanicLayer;
 
     use super::*;
+    use crate::fast_path::AroundLayer;
 
     /// A router with a plain-text 404 handler and a panicking handler behind the guards.
     fn guarded() -> Router {
@@ -162,7 +172,7 @@ mod tests {
             .route("/plain", get(|| async { (StatusCode::NOT_FOUND, "nothing here") }))
             .route("/panic", get(panicking))
             .layer(axum::middleware::from_fn_with_state(limit, limit_body))
-            .layer(axum::middleware::from_fn_with_state(limit, envelope_errors))
+            .layer(AroundLayer::new(EnvelopeErrors(limit)))
             .layer(CatchPanicLayer::custom(panic_response))
     }
 

@@ -43,7 +43,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub use error::ApiError;
 
 use crate::auth::AuthConfig;
-use crate::fast_path::BypassLayer;
+use crate::fast_path::{AroundLayer, BypassLayer};
 use crate::limits::{LimitsConfig, RateLimiter};
 
 /// The default of [`AppConfig::max_body_bytes`]: 1 MiB.
@@ -98,9 +98,9 @@ pub fn app_with_config(aegis: aegis_core::Aegis, config: &AppConfig) -> Router {
     let stack = ServiceBuilder::new()
         // The telemetry layer stays the outermost, so every response gets a request id and
         // counts in the metrics, including those of other layers' rejections.
-        .layer(axum::middleware::from_fn(telemetry::observe))
+        .layer(AroundLayer::new(telemetry::Observe))
         .layer(CatchPanicLayer::custom(guard::panic_response))
-        .layer(axum::middleware::from_fn_with_state(limit, guard::envelope_errors))
+        .layer(AroundLayer::new(guard::EnvelopeErrors(limit)))
         .layer(BypassLayer::new(guard::has_no_body, axum::middleware::from_fn_with_state(limit, guard::limit_body)))
         // `guard::limit_body` is the one limit, so axum's default limit of its own is off.
         .layer(DefaultBodyLimit::disable());

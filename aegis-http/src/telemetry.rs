@@ -15,12 +15,11 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::Response;
 use metrics::{counter, histogram};
-use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::fast_path::Around;
 use crate::metrics::{HTTP_REQUEST_DURATION, HTTP_REQUESTS_TOTAL};
 
 /// The header that carries a request's id, in both directions.
@@ -33,36 +32,58 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 /// adding series.
 const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// Assigns the request id, runs the request in its span, counts it, and returns the id on
-/// the response.
-pub(crate) async fn observe(mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let request_id = accepted_request_id(request.headers().get(&REQUEST_ID_HEADER)).unwrap_or_else(new_request_id);
-    request.headers_mut().insert(REQUEST_ID_HEADER, request_id.clone());
+/// The telemetry middleware: assigns the request id, runs the request in its span, counts
+/// it, and returns the id on the response.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Observe;
 
-    let route = request.extensions().get::<MatchedPath>().map_or(UNMATCHED_ROUTE, MatchedPath::as_str).to_owned();
-    let method = method_label(request.method());
-    let span = tracing::info_span!(
-        "request",
-        request_id = request_id.to_str().unwrap_or_default(),
-        method,
-        route = %route,
-        status = tracing::field::Empty,
-    );
+/// The state [`Observe`] keeps while the request runs.
+pub(crate) struct Observed {
+    started: Instant,
+    request_id: HeaderValue,
+    route: String,
+    method: &'static str,
+    span: tracing::Span,
+}
 
-    let mut response = next.run(request).instrument(span.clone()).await;
+impl Around for Observe {
+    type Carry = Observed;
 
-    let elapsed = started.elapsed();
-    let status = response.status();
-    span.record("status", status.as_u16());
-    let latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-    tracing::info!(parent: &span, latency_ms, "request finished");
+    fn before(&self, request: &mut Request) -> Observed {
+        let started = Instant::now();
+        let request_id = accepted_request_id(request.headers().get(&REQUEST_ID_HEADER)).unwrap_or_else(new_request_id);
+        request.headers_mut().insert(REQUEST_ID_HEADER, request_id.clone());
 
-    counter!(HTTP_REQUESTS_TOTAL, "route" => route.clone(), "method" => method, "status" => status.as_str().to_owned())
-        .increment(1);
-    histogram!(HTTP_REQUEST_DURATION, "route" => route).record(elapsed.as_secs_f64());
-    response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
-    response
+        let route = request.extensions().get::<MatchedPath>().map_or(UNMATCHED_ROUTE, MatchedPath::as_str).to_owned();
+        let method = method_label(request.method());
+        let span = tracing::info_span!(
+            "request",
+            request_id = request_id.to_str().unwrap_or_default(),
+            method,
+            route = %route,
+            status = tracing::field::Empty,
+        );
+        Observed { started, request_id, route, method, span }
+    }
+
+    fn span(carry: &Observed) -> Option<&tracing::Span> {
+        Some(&carry.span)
+    }
+
+    fn after(&self, carry: Observed, mut response: Response) -> Response {
+        let Observed { started, request_id, route, method, span } = carry;
+        let elapsed = started.elapsed();
+        let status = response.status();
+        span.record("status", status.as_u16());
+        let latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(parent: &span, latency_ms, "request finished");
+
+        counter!(HTTP_REQUESTS_TOTAL, "route" => route.clone(), "method" => method, "status" => status.as_str().to_owned())
+            .increment(1);
+        histogram!(HTTP_REQUEST_DURATION, "route" => route).record(elapsed.as_secs_f64());
+        response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+        response
+    }
 }
 
 /// Returns the client's request id when it is 1 to [`MAX_REQUEST_ID_LEN`] visible ASCII
