@@ -331,11 +331,15 @@ impl Aegis {
         };
 
         // Registered before the draining check, so that a shutdown beginning meanwhile either
-        // finds the run among those it waits for or is seen here.
+        // finds the run among those it waits for or is seen here. An id that is registered
+        // already belongs to a concurrent request with the same `Idempotency-Key`. This request
+        // then inserts the run queued, and the store keeps whichever insert comes first.
         let id = spec.run.id;
-        let control = self.shared.running.register(id);
+        let Some(control) = self.shared.running.register_new(id) else {
+            return self.enqueue(spec).await;
+        };
         if self.shared.is_draining() {
-            self.shared.running.remove(id);
+            self.shared.running.unregister(id, &control);
             return self.enqueue(spec).await;
         }
 
@@ -349,12 +353,12 @@ impl Aegis {
         let claimed = match self.shared.storage.insert_run_claimed(&spec, &lease, started_at).await {
             Ok(claimed) => claimed,
             Err(error) => {
-                self.shared.running.remove(id);
+                self.shared.running.unregister(id, &control);
                 return Err(error.into());
             }
         };
         if !claimed {
-            self.shared.running.remove(id);
+            self.shared.running.unregister(id, &control);
             self.shared.wake.notify_one();
             return Ok(spec.run);
         }

@@ -15,6 +15,7 @@
 //! for waiters that watch the whole pool (shutdown).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::{broadcast, watch};
@@ -48,6 +49,10 @@ pub(crate) struct RunControl {
 }
 
 impl RunControl {
+    fn new() -> Arc<RunControl> {
+        Arc::new(RunControl { token: CancellationToken::new(), stop: Mutex::new(None), chunks: OnceLock::new() })
+    }
+
     /// Returns why the run was stopped, if it was.
     pub(crate) fn stop_reason(&self) -> Option<Stop> {
         lock(&self.stop).clone()
@@ -96,10 +101,33 @@ impl Default for Running {
 impl Running {
     /// Registers a run whose lease this process just took.
     pub(crate) fn register(&self, run_id: Uuid) -> Arc<RunControl> {
-        let control =
-            Arc::new(RunControl { token: CancellationToken::new(), stop: Mutex::new(None), chunks: OnceLock::new() });
+        let control = RunControl::new();
         lock(&self.runs).insert(run_id, Arc::clone(&control));
         control
+    }
+
+    /// Registers a run that this process is about to create and start, unless `run_id` is
+    /// registered already. Two requests with one `Idempotency-Key` create the run under one
+    /// id, and the second must neither replace nor later remove the first one's control.
+    pub(crate) fn register_new(&self, run_id: Uuid) -> Option<Arc<RunControl>> {
+        match lock(&self.runs).entry(run_id) {
+            Entry::Occupied(_) => None,
+            Entry::Vacant(entry) => Some(Arc::clone(entry.insert(RunControl::new()))),
+        }
+    }
+
+    /// Forgets a run registered by [`Running::register_new`] that did not start here. The
+    /// entry is removed only while it is still `control`, because a declined run waits in the
+    /// queue and the dispatcher may have claimed and registered it meanwhile. Wakes the waiters
+    /// on the pool, because a shutdown may be waiting for this run.
+    pub(crate) fn unregister(&self, run_id: Uuid, control: &Arc<RunControl>) {
+        {
+            let mut runs = lock(&self.runs);
+            if runs.get(&run_id).is_some_and(|registered| Arc::ptr_eq(registered, control)) {
+                runs.remove(&run_id);
+            }
+        }
+        self.notify_change(run_id);
     }
 
     /// Forgets a run whose worker is done with it.
@@ -227,6 +255,21 @@ mod tests {
         let has_changed = |changes: &RunChanges| changes.receiver.as_ref().unwrap().has_changed().unwrap();
         assert!(has_changed(&first_changes), "the changed run's waiter was not woken");
         assert!(!has_changed(&second_changes), "another run's waiter was woken");
+    }
+
+    #[test]
+    fn unregister_keeps_claimed_control() {
+        let running = Running::default();
+        let run_id = Uuid::now_v7();
+        let created = running.register_new(run_id).unwrap();
+        assert!(running.register_new(run_id).is_none(), "a second create of one id replaced the first one's control");
+
+        // The store declined the run, and the dispatcher claimed it before the POST unregistered.
+        let claimed = running.register(run_id);
+        running.unregister(run_id, &created);
+        assert!(running.stop(run_id, Stop::Cancel("test".to_owned())), "the claimed run's control was removed");
+        assert!(claimed.token.is_cancelled(), "the cancel did not reach the claimed run");
+        assert!(!created.token.is_cancelled(), "the cancel reached the declined registration");
     }
 
     #[test]
