@@ -133,6 +133,13 @@ async fn cancel_races() {
     let active = create_run(api, &run_body(&session_id, &task_id)).await;
     let queued = create_run(api, &run_body(&session_id, &task_id)).await;
     wait_status(api, &active, "active").await;
+    // A run may be `active` from its POST on, before its model call is sent. Cancelling then
+    // would test no abort, and would leave the delayed reply to the next run.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while mock.requests().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the active run never called the model");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let (status, body) = api.post(&format!("/run/{queued}/cancel"), &Value::Null).await;
     assert_eq!(status, 200, "{body}");
