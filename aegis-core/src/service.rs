@@ -239,7 +239,9 @@ impl Aegis {
     }
 
     /// Accepts a run: validates it, stores it durably with snapshots of the team component and
-    /// the session's `team_metadata`, and wakes the workers. Returns before the run executes.
+    /// the session's `team_metadata`, and starts it on a free worker or wakes the dispatcher.
+    /// Returns without waiting for the run to execute. The returned run is `created`, or
+    /// `active` when it started here.
     pub async fn create_run(&self, new: NewRun) -> Result<Run, Error> {
         self.create_run_with_id(Uuid::now_v7(), new).await
     }

@@ -2,9 +2,10 @@
 //! them under a lease.
 //!
 //! One dispatcher task per process claims `created` runs while a worker slot is free and
-//! spawns each onto its own task. A run created in this process while a slot is free skips
-//! the dispatcher: the service takes the slot and the store claims the run as it inserts it. While claims keep finding runs, it sends up to 256 of them
-//! at once, which the SQLite store commits in one transaction.
+//! spawns each onto its own task. While claims keep finding runs, the dispatcher sends up to
+//! 256 of them at once, which the SQLite store commits in one transaction. A run created in
+//! this process while a slot is free skips the dispatcher: the service takes the slot and the
+//! store claims the run as it inserts it, unless the store declines.
 //! Creating a run wakes the dispatcher at once; a periodic poll
 //! catches runs created by other processes and runs whose lease expired. While a run executes,
 //! a heartbeat renews its lease every [`EngineConfig::heartbeat`]; if a renewal reports the
