@@ -28,7 +28,7 @@ use crate::secret::restore_masked;
 use crate::storage::page::paginate_positions;
 use crate::storage::{
     DEFAULT_CANCEL_REASON, DeleteOutcome, DeleteTarget, Dependants, IdempotencyRecord, Lease, ListFilter, Page,
-    PageRequest, RunEvent, RunFilter, Storage, StorageError, StorageErrorKind, StoredRun,
+    PageRequest, RunEvent, RunFilter, Storage, StorageError, StorageErrorKind, StoredRun, session_limit,
 };
 use crate::timestamp::Timestamp;
 
@@ -328,6 +328,12 @@ impl Aegis {
     /// free slot, or when the store declines (another run waits in the queue, or the session
     /// is at its limit), the run waits in the queue for the dispatcher.
     async fn admit(&self, mut spec: RunSpec) -> Result<Run, Error> {
+        // A session with a limit on its active runs starts them in creation order, which only
+        // the queue keeps: a run started here could pass an older run of the same session
+        // whose insert has not reached the store yet.
+        if session_limit(&spec.team_metadata).is_some() {
+            return self.enqueue(spec).await;
+        }
         let Some(slot) = self.shared.free_slot() else {
             return self.enqueue(spec).await;
         };

@@ -132,7 +132,7 @@ async fn declined_runs_keep_handle() {
     let (_, session) = api.post("/session", &body).await;
     let blocked = session["data"]["id"].as_str().unwrap().to_owned();
     let (_, first) = api.post("/run", &run_body(&blocked, &task_id)).await;
-    assert_eq!(first["data"]["status"], "active", "{first}");
+    assert_eq!(first["data"]["status"], "created", "a session with a limit queues its runs: {first}");
     let (_, waiting) = api.post("/run", &run_body(&blocked, &task_id)).await;
     assert_eq!(waiting["data"]["status"], "created", "{waiting}");
 
@@ -149,5 +149,35 @@ async fn declined_runs_keep_handle() {
     wait_started(&api, &ids).await;
 
     assert_eq!(untracked_runs(&server, &ids).await, Vec::<String>::new(), "active runs without a handle");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn limited_session_runs_back_to_back() {
+    let mock = MockProvider::start(MockConfig::default()).await.unwrap();
+    // A poll far longer than the test: the second run must start because the first ended.
+    let (server, _dir, api) = start_server(Duration::from_secs(600)).await;
+    let (task_id, team_id, _) = api.tutorial_session(Some(&mock.base_url())).await;
+    let mut body = session_body(&task_id, &team_id);
+    body["team_metadata"] = json!({"continue_conversation": true});
+    let (_, session) = api.post("/session", &body).await;
+    let session_id = session["data"]["id"].as_str().unwrap().to_owned();
+
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (status, created) = api.post("/run", &run_body(&session_id, &task_id)).await;
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(created["data"]["status"], "created", "a session with a limit queues its runs: {created}");
+        ids.push(created["data"]["id"].as_str().unwrap().to_owned());
+    }
+
+    let mut started = Vec::new();
+    for id in &ids {
+        let (status, run) = api.get(&format!("/run/{id}?wait=20")).await;
+        assert_eq!(status, 200, "{run}");
+        assert_eq!(run["data"]["status"], "complete", "run {id} waited for a poll: {run}");
+        started.push(run["data"]["started_at"].as_str().unwrap().to_owned());
+    }
+    assert!(started.windows(2).all(|pair| pair[0] < pair[1]), "runs started out of creation order: {started:?}");
     server.stop().await.unwrap();
 }

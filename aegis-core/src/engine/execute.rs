@@ -23,7 +23,7 @@ use crate::pyjson;
 use crate::registry::Overrides;
 use crate::resource::{RunSpec, RunTask, TaskMessageType, TaskResult, TeamResult};
 use crate::run::{MessageSink, RunContext, RunError, RunErrorKind};
-use crate::storage::{Lease, RunOutcome, Storage, StorageErrorKind, continues_conversation};
+use crate::storage::{Lease, RunOutcome, Storage, StorageErrorKind, continues_conversation, session_limit};
 use crate::team::Team;
 
 /// The longest `team_metadata.run_timeout_s` a session may set: one day.
@@ -64,6 +64,11 @@ pub(crate) async fn execute(shared: &Arc<Shared>, spec: RunSpec, lease: Lease, c
 
     shared.running.remove(run_id);
     shared.running.notify_change(run_id);
+    // The session's next run may wait for this one to end, and the dispatcher would find it
+    // only at its next poll.
+    if session_limit(&spec.team_metadata).is_some() {
+        shared.wake.notify_one();
+    }
 }
 
 async fn store_outcome(shared: &Shared, lease: &Lease, outcome: &RunOutcome, session_id: uuid::Uuid) {
