@@ -177,7 +177,7 @@ pub(crate) fn insert_run(conn: &Connection, run: &EncodedRun) -> Result<(), Stor
 }
 
 /// Inserts a run and claims it under `claim` when no `created` run waits and its session is
-/// below its limit of active runs; otherwise inserts it queued. Returns whether it claimed.
+/// below its limit of active runs. Otherwise inserts it queued. Returns whether it claimed.
 pub(crate) fn insert_run_claimed(
     conn: &Connection,
     run: &EncodedRun,
