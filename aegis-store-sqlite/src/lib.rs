@@ -278,6 +278,8 @@ impl Storage for SqliteStore {
         lease: &Lease,
         started_at: Timestamp,
     ) -> Result<bool, StorageError> {
+        // Both documents are encoded here, off the writer thread, because only the writer's
+        // transaction tells which one the run is stored as.
         let run = EncodedRun::new(spec)?;
         let claim = EncodedClaim::new(spec, lease, started_at)?;
         self.writer.write(move |conn| runs::insert_run_claimed(conn, &run, &claim)).await

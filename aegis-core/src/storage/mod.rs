@@ -4,9 +4,9 @@
 //! # Leases and fencing
 //!
 //! A worker executes a run only while it holds the run's lease. [`Storage::claim_run`] moves
-//! one `created` run to `active` and returns a [`Lease`] ([`Storage::insert_run_claimed`] may
-//! also claim a new run as it stores it): the owner, the expiry and the run's
-//! `attempt`, which doubles as the fencing token. Every write a worker makes on behalf of a
+//! one `created` run to `active` and returns a [`Lease`]: the owner, the expiry and the run's
+//! `attempt`, which doubles as the fencing token. [`Storage::insert_run_claimed`] may also
+//! claim a new run as it stores it. Every write a worker makes on behalf of a
 //! run ([`Storage::append_message`], [`Storage::renew_lease`], [`Storage::finish_run`]) names
 //! its lease, and the store rejects it with [`StorageErrorKind::LeaseLost`] unless the run is
 //! still `active` under that owner and attempt. A worker that stalled past its expiry and whose
@@ -520,8 +520,8 @@ pub trait Storage: Send + Sync {
     async fn insert_run(&self, spec: &RunSpec) -> Result<(), StorageError>;
     /// Stores a new run as [`Storage::insert_run`] does and, in the same write, claims it
     /// under `lease` (attempt 1) as of `started_at` when no `created` run waits in the queue
-    /// and the run's session is below its `session_limit`. Returns whether it claimed the run;
-    /// a claimed run is stored `active` with both its `created` and `active` events.
+    /// and the run's session is below its `session_limit`. Returns whether it claimed the run.
+    /// A claimed run is stored `active` with both its `created` and `active` events.
     ///
     /// A process with a free worker calls this instead of `insert_run`, so a new run starts
     /// without waiting for a claim round, and the queue keeps its order because a run waiting
