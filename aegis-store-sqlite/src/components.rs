@@ -1,12 +1,16 @@
-//! Shared copies of the team components that claimed runs carry.
+//! Shared copies of the team components that runs carry.
 //!
 //! Each run row keeps the team component as it was when the run was accepted, as JSON text, so
 //! that a later edit of the team never changes a run. Runs of one team nearly always carry
 //! the same text, though. Decoding it on every claim cost time on the writer thread and gave
-//! each run in flight its own copy of the component for as long as it executed. The cache
-//! keeps the last few decoded components beside their text, and a claim whose text is equal
-//! byte for byte gets the shared copy. The copy sits behind an `Arc` with no interior
-//! mutability, so no run can change it for another.
+//! each run in flight its own copy of the component for as long as it executed. The same
+//! holds for a run that starts in the write that stores it: it takes its component from the
+//! team's document, read on every `POST /run`. The store keeps two caches, one keyed by the
+//! component text of run rows and one by the text of team documents. Each keeps the last few
+//! decoded components beside their text, and a text equal byte for byte gets the shared copy.
+//! Keying by the text rather than by the team's id means an edited team can never be served
+//! from an old entry. The copy sits behind an `Arc` with no interior mutability, so no run can
+//! change it for another.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,7 +21,7 @@ use aegis_core::ComponentModel;
 /// with each entry costs a length check and, for equal lengths, a memory comparison.
 const CAPACITY: usize = 16;
 
-/// The most recently claimed team components, newest first.
+/// The most recently used team components, newest first, each beside the text it came from.
 #[derive(Debug, Default)]
 pub(crate) struct ComponentCache {
     entries: VecDeque<(String, Arc<ComponentModel>)>,
@@ -27,6 +31,16 @@ impl ComponentCache {
     /// Returns the component that `text` encodes, decoding it only when no cached entry has
     /// the same text.
     pub(crate) fn get_or_decode(&mut self, text: String) -> Result<Arc<ComponentModel>, serde_json::Error> {
+        self.get_or_decode_with(text, |text| serde_json::from_str(text))
+    }
+
+    /// Returns the component that `decode` finds in `text`, calling it only when no cached
+    /// entry has the same text.
+    pub(crate) fn get_or_decode_with(
+        &mut self,
+        text: String,
+        decode: impl FnOnce(&str) -> Result<ComponentModel, serde_json::Error>,
+    ) -> Result<Arc<ComponentModel>, serde_json::Error> {
         if let Some(position) = self.entries.iter().position(|(cached, _)| *cached == text) {
             let component = Arc::clone(&self.entries[position].1);
             if position > 0 {
@@ -35,7 +49,7 @@ impl ComponentCache {
             return Ok(component);
         }
 
-        let component = Arc::new(serde_json::from_str::<ComponentModel>(&text)?);
+        let component = Arc::new(decode(&text)?);
         if self.entries.len() == CAPACITY {
             self.entries.pop_back();
         }

@@ -119,18 +119,21 @@ pub(crate) fn update(conn: &Connection, table: Table, document: &Document) -> Re
 
 /// Reads one document.
 pub(crate) fn get<T: DeserializeOwned>(conn: &Connection, table: Table, id: Uuid) -> Result<Option<T>, StorageError> {
-    let sql = format!("SELECT json FROM {} WHERE id = ?1", table.name());
-    let mut statement = conn.prepare_cached(&sql).map_err(|error| backend("preparing a read", error))?;
-    let json: Option<String> = statement
-        .query_row(params![id.to_string()], |row| row.get(0))
-        .optional()
-        .map_err(|error| backend(&format!("reading {} {id}", table.kind()), error))?;
-
-    let Some(json) = json else {
+    let Some(json) = get_text(conn, table, id)? else {
         return Ok(None);
     };
     let document = serde_json::from_str(&json).map_err(|error| corrupt(table.kind(), id, error))?;
     Ok(Some(document))
+}
+
+/// Reads a document's JSON text without decoding it.
+pub(crate) fn get_text(conn: &Connection, table: Table, id: Uuid) -> Result<Option<String>, StorageError> {
+    let sql = format!("SELECT json FROM {} WHERE id = ?1", table.name());
+    let mut statement = conn.prepare_cached(&sql).map_err(|error| backend("preparing a read", error))?;
+    statement
+        .query_row(params![id.to_string()], |row| row.get(0))
+        .optional()
+        .map_err(|error| backend(&format!("reading {} {id}", table.kind()), error))
 }
 
 /// Lists the page of documents that `filter` selects.

@@ -83,7 +83,7 @@ use aegis_core::storage::{
     DeleteOutcome, DeleteTarget, IdempotencyRecord, Lease, ListFilter, Page, RequeueReport, RunEvent, RunEventKind,
     RunFilter, RunOutcome, StorageError, StoredRun,
 };
-use aegis_core::{AgentMessage, BatchItem, Run, RunSpec, Session, Storage, Task, Team, Timestamp};
+use aegis_core::{AgentMessage, BatchItem, ComponentModel, Run, RunSpec, Session, Storage, Task, Team, Timestamp};
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
@@ -91,6 +91,7 @@ use uuid::Uuid;
 
 pub use backup::{BackupError, BackupReport, backup};
 pub use config::{SqliteConfig, Synchronous};
+use error::corrupt;
 pub use error::StoreOpenError;
 pub use schema::SCHEMA_VERSION;
 
@@ -107,8 +108,12 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Arc<ReaderPool>,
     requeued_on_open: RequeueReport,
-    /// Used by claims only, so only the writer thread takes the lock.
+    /// Components of claimed runs, keyed by the text in the run row. Used by claims only, so
+    /// only the writer thread takes the lock.
     components: Arc<Mutex<ComponentCache>>,
+    /// Components of teams, keyed by the text of the team's document, for runs that start
+    /// in the write that stores them.
+    team_components: Arc<Mutex<ComponentCache>>,
 }
 
 impl SqliteStore {
@@ -128,7 +133,14 @@ impl SqliteStore {
         let (writer, requeued_on_open) = Writer::start(&path, &config).await?;
         let readers = ReaderPool::open(path.clone(), config).await?;
 
-        Ok(SqliteStore { path, writer, readers, requeued_on_open, components: Arc::default() })
+        Ok(SqliteStore {
+            path,
+            writer,
+            readers,
+            requeued_on_open,
+            components: Arc::default(),
+            team_components: Arc::default(),
+        })
     }
 
     /// Opens the database at `path` with [`SqliteConfig::default`].
@@ -205,6 +217,22 @@ impl Storage for SqliteStore {
 
     async fn get_team(&self, id: Uuid) -> Result<Option<Team>, StorageError> {
         self.readers.read_now(move |conn| documents::get(conn, Table::Teams, id)).await
+    }
+
+    async fn get_team_component(&self, id: Uuid) -> Result<Option<Arc<ComponentModel>>, StorageError> {
+        let cache = Arc::clone(&self.team_components);
+        self.readers
+            .read_now_single(move |conn| {
+                let Some(text) = documents::get_text(conn, Table::Teams, id)? else {
+                    return Ok(None);
+                };
+                let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+                let component = cache
+                    .get_or_decode_with(text, |text| serde_json::from_str::<Team>(text).map(|team| team.component))
+                    .map_err(|error| corrupt("team", id, error))?;
+                Ok(Some(component))
+            })
+            .await
     }
 
     async fn list_teams(&self, filter: &ListFilter) -> Result<Page<Team>, StorageError> {

@@ -130,6 +130,24 @@ async fn run_claimed_at_insert_is_requeued_after_crash() {
 }
 
 #[tokio::test]
+async fn team_component_is_shared_until_the_team_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_default(dir.path().join("aegis.db")).await.unwrap();
+    let mut team = team("shared");
+    store.insert_team(&team).await.unwrap();
+
+    let first = store.get_team_component(team.id).await.unwrap().unwrap();
+    let second = store.get_team_component(team.id).await.unwrap().unwrap();
+    assert!(Arc::ptr_eq(&first, &second), "runs of an unchanged team share one decoded component");
+
+    team.component.label = Some("edited".to_owned());
+    assert!(store.update_team(&team).await.unwrap());
+    let edited = store.get_team_component(team.id).await.unwrap().unwrap();
+    assert_eq!(edited.label.as_deref(), Some("edited"), "an edited team is never served from the old entry");
+    assert_eq!(first.label.as_deref(), Some("shared"), "runs that hold the old component keep it");
+}
+
+#[tokio::test]
 async fn open_ends_run_out_of_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("aegis.db");
