@@ -57,11 +57,12 @@ mod sessions;
 pub mod testing;
 mod tls;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aegis_core::storage::{
-    DeleteOutcome, DeleteTarget, IdempotencyRecord, Lease, ListFilter, Page, RequeueReport, RunEvent, RunFilter,
-    RunOutcome, StorageError,
+    ComponentCache, DeleteOutcome, DeleteTarget, IdempotencyRecord, Lease, ListFilter, Page, RequeueReport, RunEvent,
+    RunFilter, RunOutcome, StorageError,
 };
 use aegis_core::{AgentMessage, BatchItem, Run, RunSpec, Session, Storage, Task, Team, Timestamp};
 use async_trait::async_trait;
@@ -86,6 +87,8 @@ pub struct PostgresStore {
     pool: Pool,
     /// The database URL with the password masked, for logs.
     url: String,
+    /// Team components of claimed runs, shared by the runs whose snapshot has equal text.
+    components: Arc<Mutex<ComponentCache>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -125,7 +128,7 @@ impl PostgresStore {
         drop(client);
 
         tracing::info!(url = %redacted, pool_size = config.pool_size, "connected to postgres");
-        Ok(PostgresStore { pool, url: redacted })
+        Ok(PostgresStore { pool, url: redacted, components: Arc::default() })
     }
 
     /// Returns the database URL with its password masked.
@@ -267,7 +270,7 @@ impl Storage for PostgresStore {
     }
 
     async fn claim_run(&self, owner: &str, lease: Duration) -> Result<Option<(RunSpec, Lease)>, StorageError> {
-        in_transaction!(self, "claiming a run", |tx| runs::claim_run(&tx, owner, lease).await)
+        in_transaction!(self, "claiming a run", |tx| runs::claim_run(&tx, owner, lease, &self.components).await)
     }
 
     async fn renew_lease(&self, lease: &Lease, duration: Duration) -> Result<Lease, StorageError> {

@@ -22,13 +22,14 @@
 //! of the statement's transaction), so replicas with skewed clocks agree on every expiry.
 //! A run's `started_at` comes from the same clock.
 
-use std::sync::Arc;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use aegis_core::storage::{
-    Lease, Page, RequeueReport, RunEventKind, RunFilter, RunOutcome, StorageError, interrupted_outcome, session_limit,
+    ComponentCache, Lease, Page, RequeueReport, RunEventKind, RunFilter, RunOutcome, StorageError, interrupted_outcome,
+    session_limit,
 };
-use aegis_core::{AgentMessage, BatchItem, ComponentModel, Run, RunSpec, RunStatus, Timestamp};
+use aegis_core::{AgentMessage, BatchItem, Run, RunSpec, RunStatus, Timestamp};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -232,6 +233,7 @@ pub(crate) async fn claim_run(
     tx: &deadpool_postgres::Transaction<'_>,
     owner: &str,
     lease: Duration,
+    components: &Mutex<ComponentCache>,
 ) -> Result<Option<(RunSpec, Lease)>, StorageError> {
     let claim_failed = |error| backend("claiming a run", error);
     let lease_micros = lease_micros(lease);
@@ -240,7 +242,7 @@ pub(crate) async fn claim_run(
     loop {
         let sql = format!(
             "SELECT r.id, r.document, {MESSAGES_OF_R}, r.session_id, r.session_limit, r.created_at,
-                    r.team_component, r.team_metadata, r.stub_error_step,
+                    r.team_component::text, r.team_metadata, r.stub_error_step,
                     now(), now() + $1::bigint * interval '1 microsecond'
              FROM runs AS r
              WHERE r.status = 'created' AND NOT (r.session_id = ANY($2))
@@ -269,7 +271,7 @@ pub(crate) async fn claim_run(
             }
         }
 
-        return activate(tx, &row, owner).await.map(Some);
+        return activate(tx, &row, owner, components).await.map(Some);
     }
 }
 
@@ -305,11 +307,15 @@ async fn activate(
     tx: &deadpool_postgres::Transaction<'_>,
     row: &Row,
     owner: &str,
+    components: &Mutex<ComponentCache>,
 ) -> Result<(RunSpec, Lease), StorageError> {
     let mut run = decode_run(row)?;
     let id = run.id;
-    let Json(team_component) =
-        row.try_get::<_, Json<ComponentModel>>(6).map_err(|error| corrupt("team snapshot of run", id, error))?;
+    let team_component: String = row.try_get(6).map_err(|error| corrupt("team snapshot of run", id, error))?;
+    let team_component =
+        components.lock().unwrap_or_else(PoisonError::into_inner).get_or_decode(team_component).map_err(|error| {
+            StorageError::backend(format!("the stored team snapshot of run {id} could not be read"), error)
+        })?;
     let Json(team_metadata) = row
         .try_get::<_, Json<Map<String, Value>>>(7)
         .map_err(|error| corrupt("metadata snapshot of run", id, error))?;
@@ -328,7 +334,6 @@ async fn activate(
         expires_at: Timestamp::from_datetime(expires_at),
     };
     let stub_error_step = stub_error_step.and_then(|step| u64::try_from(step).ok());
-    let team_component = Arc::new(team_component);
     Ok((RunSpec { run, team_component, team_metadata, stub_error_step }, lease))
 }
 

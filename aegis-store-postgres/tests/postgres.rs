@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aegis_core::storage::testkit::{run_spec, session, task, team};
@@ -156,6 +157,31 @@ async fn replicas_share_runs_and_fence() {
 
     first.close();
     second.close();
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn claims_share_team_component() {
+    let Some(database) = TestDatabase::create("claims_share_team_component").await else {
+        return;
+    };
+    let store = connect(&database).await;
+    let (task, team) = (task("shared"), team("shared"));
+    let session = session(&task, &team);
+    store.insert_task(&task).await.unwrap();
+    store.insert_team(&team).await.unwrap();
+    store.insert_session(&session).await.unwrap();
+    let spec = run_spec(&session);
+    store.insert_run(&spec).await.unwrap();
+    store.insert_run(&run_spec(&session)).await.unwrap();
+
+    let (first, _) = store.claim_run("replica-a", LONG_LEASE).await.unwrap().unwrap();
+    let (second, _) = store.claim_run("replica-a", LONG_LEASE).await.unwrap().unwrap();
+    assert_ne!(first.run.id, second.run.id);
+    assert_eq!(first.team_component, spec.team_component, "the claim returns the run's snapshot");
+    assert!(Arc::ptr_eq(&first.team_component, &second.team_component), "runs with equal snapshots share one copy");
+
+    store.close();
     database.drop_database().await;
 }
 

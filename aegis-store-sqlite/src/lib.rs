@@ -61,7 +61,6 @@
 //! ```
 
 mod backup;
-mod components;
 mod config;
 mod deletion;
 mod documents;
@@ -80,8 +79,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aegis_core::storage::{
-    DeleteOutcome, DeleteTarget, IdempotencyRecord, Lease, ListFilter, Page, RequeueReport, RunEvent, RunEventKind,
-    RunFilter, RunOutcome, StorageError, StoredRun,
+    ComponentCache, DeleteOutcome, DeleteTarget, IdempotencyRecord, Lease, ListFilter, Page, RequeueReport, RunEvent,
+    RunEventKind, RunFilter, RunOutcome, StorageError, StoredRun,
 };
 use aegis_core::{AgentMessage, BatchItem, ComponentModel, Run, RunSpec, Session, Storage, Task, Team, Timestamp};
 use async_trait::async_trait;
@@ -91,11 +90,10 @@ use uuid::Uuid;
 
 pub use backup::{BackupError, BackupReport, backup};
 pub use config::{SqliteConfig, Synchronous};
-use error::corrupt;
 pub use error::StoreOpenError;
+use error::corrupt;
 pub use schema::SCHEMA_VERSION;
 
-use components::ComponentCache;
 use documents::{Document, Table};
 use reader::ReaderPool;
 use runs::{EncodedClaim, EncodedRun, Requeue};

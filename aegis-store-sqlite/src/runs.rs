@@ -17,8 +17,8 @@
 use std::time::Duration;
 
 use aegis_core::storage::{
-    Lease, Page, RequeueReport, RunEventKind, RunFilter, RunOutcome, StorageError, StoredRun, interrupted_outcome,
-    session_limit,
+    ComponentCache, Lease, Page, RequeueReport, RunEventKind, RunFilter, RunOutcome, StorageError, StoredRun,
+    interrupted_outcome, session_limit,
 };
 use aegis_core::{AgentMessage, Run, RunDocument, RunSpec, RunStatus, Timestamp};
 use rusqlite::types::Value as SqlValue;
@@ -26,7 +26,6 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::components::ComponentCache;
 use crate::error::{backend, corrupt, encode_failed, insert_failed};
 use crate::events::insert_event;
 use crate::listing::{self, Conditions, flag_value, text_value, uuid_value};

@@ -42,6 +42,7 @@
 //! snapshot by [`session_limit`]: with `continue_conversation: true` one run of the session is
 //! active at a time, in creation order; with `max_concurrent_runs: N` at most `N` are.
 
+mod components;
 pub mod memory;
 pub mod page;
 #[cfg(feature = "testkit")]
@@ -73,6 +74,7 @@ pub enum StoredRun {
     Decoded(Box<Run>),
 }
 
+pub use components::ComponentCache;
 pub use memory::MemoryStorage;
 pub use page::{Cursor, CursorKey, DEFAULT_LIMIT, Keyset, Listing, MAX_LIMIT, Page, PageRequest, SortOrder};
 

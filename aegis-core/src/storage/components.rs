@@ -1,42 +1,56 @@
-//! Shared copies of the team components that runs carry.
+//! Shared copies of the team components that runs carry, for store implementations.
 //!
-//! Each run row keeps the team component as it was when the run was accepted, as JSON text, so
-//! that a later edit of the team never changes a run. Runs of one team nearly always carry
-//! the same text, though. Decoding it on every claim cost time on the writer thread and gave
-//! each run in flight its own copy of the component for as long as it executed. The same
-//! holds for a run that starts in the write that stores it: it takes its component from the
-//! team's document, read on every `POST /run`. The store keeps two caches, one keyed by the
-//! component text of run rows and one by the text of team documents. Each keeps the last few
-//! decoded components beside their text, and a text equal byte for byte gets the shared copy.
-//! Keying by the text rather than by the team's id means an edited team can never be served
-//! from an old entry. The copy sits behind an `Arc` with no interior mutability, so no run can
-//! change it for another.
+//! A store keeps each run's team component as it was when the run was accepted, usually as
+//! JSON text, so that a later edit of the team never changes a run. Runs of one team nearly
+//! always carry the same text, though. Decoding it on every claim costs time. It also gives
+//! each run in flight its own copy of the component for as long as it executes, a few KiB
+//! each, which adds up with thousands of runs waiting on a slow model. A [`ComponentCache`] keeps the
+//! last few decoded components beside their text, and a text equal byte for byte gets the
+//! shared copy. Keying by the text rather than by a team's id means an edited team can never
+//! be served from an old entry. The copy sits behind an `Arc` with no interior mutability, so
+//! no run can change it for another.
+//!
+//! The SQLite store keeps one cache for the component text of run rows and one for the text of
+//! team documents (runs that start in the write that stores them take their component from the
+//! team); the PostgreSQL store keeps one for claims.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use aegis_core::ComponentModel;
+use crate::component::ComponentModel;
 
 /// Components kept. A server usually runs a handful of teams at a time, and comparing a text
 /// with each entry costs a length check and, for equal lengths, a memory comparison.
 const CAPACITY: usize = 16;
 
 /// The most recently used team components, newest first, each beside the text it came from.
+///
+/// Lookups compare the text with each entry, so a store that shares one cache between threads
+/// puts it behind a mutex and holds the lock only for the call.
 #[derive(Debug, Default)]
-pub(crate) struct ComponentCache {
+pub struct ComponentCache {
     entries: VecDeque<(String, Arc<ComponentModel>)>,
 }
 
 impl ComponentCache {
     /// Returns the component that `text` encodes, decoding it only when no cached entry has
     /// the same text.
-    pub(crate) fn get_or_decode(&mut self, text: String) -> Result<Arc<ComponentModel>, serde_json::Error> {
+    ///
+    /// # Errors
+    ///
+    /// Fails when `text` is not a component's JSON; nothing is cached then.
+    pub fn get_or_decode(&mut self, text: String) -> Result<Arc<ComponentModel>, serde_json::Error> {
         self.get_or_decode_with(text, |text| serde_json::from_str(text))
     }
 
     /// Returns the component that `decode` finds in `text`, calling it only when no cached
-    /// entry has the same text.
-    pub(crate) fn get_or_decode_with(
+    /// entry has the same text. A store uses it for texts that hold more than the component,
+    /// such as a team's whole document.
+    ///
+    /// # Errors
+    ///
+    /// Fails with the error of `decode`; nothing is cached then.
+    pub fn get_or_decode_with(
         &mut self,
         text: String,
         decode: impl FnOnce(&str) -> Result<ComponentModel, serde_json::Error>,
