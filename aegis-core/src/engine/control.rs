@@ -116,10 +116,12 @@ impl Running {
         }
     }
 
-    /// Forgets a run registered by [`Running::register_new`] that did not start here. The
-    /// entry is removed only while it is still `control`, because a declined run waits in the
-    /// queue and the dispatcher may have claimed and registered it meanwhile. Wakes the waiters
-    /// on the pool, because a shutdown may be waiting for this run.
+    /// Forgets a run whose worker is done with it, or one registered by
+    /// [`Running::register_new`] that did not start here. The entry is removed only while it
+    /// is still `control`: a declined run waits in the queue and the dispatcher may have
+    /// claimed and registered it meanwhile, and a run whose lease expired may have been claimed
+    /// again by this process while its first attempt winds down. Wakes the waiters on the pool,
+    /// because a shutdown may be waiting for this run.
     pub(crate) fn unregister(&self, run_id: Uuid, control: &Arc<RunControl>) {
         {
             let mut runs = lock(&self.runs);
@@ -128,11 +130,6 @@ impl Running {
             }
         }
         self.notify_change(run_id);
-    }
-
-    /// Forgets a run whose worker is done with it.
-    pub(crate) fn remove(&self, run_id: Uuid) {
-        lock(&self.runs).remove(&run_id);
     }
 
     /// Stops one run if this process executes it; returns whether it does.
@@ -270,6 +267,22 @@ mod tests {
         assert!(running.stop(run_id, Stop::Cancel("test".to_owned())), "the claimed run's control was removed");
         assert!(claimed.token.is_cancelled(), "the cancel did not reach the claimed run");
         assert!(!created.token.is_cancelled(), "the cancel reached the declined registration");
+    }
+
+    #[test]
+    fn stale_attempt_keeps_new_control() {
+        let running = Running::default();
+        let run_id = Uuid::now_v7();
+        let stale = running.register(run_id);
+
+        // The lease expired and this process claimed the run again before the first attempt ended.
+        let fresh = running.register(run_id);
+        running.unregister(run_id, &stale);
+        assert!(running.stop(run_id, Stop::Cancel("test".to_owned())), "the new attempt's control was removed");
+        assert!(fresh.token.is_cancelled(), "the cancel did not reach the new attempt");
+
+        running.unregister(run_id, &fresh);
+        assert!(!running.stop(run_id, Stop::Cancel("test".to_owned())), "the ended attempt is still registered");
     }
 
     #[test]

@@ -62,8 +62,7 @@ pub(crate) async fn execute(shared: &Arc<Shared>, spec: RunSpec, lease: Lease, c
         Ending::LeaseLost => tracing::warn!(%run_id, attempt, "lease lost; abandoning the run to its newer attempt"),
     }
 
-    shared.running.remove(run_id);
-    shared.running.notify_change(run_id);
+    shared.running.unregister(run_id, &control);
     // The session's next run may wait for this one to end, and the dispatcher would find it
     // only at its next poll.
     if session_limit(&spec.team_metadata).is_some() {
