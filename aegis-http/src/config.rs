@@ -16,6 +16,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use clap::error::{ContextKind, ContextValue};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
@@ -137,6 +138,31 @@ pub fn merge_config_file(
     Ok(Merged { matches: merged, applied })
 }
 
+/// Returns the environment variable that the value clap rejected in `error` came from, if it
+/// came from one. clap's message names only the flag, which misleads a user who never typed it.
+/// `args` is the command line that was parsed.
+pub fn rejected_env_variable(command: &Command, args: &[OsString], error: &clap::Error) -> Option<String> {
+    let Some(ContextValue::String(invalid)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    // clap writes the argument as `--name <VALUE>`.
+    let long = invalid.strip_prefix("--")?.split([' ', '=']).next()?;
+    let typed = args
+        .iter()
+        .filter_map(|arg| arg.to_str())
+        .any(|arg| arg.strip_prefix("--").is_some_and(|rest| rest == long || rest.starts_with(&format!("{long}="))));
+    if typed {
+        return None;
+    }
+
+    let arg = std::iter::once(command)
+        .chain(command.get_subcommands())
+        .flat_map(Command::get_arguments)
+        .find(|arg| arg.get_long() == Some(long))?;
+    let variable = arg.get_env()?;
+    std::env::var_os(variable).map(|_| variable.to_string_lossy().into_owned())
+}
+
 fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     text.parse::<toml::Table>()
@@ -198,7 +224,9 @@ fn scalar_text(value: &toml::Value) -> Result<String, String> {
     match value {
         toml::Value::String(text) => Ok(text.clone()),
         toml::Value::Integer(number) => Ok(number.to_string()),
-        toml::Value::Float(number) => Ok(number.to_string()),
+        // `Display` writes 4.0 as `4`, which an integer setting would take. `Debug` keeps the
+        // point, so only settings that take fractions accept a float.
+        toml::Value::Float(number) => Ok(format!("{number:?}")),
         toml::Value::Boolean(flag) => Ok(flag.to_string()),
         other => Err(format!("expected a string, number or boolean, got {}", other.type_str())),
     }
@@ -212,10 +240,14 @@ fn check_arguments(command: &Command, arguments: &[String]) -> Result<(), String
     parsed.map(drop).map_err(|error| first_line(&error.to_string()))
 }
 
-/// Keeps the first line of a clap error, without its `error: ` prefix and usage hints.
+/// Keeps the first line of a clap error, without its `error: ` prefix and usage hints, and
+/// the lines that list the possible values or suggest one.
 fn first_line(message: &str) -> String {
-    let line = message.lines().next().unwrap_or_default();
-    line.strip_prefix("error: ").unwrap_or(line).to_owned()
+    let mut lines = message.lines();
+    let first = lines.next().unwrap_or_default();
+    let mut shown = vec![first.strip_prefix("error: ").unwrap_or(first)];
+    shown.extend(lines.map(str::trim).filter(|line| line.starts_with("[possible values:") || line.starts_with("tip:")));
+    shown.join(" ")
 }
 
 #[cfg(test)]
@@ -244,7 +276,17 @@ mod tests {
             verbose: bool,
             #[arg(long)]
             origin: Vec<String>,
+            #[arg(long, value_enum, default_value_t = Mode::Negotiated)]
+            mode: Mode,
+            #[arg(long)]
+            rate: Option<f64>,
         },
+    }
+
+    #[derive(Clone, Copy, Debug, clap::ValueEnum)]
+    enum Mode {
+        Negotiated,
+        Http2,
     }
 
     fn merge(file: &str, flags: &[&str]) -> Result<(Cli, Vec<String>), ConfigError> {
@@ -292,6 +334,33 @@ mod tests {
         let ConfigError::InvalidValue { key, message, .. } = &error else { panic!("{error}") };
         assert_eq!(key, "workers");
         assert!(message.contains("many"), "{message}");
+    }
+
+    #[test]
+    fn float_for_integer_is_rejected() {
+        let error = merge("workers = 4.0\n", &[]).unwrap_err();
+        let ConfigError::InvalidValue { key, message, .. } = &error else { panic!("{error}") };
+        assert_eq!(key, "workers");
+        assert!(message.contains("4.0"), "{message}");
+    }
+
+    #[test]
+    fn float_for_fraction_is_kept() {
+        let (cli, _) = merge("rate = 2.5\n", &[]).unwrap();
+        let Sub::Serve { rate, .. } = cli.command;
+        assert_eq!(rate, Some(2.5));
+        let (cli, _) = merge("rate = 3.0\n", &[]).unwrap();
+        let Sub::Serve { rate, .. } = cli.command;
+        assert_eq!(rate, Some(3.0));
+    }
+
+    #[test]
+    fn bad_choice_lists_values() {
+        let error = merge("mode = \"http3\"\n", &[]).unwrap_err();
+        let ConfigError::InvalidValue { key, message, .. } = &error else { panic!("{error}") };
+        assert_eq!(key, "mode");
+        assert!(message.contains("http3"), "{message}");
+        assert!(message.contains("negotiated, http2"), "{message}");
     }
 
     #[test]
