@@ -277,6 +277,25 @@ async fn config_file_errors_name_the_key() {
     }
 }
 
+#[tokio::test]
+async fn env_errors_name_the_variable() {
+    let output = serve_with(&[], &[("AEGIS_WORKERS", "many")]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("--workers"), "{stderr}");
+    assert!(stderr.contains("environment variable AEGIS_WORKERS"), "{stderr}");
+
+    let output = serve_with(&["--workers", "many"], &[("AEGIS_WORKERS", "8")]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(!stderr.contains("environment variable"), "a typed flag is not blamed on the environment: {stderr}");
+
+    let output = serve_with(&[], &[("AEGIS_PROVIDER_HTTP", "http3")]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("environment variable AEGIS_PROVIDER_HTTP"), "{stderr}");
+    assert!(stderr.contains("negotiated"), "the possible values are listed: {stderr}");
+}
+
 /// Returns the long flags (without dashes) and environment variables that `aegis
 /// <subcommand> --help` lists, leaving out `--help`.
 async fn help_settings(subcommand: &str) -> (Vec<String>, Vec<String>) {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use aegis_http::config::merge_config_file;
+use aegis_http::config::{merge_config_file, rejected_env_variable};
 
 /// Parses the command line, then merges the TOML file of `subcommand`'s `--config` under its
 /// flags and environment variables. Returns the parsed command line and the file keys that
@@ -14,10 +14,25 @@ use aegis_http::config::merge_config_file;
 pub(crate) fn parse_with_config_file<C: Parser>(subcommand: &str) -> anyhow::Result<(C, Vec<String>)> {
     let command = C::command();
     let args: Vec<OsString> = std::env::args_os().collect();
-    let matches = command.clone().get_matches_from(args.clone());
+    let matches = match command.clone().try_get_matches_from(args.clone()) {
+        Ok(matches) => matches,
+        Err(error) => exit_with(&command, &args, &error),
+    };
     let merged = merge_config_file(&command, args, matches, subcommand)?;
     let cli = C::from_arg_matches(&merged.matches).unwrap_or_else(|error| error.exit());
     Ok((cli, merged.applied))
+}
+
+/// Prints clap's error and exits as `Parser::parse` does, naming the environment variable a
+/// rejected value came from.
+fn exit_with(command: &clap::Command, args: &[OsString], error: &clap::Error) -> ! {
+    let Some(variable) = rejected_env_variable(command, args, error) else {
+        error.exit();
+    };
+    // A failed write to stderr leaves nothing else to report to.
+    let _ = error.print();
+    eprintln!("note: the value comes from the environment variable {variable}; correct it or unset it");
+    std::process::exit(error.exit_code());
 }
 
 /// `aegis backup`: an online copy of an SQLite database.
