@@ -16,7 +16,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use clap::error::{ContextKind, ContextValue};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
@@ -142,25 +142,35 @@ pub fn merge_config_file(
 /// came from one. clap's message names only the flag, which misleads a user who never typed it.
 /// `args` is the command line that was parsed.
 pub fn rejected_env_variable(command: &Command, args: &[OsString], error: &clap::Error) -> Option<String> {
-    let Some(ContextValue::String(invalid)) = error.get(ContextKind::InvalidArg) else {
+    if !matches!(error.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
+        return None;
+    }
+    let invalid = error.get(ContextKind::InvalidArg)?;
+    let ContextValue::String(name) = invalid else {
         return None;
     };
     // clap writes the argument as `--name <VALUE>`.
-    let long = invalid.strip_prefix("--")?.split([' ', '=']).next()?;
-    let typed = args
-        .iter()
-        .filter_map(|arg| arg.to_str())
-        .any(|arg| arg.strip_prefix("--").is_some_and(|rest| rest == long || rest.starts_with(&format!("{long}="))));
-    if typed {
-        return None;
-    }
+    let long = name.strip_prefix("--")?.split([' ', '=']).next()?;
 
-    let arg = std::iter::once(command)
-        .chain(command.get_subcommands())
-        .flat_map(Command::get_arguments)
-        .find(|arg| arg.get_long() == Some(long))?;
+    // Subcommands may share a flag name with different variables (`--bind`), so only the
+    // subcommand on the command line is searched.
+    let subcommand = args.iter().skip(1).filter_map(|arg| arg.to_str()).find_map(|arg| command.find_subcommand(arg));
+    let arg = subcommand.unwrap_or(command).get_arguments().find(|arg| arg.get_long() == Some(long))?;
     let variable = arg.get_env()?;
-    std::env::var_os(variable).map(|_| variable.to_string_lossy().into_owned())
+    std::env::var_os(variable)?;
+
+    // Parsing again without the variable tells a value from the environment from one typed
+    // in any spelling of the flag: only the former makes this error go away.
+    let id = arg.get_id().clone();
+    let without_variable = match subcommand {
+        Some(sub) => command.clone().mut_subcommand(sub.get_name(), |sub| sub.mut_arg(&id, |arg| arg.env(None))),
+        None => command.clone().mut_arg(&id, |arg| arg.env(None)),
+    };
+    let same_error = match without_variable.try_get_matches_from(args.iter().cloned()) {
+        Ok(_) => false,
+        Err(again) => again.get(ContextKind::InvalidArg) == Some(invalid),
+    };
+    (!same_error).then(|| variable.to_string_lossy().into_owned())
 }
 
 fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
@@ -361,6 +371,7 @@ mod tests {
         assert_eq!(key, "mode");
         assert!(message.contains("http3"), "{message}");
         assert!(message.contains("negotiated, http2"), "{message}");
+        assert!(message.contains("a similar value exists"), "{message}");
     }
 
     #[test]

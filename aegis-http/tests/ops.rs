@@ -290,10 +290,33 @@ async fn env_errors_name_the_variable() {
     assert!(!output.status.success(), "{stderr}");
     assert!(!stderr.contains("environment variable"), "a typed flag is not blamed on the environment: {stderr}");
 
+    let output = serve_with(&["--workers=many"], &[("AEGIS_WORKERS", "8")]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(!stderr.contains("environment variable"), "`--flag=value` is typed too: {stderr}");
+
     let output = serve_with(&[], &[("AEGIS_PROVIDER_HTTP", "http3")]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("environment variable AEGIS_PROVIDER_HTTP"), "{stderr}");
-    assert!(stderr.contains("negotiated"), "the possible values are listed: {stderr}");
+
+    // Two settings that conflict are not a bad value, so no variable is blamed.
+    let output = serve_with(&[], &[("AEGIS_DB", "/tmp/x.db"), ("AEGIS_DATABASE_URL", "postgres://127.0.0.1/x")]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(!stderr.contains("environment variable"), "{stderr}");
+
+    // `--bind` belongs to two subcommands, each with its own variable.
+    let output = Command::new(AEGIS)
+        .arg("mock-provider")
+        .env("AEGIS_BIND", "127.0.0.1:0")
+        .env("AEGIS_MOCK_BIND", "nowhere")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("environment variable AEGIS_MOCK_BIND"), "{stderr}");
 }
 
 /// Returns the long flags (without dashes) and environment variables that `aegis

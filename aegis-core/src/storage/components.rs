@@ -25,8 +25,8 @@ const CAPACITY: usize = 16;
 
 /// The most recently used team components, newest first, each beside the text it came from.
 ///
-/// Lookups compare the text with each entry, so a store that shares one cache between threads
-/// puts it behind a mutex and holds the lock only for the call.
+/// A store that shares one cache between threads puts it behind a mutex. Lookups compare the
+/// text with each entry, so the lock is best held briefly.
 #[derive(Debug, Default)]
 pub struct ComponentCache {
     entries: VecDeque<(String, Arc<ComponentModel>)>,
@@ -56,11 +56,13 @@ impl ComponentCache {
         decode: impl FnOnce(&str) -> Result<ComponentModel, serde_json::Error>,
     ) -> Result<Arc<ComponentModel>, serde_json::Error> {
         if let Some(position) = self.entries.iter().position(|(cached, _)| *cached == text) {
-            let component = Arc::clone(&self.entries[position].1);
-            if position > 0 {
-                self.entries.swap(0, position);
+            // Moved to the front, so the entry that goes when the cache is full is the one
+            // used longest ago.
+            if let Some(entry) = self.entries.remove(position) {
+                let component = Arc::clone(&entry.1);
+                self.entries.push_front(entry);
+                return Ok(component);
             }
-            return Ok(component);
         }
 
         let component = Arc::new(decode(&text)?);
@@ -107,6 +109,23 @@ mod tests {
         assert_eq!(cache.entries.len(), CAPACITY);
         let again = cache.get_or_decode(text("0")).unwrap();
         assert!(!Arc::ptr_eq(&first, &again), "the first entry was evicted, so it is decoded anew");
+    }
+
+    #[test]
+    fn least_recently_used_leaves_first() {
+        let mut cache = ComponentCache::default();
+        let decoded: Vec<_> =
+            (0..CAPACITY).map(|index| cache.get_or_decode(text(&index.to_string())).unwrap()).collect();
+
+        // Using the oldest entry leaves the second oldest as the one to go.
+        cache.get_or_decode(text("0")).unwrap();
+        cache.get_or_decode(text("new")).unwrap();
+        let newest = cache.get_or_decode(text(&(CAPACITY - 1).to_string())).unwrap();
+        assert!(Arc::ptr_eq(&newest, &decoded[CAPACITY - 1]), "the newest entry was evicted");
+        let used = cache.get_or_decode(text("0")).unwrap();
+        assert!(Arc::ptr_eq(&used, &decoded[0]), "a recently used entry was evicted");
+        let oldest = cache.get_or_decode(text("1")).unwrap();
+        assert!(!Arc::ptr_eq(&oldest, &decoded[1]), "the entry used longest ago was kept");
     }
 
     #[test]
