@@ -170,6 +170,30 @@ async fn body_errors_name_field_and_fix() {
 }
 
 #[tokio::test]
+async fn model_timeout_out_of_range_is_422() {
+    let (server, _dir) = sqlite_server(|_| {}).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/api/v1/team", server.addr());
+
+    for timeout in [json!(1e300), json!(1e20), json!(-5), json!(0)] {
+        let mut team = common::team_body(None);
+        team["component"]["config"]["model_client"]["config"]["timeout"] = timeout.clone();
+        let (status, body) =
+            send(&client, Method::POST, &url, Some("application/json"), Body::from(team.to_string())).await;
+        assert_eq!(status, 422, "timeout {timeout}: {body}");
+        let message = first_error(&body)["message"].as_str().unwrap_or_default();
+        assert!(message.contains("timeout must be a number of seconds"), "timeout {timeout}: {body}");
+    }
+
+    let mut team = common::team_body(None);
+    team["component"]["config"]["model_client"]["config"]["timeout"] = json!(30.5);
+    let (status, body) =
+        send(&client, Method::POST, &url, Some("application/json"), Body::from(team.to_string())).await;
+    assert_eq!(status, 201, "{body}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn body_over_default_limit_is_413() {
     let (server, _dir) = sqlite_server(|_| {}).await;
     let client = reqwest::Client::new();
@@ -282,7 +306,10 @@ async fn configured_limit_applies_to_chunked_bodies() {
 
 #[tokio::test]
 async fn max_body_bytes_flag_sets_limit() {
-    let server = AegisProcess::start(&["--max-body-bytes".to_owned(), "200".to_owned()], "http://127.0.0.1:9").await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("aegis.db").to_string_lossy().into_owned();
+    let args = ["--db".to_owned(), db, "--max-body-bytes".to_owned(), "200".to_owned()];
+    let server = AegisProcess::start(&args, "http://127.0.0.1:9").await;
     let client = reqwest::Client::new();
     let url = format!("{}/api/v1/task", server.api.base);
 

@@ -117,7 +117,7 @@ impl AnthropicClient {
 
         let endpoint = endpoint_url("base_url", &base_url, "v1/messages")?;
         Ok(AnthropicClient {
-            transport: Transport::new("anthropic", http, parsed.timeout, parsed.max_retries),
+            transport: Transport::new("anthropic", http, parsed.timeout, parsed.max_retries)?,
             endpoint,
             api_key,
             model: parsed.model,

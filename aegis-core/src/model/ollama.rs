@@ -109,7 +109,7 @@ impl OllamaClient {
             .collect();
 
         Ok(OllamaClient {
-            transport: Transport::new("ollama", http, parsed.timeout, parsed.max_retries),
+            transport: Transport::new("ollama", http, parsed.timeout, parsed.max_retries)?,
             endpoint: format!("{}/api/chat", normalise_host(host)),
             model: parsed.model,
             options: parsed.options.unwrap_or_default(),

@@ -27,6 +27,10 @@ use crate::model::{ChunkSink, CreateResult, JsonOutput, ModelError, ModelErrorKi
 /// minutes.
 pub(crate) const DEFAULT_TIMEOUT_SECONDS: f64 = 60.0;
 
+/// The longest `timeout` a model client accepts, in seconds: a day, the longest run deadline.
+/// It also keeps the value within what a `Duration` can hold.
+pub(crate) const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
+
 /// Default number of retries after the first attempt, as in openai-python.
 pub(crate) const DEFAULT_MAX_RETRIES: u32 = 2;
 
@@ -48,20 +52,32 @@ pub(crate) struct Reply {
 
 impl Transport {
     /// Creates a transport from a component's `timeout` (seconds) and `max_retries`.
+    ///
+    /// # Errors
+    ///
+    /// Fails with a message for the component's config when `timeout` is not a number of
+    /// seconds above 0 and at most [`MAX_TIMEOUT_SECONDS`].
     pub(crate) fn new(
         provider: &'static str,
         http: reqwest::Client,
         timeout: Option<f64>,
         max_retries: Option<u32>,
-    ) -> Transport {
-        let seconds =
-            timeout.filter(|seconds| seconds.is_finite() && *seconds > 0.0).unwrap_or(DEFAULT_TIMEOUT_SECONDS);
-        Transport {
+    ) -> Result<Transport, String> {
+        let seconds = match timeout {
+            None => DEFAULT_TIMEOUT_SECONDS,
+            Some(seconds) if seconds > 0.0 && seconds <= MAX_TIMEOUT_SECONDS => seconds,
+            Some(seconds) => {
+                return Err(format!(
+                    "timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECONDS}, got {seconds}"
+                ));
+            }
+        };
+        Ok(Transport {
             http,
             timeout: Duration::from_secs_f64(seconds),
             retry: RetryPolicy::with_max_retries(max_retries.unwrap_or(DEFAULT_MAX_RETRIES)),
             provider,
-        }
+        })
     }
 
     /// Sends a request and reads its whole body within the deadline. Error statuses become

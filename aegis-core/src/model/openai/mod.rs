@@ -204,7 +204,7 @@ impl OpenAiClient {
             common.stream_options.filter(|value| !value.is_null()).unwrap_or_else(|| json!({"include_usage": true}));
 
         Ok(OpenAiClient {
-            transport: Transport::new(provider, http, common.timeout, common.max_retries),
+            transport: Transport::new(provider, http, common.timeout, common.max_retries)?,
             endpoint,
             api_key,
             key_header,
