@@ -55,14 +55,16 @@ mod tests {
     }
 }
 
-/// Returns whether a config key names a secret: `api_key`, `azure_ad_token`, `password`,
-/// `secret`, or a key ending in `_secret`, `_password` or `_api_key`. `max_tokens` and
+/// Returns whether a config key names a secret, in any letter case: `api_key`,
+/// `azure_ad_token`, `password`, `secret`, `token`, `access_token`, `private_key`, or a key
+/// ending in `_secret`, `_password`, `_api_key` or `_access_token`. `max_tokens` and
 /// `azure_ad_token_provider` are not secrets.
 pub fn is_secret_key(key: &str) -> bool {
-    matches!(key, "api_key" | "azure_ad_token" | "password" | "secret")
-        || key.ends_with("_secret")
-        || key.ends_with("_password")
-        || key.ends_with("_api_key")
+    let key = key.to_ascii_lowercase();
+    matches!(
+        key.as_str(),
+        "api_key" | "azure_ad_token" | "password" | "secret" | "token" | "access_token" | "private_key"
+    ) || ["_secret", "_password", "_api_key", "_access_token"].iter().any(|suffix| key.ends_with(suffix))
 }
 
 /// Returns whether an HTTP header name carries a credential (`Authorization`, `api-key`,
@@ -75,14 +77,15 @@ pub fn is_secret_header(name: &str) -> bool {
 }
 
 /// Replaces every secret string in a JSON tree (at any depth) with [`SECRET_MASK`]: values of
-/// secret keys (see [`is_secret_key`]) and credential headers inside `default_headers`.
+/// secret keys (see [`is_secret_key`]) and credential headers inside `default_headers` (the
+/// OpenAI and Anthropic clients) or `headers` (the Ollama client).
 pub fn mask_secrets(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
             for (key, child) in map.iter_mut() {
                 if is_secret_key(key) && child.is_string() {
                     *child = serde_json::Value::String(SECRET_MASK.to_owned());
-                } else if key == "default_headers" && child.is_object() {
+                } else if (key == "default_headers" || key == "headers") && child.is_object() {
                     mask_headers(child);
                 } else {
                     mask_secrets(child);
@@ -173,5 +176,25 @@ mod mask_tests {
         assert_eq!(value["default_headers"]["Authorization"], SECRET_MASK);
         assert_eq!(value["default_headers"]["X-Api-Key"], SECRET_MASK);
         assert_eq!(value["default_headers"]["X-Trace"], "t");
+    }
+
+    #[test]
+    fn masks_ollama_headers() {
+        let mut value = json!({"config": {"headers": {"Authorization": "Bearer sk", "X-Trace": "t"}}});
+        mask_secrets(&mut value);
+        assert_eq!(value["config"]["headers"]["Authorization"], SECRET_MASK);
+        assert_eq!(value["config"]["headers"]["X-Trace"], "t");
+    }
+
+    #[test]
+    fn masks_tokens_in_any_case() {
+        let mut value = json!({"API_KEY": "a", "token": "b", "access_token": "c", "private_key": "d",
+            "github_access_token": "e", "max_tokens": 5, "token_limit": 7});
+        mask_secrets(&mut value);
+        for key in ["API_KEY", "token", "access_token", "private_key", "github_access_token"] {
+            assert_eq!(value[key], SECRET_MASK, "{key}");
+        }
+        assert_eq!(value["max_tokens"], 5);
+        assert_eq!(value["token_limit"], 7);
     }
 }
