@@ -278,6 +278,23 @@ async fn config_file_errors_name_the_key() {
 }
 
 #[tokio::test]
+async fn second_server_on_one_file_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("aegis.db").to_string_lossy().into_owned();
+    let first = AegisProcess::start(&["--db".to_owned(), db.clone()], "http://127.0.0.1:9").await;
+
+    let output = serve_with(&["--db", &db], &[]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+
+    // The kernel releases the lock of a killed process, so a restart needs no clean-up.
+    first.kill().await;
+    let output = serve_with(&["--db", &db], &[]).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test]
 async fn env_errors_name_the_variable() {
     let output = serve_with(&[], &[("AEGIS_WORKERS", "many")]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);

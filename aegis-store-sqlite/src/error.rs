@@ -27,6 +27,19 @@ pub enum StoreOpenError {
         #[source]
         source: BoxError,
     },
+    /// Another store, usually another `aegis serve` process, has the file open. A second
+    /// writer would re-queue the first one's runs as if that process had died.
+    #[error(
+        "the sqlite database {} is in use by another process (its lock file {} is held); stop that process or use another file",
+        path.display(),
+        lock.display()
+    )]
+    InUse {
+        /// The database file.
+        path: PathBuf,
+        /// The lock file beside it.
+        lock: PathBuf,
+    },
     /// The file cannot be put in WAL mode, which the store's readers and writer rely on.
     #[error(
         "the sqlite database {} cannot use WAL mode (journal_mode is {journal_mode}); use a file on a local file system",

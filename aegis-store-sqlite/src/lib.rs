@@ -67,6 +67,7 @@ mod documents;
 mod error;
 mod events;
 mod listing;
+mod lock;
 mod probe;
 mod reader;
 mod runs;
@@ -95,6 +96,7 @@ use error::corrupt;
 pub use schema::SCHEMA_VERSION;
 
 use documents::{Document, Table};
+use lock::FileLock;
 use reader::ReaderPool;
 use runs::{EncodedClaim, EncodedRun, Requeue};
 use writer::Writer;
@@ -112,6 +114,8 @@ pub struct SqliteStore {
     /// Components of teams, keyed by the text of the team's document, for runs that start
     /// in the write that stores them.
     team_components: Arc<Mutex<ComponentCache>>,
+    /// Held while the store is open, so no second store writes the file.
+    _lock: FileLock,
 }
 
 impl SqliteStore {
@@ -125,6 +129,7 @@ impl SqliteStore {
     pub async fn open(path: impl AsRef<Path>, config: SqliteConfig) -> Result<SqliteStore, StoreOpenError> {
         config.validate()?;
         let path = path.as_ref().to_owned();
+        let lock = FileLock::acquire(&path)?;
 
         // The writer creates and migrates the file, so it must be ready before the
         // read-only connections open it.
@@ -138,6 +143,7 @@ impl SqliteStore {
             requeued_on_open,
             components: Arc::default(),
             team_components: Arc::default(),
+            _lock: lock,
         })
     }
 

@@ -130,6 +130,21 @@ async fn run_claimed_at_insert_is_requeued_after_crash() {
 }
 
 #[tokio::test]
+async fn second_open_waits_for_first_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aegis.db");
+    let first = SqliteStore::open_default(&path).await.unwrap();
+
+    let error = SqliteStore::open_default(&path).await.unwrap_err();
+    assert!(matches!(error, StoreOpenError::InUse { .. }), "{error}");
+    assert!(error.to_string().contains("in use by another process"), "{error}");
+
+    first.close().await;
+    let reopened = SqliteStore::open_default(&path).await.unwrap();
+    reopened.close().await;
+}
+
+#[tokio::test]
 async fn team_component_is_shared_until_the_team_changes() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open_default(dir.path().join("aegis.db")).await.unwrap();
