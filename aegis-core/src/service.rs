@@ -648,8 +648,12 @@ impl Aegis {
     /// messages, and returns their ids.
     pub async fn delete_runs_older_than(&self, age: Duration, limit: usize) -> Result<Vec<Uuid>, Error> {
         let now = Timestamp::now().as_datetime();
-        let cutoff = Timestamp::from_datetime(now - time::Duration::try_from(age).unwrap_or(time::Duration::MAX));
-        Ok(self.shared.storage.delete_finished_runs(cutoff, limit).await?)
+        let cutoff = time::Duration::try_from(age).ok().and_then(|age| now.checked_sub(age));
+        // An age reaching past the earliest representable time leaves no run old enough.
+        let Some(cutoff) = cutoff else {
+            return Ok(Vec::new());
+        };
+        Ok(self.shared.storage.delete_finished_runs(Timestamp::from_datetime(cutoff), limit).await?)
     }
 
     /// Reads a run with the messages produced so far and its `estimated_completion_time`.

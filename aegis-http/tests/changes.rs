@@ -341,3 +341,12 @@ async fn delete_checks_dependants() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn retention_past_earliest_time_deletes_nothing() {
+    let (_app, aegis, _dir) = router().await;
+    for age in [std::time::Duration::MAX, std::time::Duration::from_secs(36_500 * 86_400)] {
+        let deleted = aegis.delete_runs_older_than(age, 100).await.unwrap();
+        assert!(deleted.is_empty(), "{age:?}");
+    }
+}

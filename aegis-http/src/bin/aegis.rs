@@ -111,8 +111,8 @@ struct ServeArgs {
     shutdown_grace: u64,
 
     /// Days after which terminal runs (complete, error, stopped) are deleted with their
-    /// messages, checked hourly; 0 keeps runs forever.
-    #[arg(long, env = "AEGIS_RETENTION_DAYS", default_value_t = 0)]
+    /// messages, checked hourly; 0 keeps runs forever. At most 36500.
+    #[arg(long, env = "AEGIS_RETENTION_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=36_500))]
     retention_days: u64,
 
     /// The largest request body accepted, in bytes; a larger body gets 413.
