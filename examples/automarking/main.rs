@@ -33,9 +33,9 @@ struct Args {
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/saf-sample.jsonl"))]
     answers: PathBuf,
 
-    /// Mark only the first N answers.
-    #[arg(long)]
-    limit: Option<usize>,
+    /// Mark only the first N answers, at least 1.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    limit: Option<u64>,
 
     /// SQLite database file of the in-process server.
     #[arg(long, default_value = "./aegis.db")]
@@ -131,7 +131,7 @@ fn provider_host() -> String {
     std::env::var("OPENAI_BASE_URL").unwrap_or_else(|_| aegis::core::model::OPENAI_DEFAULT_BASE_URL.to_owned())
 }
 
-fn read_answers(path: &PathBuf, limit: Option<usize>) -> anyhow::Result<Vec<GradedAnswer>> {
+fn read_answers(path: &PathBuf, limit: Option<u64>) -> anyhow::Result<Vec<GradedAnswer>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {} failed", path.display()))?;
     let mut answers = Vec::new();
     for (index, line) in text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
@@ -139,7 +139,7 @@ fn read_answers(path: &PathBuf, limit: Option<usize>) -> anyhow::Result<Vec<Grad
             .with_context(|| format!("{} line {} is not a graded answer", path.display(), index + 1))?;
         answers.push(answer);
     }
-    answers.truncate(limit.unwrap_or(usize::MAX));
+    answers.truncate(limit.map_or(usize::MAX, |limit| usize::try_from(limit).unwrap_or(usize::MAX)));
     if answers.is_empty() {
         bail!("{} contains no answers; give a JSONL file of graded answers", path.display());
     }
