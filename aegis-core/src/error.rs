@@ -208,6 +208,9 @@ fn summarise(errors: &[FieldError]) -> String {
     match errors {
         [] => "invalid request".to_owned(),
         [only] => format!("invalid field {}: {}", only.field, only.message),
+        [first, second] => {
+            format!("invalid field {}: {} (and 1 more problem, in {})", first.field, first.message, second.field)
+        }
         [first, rest @ ..] => {
             format!("invalid field {}: {} (and {} more problems)", first.field, first.message, rest.len())
         }
@@ -224,6 +227,14 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_counts_problems() {
+        let error = |field: &str| FieldError::new(field, "invalid_value", "is wrong");
+        assert_eq!(summarise(&[error("a")]), "invalid field a: is wrong");
+        assert_eq!(summarise(&[error("a"), error("b")]), "invalid field a: is wrong (and 1 more problem, in b)");
+        assert_eq!(summarise(&[error("a"), error("b"), error("c")]), "invalid field a: is wrong (and 2 more problems)");
+    }
 
     #[test]
     fn serde_types_become_json_types() {

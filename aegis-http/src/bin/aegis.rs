@@ -75,8 +75,8 @@ struct ServeArgs {
     bind: SocketAddr,
 
     /// Runs executed at once by this process.
-    #[arg(long, env = "AEGIS_WORKERS", default_value_t = 256)]
-    workers: usize,
+    #[arg(long, env = "AEGIS_WORKERS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    workers: u64,
 
     /// Deadline of one run, in seconds; a run still going then ends with RunTimeoutError.
     #[arg(long, env = "AEGIS_RUN_TIMEOUT", default_value_t = 600)]
@@ -98,12 +98,12 @@ struct ServeArgs {
     poll_ms: u64,
 
     /// Attempts a run gets; a run interrupted this many times ends as error.
-    #[arg(long, env = "AEGIS_MAX_ATTEMPTS", default_value_t = 3)]
+    #[arg(long, env = "AEGIS_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     max_attempts: u32,
 
     /// Items of one batch run executed at once.
-    #[arg(long, env = "AEGIS_BATCH_CONCURRENCY", default_value_t = 8)]
-    batch_concurrency: usize,
+    #[arg(long, env = "AEGIS_BATCH_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_concurrency: u64,
 
     /// Seconds that shutdown (SIGTERM or SIGINT) lets executing runs finish before it hands
     /// them back to the queue for the next start.
@@ -214,13 +214,14 @@ fn run_serve(args: ServeArgs, config_keys: &[String]) -> anyhow::Result<()> {
         None => StoreChoice::Sqlite(args.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB))),
     };
     let mut config = ServeConfig::with_store(store, args.bind);
-    config.engine.workers = args.workers;
+    config.engine.workers = usize::try_from(args.workers).context("--workers is too large for this machine")?;
     config.engine.run_timeout = Duration::from_secs(args.run_timeout);
     config.engine.lease = Duration::from_millis(args.lease_ms);
     config.engine.heartbeat = Duration::from_millis(args.heartbeat_ms);
     config.engine.poll_interval = Duration::from_millis(args.poll_ms.max(1));
     config.engine.max_attempts = args.max_attempts;
-    config.engine.batch_concurrency = args.batch_concurrency;
+    config.engine.batch_concurrency =
+        usize::try_from(args.batch_concurrency).context("--batch-concurrency is too large for this machine")?;
     config.allowed_model_hosts = args.allow_model_hosts;
     config.provider_http.version = match args.provider_http {
         ProviderHttpArg::Negotiated => ProviderHttpVersion::Negotiated,
