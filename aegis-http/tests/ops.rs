@@ -295,6 +295,16 @@ async fn second_server_on_one_file_is_refused() {
 }
 
 #[tokio::test]
+async fn bad_log_filter_is_reported() {
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("aegis.db").to_string_lossy().into_owned();
+    let output = serve_with(&["--db", &db], &[("AEGIS_LOG", "garbage=[[")]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("AEGIS_LOG is not a valid filter"), "{stderr}");
+}
+
+#[tokio::test]
 async fn env_errors_name_the_variable() {
     let output = serve_with(&[], &[("AEGIS_WORKERS", "many")]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);

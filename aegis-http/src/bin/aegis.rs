@@ -247,7 +247,15 @@ fn run_serve(args: ServeArgs, config_keys: &[String]) -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("AEGIS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // An unset AEGIS_LOG means the default; a set one that does not parse is reported once
+    // the subscriber is up, so the warning goes out in the chosen format.
+    let (filter, rejected) = match std::env::var("AEGIS_LOG") {
+        Err(_) => (EnvFilter::new("info"), None),
+        Ok(directives) => match EnvFilter::try_new(&directives) {
+            Ok(filter) => (filter, None),
+            Err(error) => (EnvFilter::new("info"), Some(error)),
+        },
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -255,6 +263,9 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+    if let Some(error) = rejected {
+        tracing::warn!(%error, "AEGIS_LOG is not a valid filter such as `info` or `aegis_core=debug`; logging at info");
     }
 }
 
