@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aegis_core::storage::testkit::{run_spec, session, task, team};
 use aegis_core::storage::{ListFilter, RunFilter, RunOutcome, StorageErrorKind};
-use aegis_core::{AgentMessage, RunStatus, Storage, TeamResult, Timestamp};
+use aegis_core::{AgentMessage, RunStatus, Session, Storage, Task, Team, TeamResult, Timestamp};
 use aegis_store_postgres::testing::TestDatabase;
 use aegis_store_postgres::{PostgresConfig, PostgresStore, SCHEMA_VERSION, StoreOpenError};
 use futures::future::join_all;
@@ -23,6 +23,15 @@ const LONG_LEASE: Duration = Duration::from_secs(3600);
 
 async fn connect(database: &TestDatabase) -> PostgresStore {
     PostgresStore::connect(database.url(), PostgresConfig::default().with_pool_size(4)).await.unwrap()
+}
+
+/// Stores `task`, `team` and a session of the two, and returns the session.
+async fn insert_session_of(store: &PostgresStore, task: &Task, team: &Team) -> Session {
+    let session = session(task, team);
+    store.insert_task(task).await.unwrap();
+    store.insert_team(team).await.unwrap();
+    store.insert_session(&session).await.unwrap();
+    session
 }
 
 async fn admin(database: &TestDatabase) -> tokio_postgres::Client {
@@ -166,11 +175,7 @@ async fn claims_share_team_component() {
         return;
     };
     let store = connect(&database).await;
-    let (task, team) = (task("shared"), team("shared"));
-    let session = session(&task, &team);
-    store.insert_task(&task).await.unwrap();
-    store.insert_team(&team).await.unwrap();
-    store.insert_session(&session).await.unwrap();
+    let session = insert_session_of(&store, &task("shared"), &team("shared")).await;
     let spec = run_spec(&session);
     store.insert_run(&spec).await.unwrap();
     store.insert_run(&run_spec(&session)).await.unwrap();
@@ -232,10 +237,7 @@ async fn listing_migration_fills_existing_rows() {
     let mut task = task("migrated");
     task.archived = true;
     let team = team("migrated");
-    let session = session(&task, &team);
-    store.insert_task(&task).await.unwrap();
-    store.insert_team(&team).await.unwrap();
-    store.insert_session(&session).await.unwrap();
+    let session = insert_session_of(&store, &task, &team).await;
     let spec = run_spec(&session);
     store.insert_run(&spec).await.unwrap();
     let (_, lease) = store.claim_run("migration", LONG_LEASE).await.unwrap().unwrap();
