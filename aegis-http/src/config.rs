@@ -159,8 +159,8 @@ pub fn rejected_env_variable(command: &Command, args: &[OsString], error: &clap:
     let variable = arg.get_env()?;
     std::env::var_os(variable)?;
 
-    // Parsing again without the variable tells a value from the environment from one typed
-    // in any spelling of the flag: only the former makes this error go away.
+    // Parse again without the variable. If the error goes away, the value came from the
+    // environment, whatever spelling of the flag the command line used.
     let id = arg.get_id().clone();
     let without_variable = match subcommand {
         Some(sub) => command.clone().mut_subcommand(sub.get_name(), |sub| sub.mut_arg(&id, |arg| arg.env(None))),
@@ -255,9 +255,10 @@ fn check_arguments(command: &Command, arguments: &[String]) -> Result<(), String
 fn first_line(message: &str) -> String {
     let mut lines = message.lines();
     let first = lines.next().unwrap_or_default();
-    let mut shown = vec![first.strip_prefix("error: ").unwrap_or(first)];
-    shown.extend(lines.map(str::trim).filter(|line| line.starts_with("[possible values:") || line.starts_with("tip:")));
-    shown.join(" ")
+    let mut kept_lines = vec![first.strip_prefix("error: ").unwrap_or(first)];
+    kept_lines
+        .extend(lines.map(str::trim).filter(|line| line.starts_with("[possible values:") || line.starts_with("tip:")));
+    kept_lines.join(" ")
 }
 
 #[cfg(test)]

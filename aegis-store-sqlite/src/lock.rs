@@ -7,9 +7,9 @@
 //! an exclusive advisory lock on `<database>.lock` while it is open. The kernel releases it
 //! when the process ends, a crash included, so a restart after `kill -9` opens at once.
 //!
-//! The lock is on a file of its own rather than on the database: on Linux, closing any
+//! The lock is on a file of its own rather than on the database. On Linux, closing any
 //! descriptor of a file drops every POSIX lock the process holds on it, SQLite's own
-//! included, so the store never opens a second descriptor of the database.
+//! included. So the store never opens a second descriptor of the database.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};

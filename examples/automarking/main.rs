@@ -33,7 +33,7 @@ struct Args {
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/saf-sample.jsonl"))]
     answers: PathBuf,
 
-    /// Mark only the first N answers, at least 1.
+    /// Number of answers to mark, from the start of the file; at least 1.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     limit: Option<u64>,
 

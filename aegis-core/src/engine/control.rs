@@ -118,10 +118,10 @@ impl Running {
 
     /// Forgets a run whose worker is done with it, or one registered by
     /// [`Running::register_new`] that did not start here. The entry is removed only while it
-    /// is still `control`: a declined run waits in the queue and the dispatcher may have
-    /// claimed and registered it meanwhile, and a run whose lease expired may have been claimed
-    /// again by this process while its first attempt winds down. Wakes the waiters on the pool,
-    /// because a shutdown may be waiting for this run.
+    /// is still `control`. A declined run waits in the queue, and the dispatcher may have
+    /// claimed and registered it meanwhile. A run whose lease expired may also have been
+    /// claimed again by this process while its first attempt winds down. Wakes the waiters on
+    /// the pool, because a shutdown may be waiting for this run.
     pub(crate) fn unregister(&self, run_id: Uuid, control: &Arc<RunControl>) {
         {
             let mut runs = lock(&self.runs);

@@ -10,9 +10,9 @@
 //! be served from an old entry. The copy sits behind an `Arc` with no interior mutability, so
 //! no run can change it for another.
 //!
-//! The SQLite store keeps one cache for the component text of run rows and one for the text of
-//! team documents (runs that start in the write that stores them take their component from the
-//! team); the PostgreSQL store keeps one for claims.
+//! The SQLite store keeps two caches. One is keyed by the component text of run rows, the
+//! other by the text of team documents, because a run that starts in the write that stores it
+//! takes its component from the team. The PostgreSQL store keeps one cache, for claims.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -44,7 +44,7 @@ impl ComponentCache {
     }
 
     /// Returns the component that `decode` finds in `text`, calling it only when no cached
-    /// entry has the same text. A store uses it for texts that hold more than the component,
+    /// entry has the same text. A store uses it for texts that contain more than the component,
     /// such as a team's whole document.
     ///
     /// # Errors

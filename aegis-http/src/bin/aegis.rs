@@ -247,7 +247,7 @@ fn run_serve(args: ServeArgs, config_keys: &[String]) -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
-    // An unset AEGIS_LOG means the default; a set one that does not parse is reported once
+    // An unset AEGIS_LOG means the default. A filter that does not parse is reported once
     // the subscriber is up, so the warning goes out in the chosen format.
     let (filter, rejected) = match std::env::var("AEGIS_LOG") {
         Err(_) => (EnvFilter::new("info"), None),
